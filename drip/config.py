@@ -1,0 +1,255 @@
+"""Settings from DRIP_* environment variables over drip.toml over defaults, read when called."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from drip.errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+CONFIG_FILE = "drip.toml"
+
+
+def _url(value: str) -> str:
+    return value.strip()
+
+
+def _database_url(value: str) -> str:
+    value = value.strip()
+    if not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://", "postgres://")):
+        raise ValueError("not a database URL like sqlite:///drip.db or postgresql://host/db")
+    if value.startswith("postgres://"):
+        value = "postgresql://" + value[len("postgres://") :]
+    if value.startswith("postgresql://"):
+        value = "postgresql+psycopg://" + value[len("postgresql://") :]
+    return value
+
+
+def _mail_url(value: str) -> str:
+    value = value.strip()
+    if value.startswith("outbox:"):
+        if not value[len("outbox:") :]:
+            raise ValueError("outbox needs a folder, like outbox:outbox")
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError("not a mail URL like outbox:outbox, smtp://user:pass@host:587 or smtps://host:465")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError("the port is not a number between 1 and 65535") from None
+    return value
+
+
+def _from(value: str) -> str:
+    name, addr = parseaddr(value)
+    if "@" not in addr or any(c in value for c in "\r\n"):
+        raise ValueError('not a sender like "Drip Lessons <lessons@example.com>"')
+    return value.strip()
+
+
+def _base_url(value: str) -> str:
+    value = value.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not a public base URL like https://learn.example.com")
+    return value
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError("must be a number greater than 0")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError("must be 0 (no limit) or a positive number")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be a whole number greater than 0")
+    return number
+
+
+def _path(value: str) -> str:
+    return value.strip()
+
+
+def _secret(value: str) -> str:
+    if len(value) < 16:
+        raise ValueError("is too short: use at least 16 random characters (drip init writes one)")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its name, default, parser, help line and whether it is secret."""
+
+    name: str
+    default: str
+    parse: Callable[[str], Any]
+    help: str
+    fix: str
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        return "DRIP_" + self.name.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("database_url", "sqlite:///drip.db", _database_url, "Database URL (SQLite file or PostgreSQL).", "use sqlite:///drip.db or postgresql://user@host/db"),
+    Setting("mail_url", "outbox:outbox", _mail_url, "Where mail goes: outbox:FOLDER, smtp://user:pass@host:587 (STARTTLS), smtps://host:465.", "use outbox:outbox or smtp://user:pass@host:587", secret=True),
+    Setting("from", "drip <lessons@drip.localhost>", _from, "Sender address and display name.", 'use "Name <address@example.com>"'),
+    Setting("base_url", "http://127.0.0.1:8080", _base_url, "Public base URL of the tracking web endpoint, used in every link.", "use https://learn.example.com"),
+    Setting("secret_key", "", _secret, "Key that signs link tokens (drip init writes one to drip.toml).", "run drip init, or set 16+ random characters", secret=True),
+    Setting("lessons_dir", "", _path, "Folder of courses; default ./lessons if it exists, else the packaged ones.", "name an existing folder"),
+    Setting("templates_dir", "", _path, "Folder of templates; default ./templates if it exists, else the packaged ones.", "name an existing folder"),
+    Setting("tick_seconds", "30", _positive_float, "Seconds between dispatcher passes in drip run.", "use a number like 30"),
+    Setting("batch_size", "200", _positive_int, "Enrollments claimed per batch.", "use a whole number like 200"),
+    Setting("lease_seconds", "300", _positive_float, "How long a claim holds before another worker may take it.", "use a number like 300"),
+    Setting("retry_lifetime_hours", "72", _positive_float, "Give up on a temporarily failing delivery after this many hours.", "use a number like 72"),
+    Setting("smtp_timeout", "30", _positive_float, "Seconds to wait for each SMTP command.", "use a number like 30"),
+    Setting("smtp_max_per_second", "0", _non_negative_float, "Messages per second per worker (0: no limit).", "use 0 or a number like 10"),
+    Setting("web_host", "127.0.0.1", _url, "Address the web endpoint listens on.", "use 127.0.0.1 or 0.0.0.0"),
+    Setting("web_port", "8080", _positive_int, "Port the web endpoint listens on.", "use a port like 8080"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective settings; build with load_settings()."""
+
+    values: Mapping[str, Any]
+    sources: Mapping[str, str] = field(default_factory=dict)
+    config_file: Path | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __repr__(self) -> str:
+        shown = {s.name: (mask(s, self.values[s.name])) for s in SETTINGS}
+        return f"Settings({shown})"
+
+    @property
+    def sender(self) -> str:
+        return str(self.values["from"])
+
+    @property
+    def lessons_path(self) -> Path:
+        return resource_dir(self.values["lessons_dir"], "lessons")
+
+    @property
+    def templates_path(self) -> Path:
+        return resource_dir(self.values["templates_dir"], "templates")
+
+    def replace(self, **changes: Any) -> Settings:
+        values = dict(self.values)
+        values.update(changes)
+        return Settings(values, self.sources, self.config_file)
+
+
+def mask(setting: Setting, value: Any) -> str:
+    """Return the value as text with any secret hidden."""
+    text = str(value)
+    if not setting.secret or not text:
+        return text
+    if setting.name == "mail_url" and "://" in text:
+        parts = urlsplit(text)
+        if parts.password:
+            return text.replace(":" + parts.password + "@", ":****@")
+        return text
+    return "****"
+
+
+def resource_dir(configured: str, name: str) -> Path:
+    """Find the templates or lessons folder: configured, ./NAME, the package's, or the checkout's."""
+    if configured:
+        path = Path(configured).expanduser()
+        if not path.is_dir():
+            raise ConfigError(
+                f"DRIP_{name.upper()}_DIR has value '{configured}': no such folder; name an existing folder"
+            )
+        return path
+    for candidate in (Path.cwd() / name, PACKAGE_DIR / "_data" / name, PACKAGE_DIR.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError(f"no {name} folder found; set DRIP_{name.upper()}_DIR")
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read drip.toml, naming the file and line on a syntax error."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}; fix the TOML syntax") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    known = {s.name for s in SETTINGS}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown setting '{unknown[0]}'; known settings are: {', '.join(sorted(known))}"
+        )
+    return data
+
+
+def load_settings(env: Mapping[str, str] | None = None, config_path: Path | None = None) -> Settings:
+    """Read the settings now from the environment, drip.toml and the defaults."""
+    env = os.environ if env is None else env
+    if config_path is None:
+        config_path = Path(env.get("DRIP_CONFIG", CONFIG_FILE))
+    file_values = read_config_file(config_path) if config_path.is_file() else {}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for setting in SETTINGS:
+        if setting.env in env:
+            raw, source, where = env[setting.env], "env", setting.env
+        elif setting.name in file_values:
+            raw, source, where = str(file_values[setting.name]), "file", f"{config_path}: {setting.name}"
+        else:
+            raw, source, where = setting.default, "default", setting.env
+        if setting.name == "secret_key" and raw == "":
+            values[setting.name] = ""
+            sources[setting.name] = source
+            continue
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            shown = mask(setting, raw)
+            reason = str(exc)
+            if reason.startswith(("could not convert", "invalid literal")):
+                reason = "not a number"
+            raise ConfigError(f"{where} has value '{shown}': {reason}; {setting.fix}") from None
+        sources[setting.name] = source
+    return Settings(values, sources, config_path if config_path.is_file() else None)
+
+
+def require_secret(settings: Settings) -> str:
+    """Return the signing key or say how to make one."""
+    key = settings.values.get("secret_key", "")
+    if not key:
+        raise ConfigError("DRIP_SECRET_KEY is not set; run `drip init` to write one to drip.toml")
+    return str(key)
+
+
+def setting_names() -> list[str]:
+    """Return every DRIP_* variable name drip reads."""
+    return [s.env for s in SETTINGS] + ["DRIP_CONFIG"]
+

@@ -1,0 +1,363 @@
+"""Load and validate courses: lessons/<course>/course.yml and NN-slug.md lesson files."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drip.errors import CurriculumError, NotFound
+
+LESSON_FILE = re.compile(r"^(\d{2,3})-([a-z0-9]+(?:-[a-z0-9]+)*)\.md$")
+COURSE_FILE = "course.yml"
+WORDS_PER_MINUTE = 200
+WORD = re.compile(r"[\w'’-]+")
+
+DEFAULT_RULES: dict[str, Any] = {
+    "max_title": 60,
+    "max_summary": 110,
+    "min_words": 0,
+    "max_words": 400,
+    "require_check": False,
+    "min_options": 2,
+    "max_options": 5,
+}
+
+# Words that signal hype or unexplained jargon to a busy, sceptical reader.
+WATCH_WORDS = (
+    "game-changer", "game changer", "revolutionary", "revolutionise", "revolutionize", "viral",
+    "synergy", "synergies", "disrupt", "disruptive", "leverage", "ninja", "guru", "rockstar",
+    "unprecedented", "skyrocket", "paradigm", "growth hack", "thought leader", "best-in-class",
+    "cutting-edge", "world-class", "next-gen", "omnichannel", "engagement rate", "CTR", "CPM",
+    "KPI", "SEO", "UGC",
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a course, with its file and line."""
+
+    path: Path
+    line: int
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.severity}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Check:
+    """The one-question check of a lesson."""
+
+    question: str
+    options: tuple[str, ...]
+    answer: int
+    explanation: str
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """One lesson: its identity is the slug, its place in the course is the number."""
+
+    course: str
+    number: int
+    slug: str
+    title: str
+    summary: str
+    takeaway: str
+    body: str
+    body_line: int
+    check: Check | None
+    path: Path
+    content_hash: str
+
+    @property
+    def words(self) -> int:
+        return len(WORD.findall(self.body))
+
+    @property
+    def minutes(self) -> int:
+        return max(1, math.ceil(self.words / WORDS_PER_MINUTE))
+
+
+@dataclass(frozen=True)
+class Course:
+    """A course: its metadata and its lessons in order."""
+
+    slug: str
+    title: str
+    description: str
+    audience: str
+    lessons: tuple[Lesson, ...]
+    path: Path
+    rules: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[Problem, ...] = ()
+
+    def lesson(self, slug: str) -> Lesson:
+        """Return the lesson with this slug."""
+        for lesson in self.lessons:
+            if lesson.slug == slug:
+                return lesson
+        known = ", ".join(x.slug for x in self.lessons)
+        raise NotFound(f"course '{self.slug}' has no lesson '{slug}'; its lessons are: {known}")
+
+    def position(self, slug: str) -> int:
+        """Return the 1-based place of a lesson in the course."""
+        return [x.slug for x in self.lessons].index(slug) + 1
+
+
+def course_slugs(root: Path) -> list[str]:
+    """List the course folders under the lessons root."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / COURSE_FILE).is_file())
+
+
+def load_course(root: Path, slug: str) -> Course:
+    """Load and validate one course; raise CurriculumError listing every problem."""
+    course, problems = inspect_course(root, slug)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors or course is None:
+        raise CurriculumError(errors)
+    return course
+
+
+def inspect_course(root: Path, slug: str) -> tuple[Course | None, list[Problem]]:
+    """Load a course and return it (None on errors) with every problem and warning found."""
+    folder = root / slug
+    if not (folder / COURSE_FILE).is_file():
+        known = ", ".join(course_slugs(root)) if root.is_dir() else "none"
+        raise NotFound(f"no course '{slug}' in {root} (no {slug}/{COURSE_FILE}); courses: {known}")
+    problems: list[Problem] = []
+    meta = _load_course_meta(folder / COURSE_FILE, problems)
+    rules = dict(DEFAULT_RULES)
+    rules.update(meta.get("rules") or {})
+    lessons: list[Lesson] = []
+    numbers: dict[int, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name == COURSE_FILE or path.name.startswith(".") or path.is_dir():
+            continue
+        match = LESSON_FILE.match(path.name)
+        if not match:
+            if path.suffix == ".md":
+                problems.append(
+                    Problem(path, 1, "lesson files are named NN-slug.md, like 03-strategy-first.md")
+                )
+            continue
+        number = int(match.group(1))
+        if number in numbers:
+            problems.append(
+                Problem(path, 1, f"lesson number {number:02d} is also used by {numbers[number].name}; renumber one")
+            )
+        numbers[number] = path
+        lesson = _load_lesson(slug, number, match.group(2), path, rules, problems)
+        if lesson is not None:
+            lessons.append(lesson)
+    if not numbers:
+        problems.append(Problem(folder / COURSE_FILE, 1, "the course has no lessons (NN-slug.md files)"))
+    lessons.sort(key=lambda x: x.number)
+    errors = [p for p in problems if p.severity == "error"]
+    warnings = tuple(p for p in problems if p.severity == "warning")
+    if errors:
+        return None, problems
+    course = Course(
+        slug=slug,
+        title=str(meta.get("title", slug)),
+        description=str(meta.get("description", "")).strip(),
+        audience=str(meta.get("audience", "")).strip(),
+        lessons=tuple(lessons),
+        path=folder,
+        rules=rules,
+        warnings=warnings,
+    )
+    return course, problems
+
+
+def _load_course_meta(path: Path, problems: list[Problem]) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        problems.append(Problem(path, _yaml_line(exc), f"broken YAML: {_yaml_reason(exc)}"))
+        return {}
+    except UnicodeDecodeError:
+        problems.append(Problem(path, 1, "not UTF-8 text; save the file as UTF-8"))
+        return {}
+    if not isinstance(data, dict):
+        problems.append(Problem(path, 1, "course.yml must be a mapping with title, description, audience"))
+        return {}
+    if not str(data.get("title") or "").strip():
+        problems.append(Problem(path, 1, "missing 'title'; add title: Course name"))
+    rules = data.get("rules")
+    if rules is not None and (not isinstance(rules, dict) or set(rules) - set(DEFAULT_RULES)):
+        problems.append(
+            Problem(path, 1, f"'rules' must be a mapping with keys among {', '.join(DEFAULT_RULES)}")
+        )
+        data["rules"] = {}
+    return data
+
+
+def _yaml_line(exc: yaml.YAMLError, offset: int = 0) -> int:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    return (mark.line + 1 + offset) if mark is not None else 1 + offset
+
+
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None)
+    return str(problem) if problem else str(exc).splitlines()[0]
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Map each front-matter key (and check.* keys) to its 1-based line within the YAML text."""
+    lines: dict[str, int] = {}
+    node = yaml.compose(text)
+    if not isinstance(node, yaml.MappingNode):
+        return lines
+    for key, value in node.value:
+        lines[str(key.value)] = key.start_mark.line + 1
+        if isinstance(value, yaml.MappingNode):
+            for sub_key, _sub in value.value:
+                lines[f"{key.value}.{sub_key.value}"] = sub_key.start_mark.line + 1
+    return lines
+
+
+def _load_lesson(
+    course: str, number: int, slug: str, path: Path, rules: dict[str, Any], problems: list[Problem]
+) -> Lesson | None:
+    start = len(problems)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        problems.append(Problem(path, 1, "not UTF-8 text; save the file as UTF-8"))
+        return None
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    if not text.startswith("---\n"):
+        problems.append(Problem(path, 1, "missing front matter: start the file with a line '---'"))
+        return None
+    end = text.find("\n---", 4)
+    if end == -1:
+        problems.append(Problem(path, 1, "front matter is not closed: add a line '---' after it"))
+        return None
+    front = text[4 : end + 1]
+    body = text[end + 4 :].lstrip("\n")
+    body_line = text[: len(text) - len(body)].count("\n") + 1
+    try:
+        data = yaml.safe_load(front)
+        key_lines = _key_lines(front)
+    except yaml.YAMLError as exc:
+        problems.append(Problem(path, _yaml_line(exc, offset=1), f"broken YAML: {_yaml_reason(exc)}"))
+        return None
+    if not isinstance(data, dict):
+        problems.append(Problem(path, 2, "front matter must be a mapping of title, summary, takeaway, check"))
+        return None
+
+    def line(key: str) -> int:
+        return key_lines.get(key, 0) + 1 if key in key_lines else 1
+
+    def text_field(key: str, limit: int | None = None, required: bool = True) -> str:
+        value = data.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                problems.append(Problem(path, line(key), f"missing '{key}'; add {key}: ... to the front matter"))
+            return ""
+        if not isinstance(value, str | int | float):
+            problems.append(Problem(path, line(key), f"'{key}' must be text, not {type(value).__name__}"))
+            return ""
+        value = str(value).strip()
+        if "\n" in value:
+            problems.append(Problem(path, line(key), f"'{key}' must be one line"))
+        if limit is not None and len(value) > limit:
+            problems.append(
+                Problem(path, line(key), f"'{key}' is {len(value)} characters, over the limit of {limit}; shorten it")
+            )
+        return value
+
+    title = text_field("title", rules["max_title"])
+    summary = text_field("summary", rules["max_summary"])
+    takeaway = text_field("takeaway")
+    unknown = sorted(set(data) - {"title", "summary", "takeaway", "check"})
+    for key in unknown:
+        problems.append(
+            Problem(path, line(key), f"unknown key '{key}'; allowed: title, summary, takeaway, check")
+        )
+    check = _load_check(data.get("check"), path, line, rules, problems)
+    if not body.strip():
+        problems.append(Problem(path, body_line, "the lesson has no body below the front matter"))
+    _check_jinja(body, path, body_line, problems)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    lesson = Lesson(course, number, slug, title, summary, takeaway, body, body_line, check, path, digest)
+    words = lesson.words
+    if body.strip() and not rules["min_words"] <= words <= rules["max_words"]:
+        problems.append(
+            Problem(
+                path,
+                body_line,
+                f"the body has {words} words; this course wants {rules['min_words']}-{rules['max_words']}",
+            )
+        )
+    _watch_words(lesson, problems)
+    if any(p.severity == "error" for p in problems[start:]):
+        return None
+    return lesson
+
+
+def _load_check(
+    raw: Any, path: Path, line: Any, rules: dict[str, Any], problems: list[Problem]
+) -> Check | None:
+    if raw is None:
+        if rules["require_check"]:
+            problems.append(Problem(path, 1, "this course wants a 'check' (one question) on every lesson"))
+        return None
+    if not isinstance(raw, dict):
+        problems.append(Problem(path, line("check"), "'check' must hold question, options, answer, explanation"))
+        return None
+    missing = [k for k in ("question", "options", "answer", "explanation") if not raw.get(k)]
+    if missing:
+        problems.append(Problem(path, line("check"), f"the check is missing '{missing[0]}'"))
+        return None
+    options = raw["options"]
+    if not isinstance(options, list) or not all(isinstance(o, str | int | float) for o in options):
+        problems.append(Problem(path, line("check.options"), "check options must be a list of text"))
+        return None
+    options = [str(o).strip() for o in options]
+    low, high = rules["min_options"], rules["max_options"]
+    if not low <= len(options) <= high:
+        problems.append(
+            Problem(path, line("check.options"), f"the check has {len(options)} options; give {low}-{high}")
+        )
+    if len(set(options)) != len(options):
+        problems.append(Problem(path, line("check.options"), "two check options are the same"))
+    answer = str(raw["answer"]).strip()
+    if answer not in options:
+        problems.append(
+            Problem(
+                path,
+                line("check.answer"),
+                f"the answer '{answer}' is not among the options; copy one option exactly",
+            )
+        )
+        return None
+    return Check(str(raw["question"]).strip(), tuple(options), options.index(answer), str(raw["explanation"]).strip())
+
+
+def _check_jinja(body: str, path: Path, body_line: int, problems: list[Problem]) -> None:
+    from jinja2 import TemplateSyntaxError
+    from jinja2.sandbox import SandboxedEnvironment
+
+    try:
+        SandboxedEnvironment().parse(body)
+    except TemplateSyntaxError as exc:
+        lineno = body_line + (exc.lineno or 1) - 1
+        problems.append(Problem(path, lineno, f"template error: {exc.message}"))
+
+
+def _watch_words(lesson: Lesson, problems: list[Problem]) -> None:
+    text = " ".join([lesson.title, lesson.summary, lesson.takeaway, lesson.body]).lower()
+    for word in WATCH_WORDS:
+        if re.search(r"(?<![\w-])" + re.escape(word.lower()) + r"(?![\w-])", text):
+            problems.append(
+                Problem(lesson.path, 1, f"'{word}' reads as hype or jargon; say it plainly", "warning")
+            )

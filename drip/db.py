@@ -1,0 +1,132 @@
+"""Engine and session factory, SQLite pragmas, and Alembic migrations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from drip.errors import ConfigError, SchemaError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine; SQLite gets WAL, a busy timeout and foreign keys."""
+    try:
+        if url.startswith("sqlite"):
+            path = sa.engine.make_url(url).database
+            if path and path != ":memory:":
+                parent = Path(path).expanduser().resolve().parent
+                if not parent.is_dir():
+                    raise ConfigError(
+                        f"DRIP_DATABASE_URL has value '{url}': folder {parent} does not exist; create it"
+                    )
+            engine = sa.create_engine(url, connect_args={"timeout": 30}, **kwargs)
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            sa.event.listen(engine, "begin", _sqlite_begin)
+            return engine
+        return sa.create_engine(url, pool_pre_ping=True, **kwargs)
+    except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
+        raise ConfigError(f"DRIP_DATABASE_URL has value '{url}': {exc}") from None
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Python's sqlite3 opens transactions lazily; we issue BEGIN ourselves (see _sqlite_begin)
+    # so that a claim's read and write happen under one write lock.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def session(engine: Engine) -> Session:
+    """Open a SQLModel session that keeps objects usable after commit."""
+    return Session(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[sa.Connection]:
+    """A core connection inside one transaction."""
+    with engine.begin() as conn:
+        yield conn
+
+
+def insert_ignoring_conflicts(engine: Engine | sa.Connection, table: sa.Table) -> Any:
+    """An INSERT that skips rows hitting a unique constraint, on SQLite and PostgreSQL."""
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic config pointing at drip's migrations and the given database."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest migration this code knows."""
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The migration the database is at, or None when it has no drip schema."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate(engine: Engine) -> tuple[str | None, str]:
+    """Upgrade the database to the newest schema; return the revisions before and after."""
+    before = current_revision(engine)
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    if before is not None and script.get_revision(before) is None:
+        raise SchemaError(
+            f"the database is at migration {before}, newer than this drip ({head_revision()}); "
+            "upgrade drip before using this database"
+        )
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    return before, head_revision()
+
+
+def check_schema(engine: Engine) -> None:
+    """Fail with a clear message unless the database is at this code's schema."""
+    try:
+        current = current_revision(engine)
+    except sa.exc.OperationalError as exc:
+        raise SchemaError(f"cannot open the database: {exc.orig}") from None
+    head = head_revision()
+    if current == head:
+        return
+    if current is None:
+        raise SchemaError("the database has no drip tables; run `drip init` (or `drip migrate`)")
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    if script.get_revision(current) is None:
+        raise SchemaError(
+            f"the database is at migration {current}, newer than this drip ({head}); upgrade drip"
+        )
+    raise SchemaError(f"the database is at migration {current}, older than {head}; run `drip migrate`")

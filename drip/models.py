@@ -1,0 +1,163 @@
+"""All tables and enums of drip; no business logic."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime stored as naive UTC, so SQLite and PostgreSQL compare alike."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC)
+
+
+def utc_column(*, nullable: bool = True, index: bool = False) -> Any:
+    """A Field backed by a UTCDateTime column."""
+    return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class EnrollmentStatus(str, enum.Enum):
+    active = "active"
+    paused = "paused"
+    completed = "completed"
+    unsubscribed = "unsubscribed"
+    bounced = "bounced"
+
+
+class DeliveryStatus(str, enum.Enum):
+    sending = "sending"
+    sent = "sent"
+    retry = "retry"
+    failed = "failed"
+
+
+class EventKind(str, enum.Enum):
+    sent = "sent"
+    retry = "retry"
+    bounce = "bounce"
+    open = "open"
+    click = "click"
+    confirm = "confirm"
+    answer = "answer"
+    pause = "pause"
+    resume = "resume"
+    unsubscribe = "unsubscribe"
+    complete = "complete"
+
+
+class Verdict(str, enum.Enum):
+    human = "human"
+    machine = "machine"
+    unknown = "unknown"
+
+
+class Person(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, sa_column_kwargs={"unique": True, "nullable": False})
+    name: str = Field(default="", max_length=200)
+    timezone: str | None = Field(default=None, max_length=64)
+    created_at: datetime | None = utc_column(nullable=False)
+
+
+class Cohort(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, sa_column_kwargs={"unique": True, "nullable": False})
+    course: str = Field(max_length=200)
+    start_date: date
+    timezone: str = Field(default="UTC", max_length=64)
+    send_time: str = Field(default="07:30", max_length=5)
+    send_days: str = Field(default="mon,tue,wed,thu,fri", max_length=40)
+    window_end: str = Field(default="18:00", max_length=5)
+    skip_dates: str = Field(default="")
+    paused: bool = Field(default=False)
+    manager_email: str | None = Field(default=None, max_length=320)
+    created_at: datetime | None = utc_column(nullable=False)
+
+
+class Enrollment(SQLModel, table=True):
+    __table_args__ = (
+        sa.UniqueConstraint("person_id", "cohort_id", name="uq_enrollment_person_cohort"),
+        sa.Index("ix_enrollment_status_due", "status", "next_due_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    cohort_id: int = Field(foreign_key="cohort.id", index=True)
+    status: str = Field(default=EnrollmentStatus.active.value, max_length=20)
+    status_reason: str = Field(default="")
+    lessons_sent: int = Field(default=0)
+    last_sent_on: date | None = Field(default=None)
+    next_due_at: datetime | None = utc_column()
+    paused_until: date | None = Field(default=None)
+    claimed_until: datetime | None = utc_column()
+    claimed_by: str | None = Field(default=None, max_length=100)
+    created_at: datetime | None = utc_column(nullable=False)
+
+
+class Delivery(SQLModel, table=True):
+    __table_args__ = (
+        sa.UniqueConstraint("enrollment_id", "lesson_slug", name="uq_delivery_enrollment_lesson"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
+    lesson_slug: str = Field(max_length=200)
+    position: int
+    content_hash: str = Field(max_length=64)
+    message_id: str = Field(max_length=255, sa_column_kwargs={"unique": True, "nullable": False})
+    created_at: datetime | None = utc_column(nullable=False)
+    status: str = Field(default=DeliveryStatus.sending.value, max_length=20)
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime | None = utc_column()
+    sent_at: datetime | None = utc_column()
+    last_error: str = Field(default="")
+
+
+class LessonVersion(SQLModel, table=True):
+    """The links of one lesson version, recorded at send time so clicks redirect only there."""
+
+    __tablename__ = "lesson_version"
+
+    content_hash: str = Field(primary_key=True, max_length=64)
+    course: str = Field(max_length=200)
+    slug: str = Field(max_length=200)
+    title: str = Field(default="")
+    links: str = Field(default="[]")
+    takeaway: str = Field(default="")
+    check: str = Field(default="")
+
+
+class Event(SQLModel, table=True):
+    __table_args__ = (sa.Index("ix_event_delivery_kind", "delivery_id", "kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
+    delivery_id: int | None = Field(default=None, foreign_key="delivery.id")
+    kind: str = Field(max_length=20)
+    at: datetime | None = utc_column(nullable=False, index=True)
+    method: str = Field(default="", max_length=10)
+    seconds_since_send: float | None = Field(default=None)
+    verdict: str = Field(default=Verdict.unknown.value, max_length=10)
+    reason: str = Field(default="")
+    detail: str = Field(default="")

@@ -1,0 +1,201 @@
+"""Render a lesson once (Jinja2 + markdown-it + premailer) and personalize it cheaply per recipient."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+from markdown_it import MarkdownIt
+from markupsafe import Markup, escape
+from premailer import Premailer
+
+from drip.curriculum import Course, Lesson
+from drip.errors import RenderError
+
+PLACEHOLDER = re.compile(r"%%DRIP-([A-Z]+(?:-\d+)?)%%")
+TRACKED_SCHEMES = ("http://", "https://")
+
+
+def slot(key: str) -> str:
+    """The placeholder text that stands for a per-recipient value until personalization."""
+    return f"%%DRIP-{key}%%"
+
+
+@dataclass(frozen=True)
+class Part:
+    """A rendered text split at its placeholders: literals at even indexes, keys at odd ones."""
+
+    pieces: tuple[str, ...]
+
+    @classmethod
+    def of(cls, text: str) -> Part:
+        return cls(tuple(PLACEHOLDER.split(text)))
+
+    @property
+    def keys(self) -> set[str]:
+        return set(self.pieces[1::2])
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        """Join the literals with the values; a missing key is a bug and raises KeyError."""
+        pieces = list(self.pieces)
+        pieces[1::2] = [values[key] for key in pieces[1::2]]
+        return "".join(pieces)
+
+
+@dataclass(frozen=True)
+class RenderedLesson:
+    """One lesson rendered and CSS-inlined, waiting for per-recipient values."""
+
+    course: Course
+    lesson: Lesson
+    position: int
+    total: int
+    subject: str
+    html: Part
+    text: Part
+    links: tuple[str, ...]
+    version: str
+
+    def personalize(self, values: Mapping[str, str]) -> tuple[str, str]:
+        """Return (html, text) for one recipient; values are escaped for the HTML part."""
+        html_values = {key: str(escape(value)) for key, value in values.items()}
+        return self.html.fill(html_values), self.text.fill(values)
+
+
+def recipient_keys(rendered: RenderedLesson) -> list[str]:
+    """Every per-recipient key the rendered lesson needs."""
+    return sorted(rendered.html.keys | rendered.text.keys)
+
+
+class Renderer:
+    """Renders lessons from a templates folder, caching one inlined copy per lesson version."""
+
+    def __init__(self, templates: Path) -> None:
+        self.templates = templates
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(templates)),
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self.body_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+        self.version = _folder_hash(templates / "email")
+        self.inline_calls = 0
+        self._cache: dict[tuple[str, str, str, int, int], RenderedLesson] = {}
+
+    def render(self, course: Course, lesson: Lesson) -> RenderedLesson:
+        """Return the lesson rendered and inlined, from the cache when this version was seen."""
+        position = course.position(lesson.slug)
+        total = len(course.lessons)
+        key = (course.slug, lesson.slug, lesson.content_hash, position, total)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._render(course, lesson, position, total)
+            self._cache[key] = cached
+        return cached
+
+    def _render(self, course: Course, lesson: Lesson, position: int, total: int) -> RenderedLesson:
+        body = self._body(lesson)
+        links: list[str] = []
+        body_html = _markdown(links).render(body)
+        options = len(lesson.check.options) if lesson.check else 0
+        urls = {
+            "open": slot("OPEN"),
+            "confirm": slot("CONFIRM"),
+            "pause": slot("PAUSE"),
+            "unsubscribe": slot("UNSUBSCRIBE"),
+            "answers": [slot(f"ANSWER-{i}") for i in range(options)],
+        }
+        context: dict[str, Any] = {
+            "course": course,
+            "lesson": lesson,
+            "position": position,
+            "total": total,
+            "name": slot("NAME"),
+            "urls": urls,
+            "subject": lesson.title,
+            "preheader": lesson.summary,
+        }
+        try:
+            html = self.env.get_template("email/lesson.html.j2").render(
+                body_html=Markup(body_html), **context
+            )
+            text = self.env.get_template("email/lesson.txt.j2").render(body_text=body.strip(), **context)
+        except jinja2.TemplateSyntaxError as exc:
+            raise RenderError(f"{exc.filename or exc.name}:{exc.lineno}: template error: {exc.message}") from None
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"{self.templates}/email: template error: {exc}") from None
+        self.inline_calls += 1
+        inlined = inline_css(html)
+        return RenderedLesson(
+            course=course,
+            lesson=lesson,
+            position=position,
+            total=total,
+            subject=lesson.title,
+            html=Part.of(inlined),
+            text=Part.of(text),
+            links=tuple(links),
+            version=self.version,
+        )
+
+    def _body(self, lesson: Lesson) -> str:
+        try:
+            template = self.body_env.from_string(lesson.body)
+            return template.render(name=slot("NAME"), first_name=slot("NAME"))
+        except jinja2.TemplateSyntaxError as exc:
+            line = lesson.body_line + (exc.lineno or 1) - 1
+            raise RenderError(f"{lesson.path}:{line}: template error: {exc.message}") from None
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"{lesson.path}:{lesson.body_line}: template error: {exc}") from None
+
+
+def inline_css(html: str) -> str:
+    """Inline the <style> rules into the elements (premailer); @media rules stay in <head>."""
+    return str(
+        Premailer(
+            html,
+            allow_network=False,
+            disable_validation=True,
+            cssutils_logging_level=logging.CRITICAL,
+            remove_classes=False,
+            strip_important=False,
+        ).transform(doctype="<!DOCTYPE html>")
+    )
+
+
+def _markdown(links: list[str]) -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "typographer": True})
+    md.enable(["replacements", "smartquotes"])
+    default = md.renderer.rules.get("link_open")
+
+    def link_open(tokens: Sequence[Any], idx: int, options: Any, env: Any) -> str:
+        href = tokens[idx].attrGet("href") or ""
+        if isinstance(href, str) and href.startswith(TRACKED_SCHEMES):
+            tokens[idx].attrSet("href", slot(f"LINK-{len(links)}"))
+            links.append(href)
+        if default is not None:
+            return str(default(tokens, idx, options, env))
+        return str(md.renderer.renderToken(tokens, idx, options, env))
+
+    md.add_render_rule("link_open", link_open)
+    return md
+
+
+def _folder_hash(folder: Path) -> str:
+    digest = hashlib.sha256()
+    if folder.is_dir():
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                digest.update(path.name.encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
