@@ -1,0 +1,51 @@
+"""Wire settings to real collaborators (engine, transport, renderer, catalog) for the entry points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.engine import Engine
+
+from drip.config import Settings, require_secret
+from drip.db import check_schema, make_engine
+from drip.dispatch import Catalog, Dispatcher
+from drip.render import Renderer
+from drip.transports import Transport, open_transport
+
+
+@dataclass
+class App:
+    """The settings and the long-lived objects built from them."""
+
+    settings: Settings
+    engine: Engine
+
+    @classmethod
+    def open(cls, settings: Settings, *, check: bool = True) -> App:
+        engine = make_engine(settings.database_url)
+        if check:
+            check_schema(engine)
+        return cls(settings, engine)
+
+    def transport(self) -> Transport:
+        s = self.settings
+        return open_transport(s.mail_url, s.smtp_timeout, s.smtp_max_per_second)
+
+    def renderer(self) -> Renderer:
+        return Renderer(self.settings.templates_path)
+
+    def dispatcher(self, transport: Transport | None = None) -> Dispatcher:
+        s = self.settings
+        return Dispatcher(
+            engine=self.engine,
+            transport=transport or self.transport(),
+            renderer=self.renderer(),
+            catalog=Catalog(s.lessons_path),
+            sender=s.sender,
+            base_url=s.base_url,
+            secret=require_secret(s),
+            batch_size=s.batch_size,
+            lease=timedelta(seconds=s.lease_seconds),
+            retry_lifetime=timedelta(hours=s.retry_lifetime_hours),
+        )
