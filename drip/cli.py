@@ -541,6 +541,19 @@ def run_cmd(no_web: bool, host: str | None, port: int | None) -> None:
     run_forever(app, serve)
 
 
+@main.command("serve")
+@click.option("--host", default=None, help="Address to listen on (default DRIP_WEB_HOST).")
+@click.option("--port", type=int, default=None, help="Port (default DRIP_WEB_PORT).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Web processes.")
+def serve_cmd(host: str | None, port: int | None, workers: int) -> None:
+    """Serve the tracking web endpoint (opens, clicks, got it, answers, pause, unsubscribe)."""
+    from drip.web import serve_function
+
+    app = open_app()
+    require_secret(app.settings)
+    serve_function(app, host or app.settings.web_host, port or app.settings.web_port, workers)()
+
+
 @main.command("demo")
 @click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), default=Path("drip-demo"),
               show_default=True, help="Folder for the demo database and outbox (replaced if it holds an old demo).")

@@ -170,11 +170,12 @@ def mask(setting: Setting, value: Any) -> str:
     text = str(value)
     if not setting.secret or not text:
         return text
-    if setting.name == "mail_url" and "://" in text:
-        parts = urlsplit(text)
-        if parts.password:
-            return text.replace(":" + parts.password + "@", ":****@")
-        return text
+    if setting.name == "mail_url":
+        try:
+            password = urlsplit(text).password if "://" in text else None
+        except ValueError:
+            return "****"
+        return text.replace(":" + password + "@", ":****@") if password else text
     return "****"
 
 

@@ -176,16 +176,13 @@ def inline_css(html: str) -> str:
 def _markdown(links: list[str]) -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "typographer": True})
     md.enable(["replacements", "smartquotes"])
-    default = md.renderer.rules.get("link_open")
 
-    def link_open(tokens: Sequence[Any], idx: int, options: Any, env: Any) -> str:
+    def link_open(renderer: Any, tokens: Sequence[Any], idx: int, options: Any, env: Any) -> str:
         href = tokens[idx].attrGet("href") or ""
         if isinstance(href, str) and href.startswith(TRACKED_SCHEMES):
             tokens[idx].attrSet("href", slot(f"LINK-{len(links)}"))
             links.append(href)
-        if default is not None:
-            return str(default(tokens, idx, options, env))
-        return str(md.renderer.renderToken(tokens, idx, options, env))
+        return str(renderer.renderToken(tokens, idx, options, env))
 
     md.add_render_rule("link_open", link_open)
     return md

@@ -1,0 +1,351 @@
+"""Record opens, clicks, confirmations, answers, pauses and unsubscribes with a verdict."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from drip.db import session as open_session
+from drip.enrollment import change_enrollment
+from drip.models import (
+    Cohort,
+    Delivery,
+    Enrollment,
+    EnrollmentStatus,
+    Event,
+    EventKind,
+    LessonVersion,
+    Person,
+    Verdict,
+)
+from drip.schedule import local_date
+from drip.verdict import BURST_SECONDS, LINK_KINDS, Hit, Judgement, counts, judge
+
+D = Delivery.__table__  # type: ignore[attr-defined]
+EV = Event.__table__  # type: ignore[attr-defined]
+LV = LessonVersion.__table__  # type: ignore[attr-defined]
+E = Enrollment.__table__  # type: ignore[attr-defined]
+P = Person.__table__  # type: ignore[attr-defined]
+C = Cohort.__table__  # type: ignore[attr-defined]
+
+PAUSES = {"pause1": 7, "pause2": 14}
+IMPLIED = "implied by "
+
+
+@dataclass(frozen=True)
+class Request:
+    """The parts of an HTTP request that tracking may keep: method, user agent and time."""
+
+    method: str
+    user_agent: str
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Sent:
+    """The delivery facts a hit needs: its enrollment and when it was sent."""
+
+    enrollment_id: int
+    sent_at: datetime | None
+
+
+class SentCache:
+    """A bounded LRU of sent deliveries; a sent delivery never changes, so opens skip a query."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._items: OrderedDict[int, Sent] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, delivery_id: int) -> Sent | None:
+        with self._lock:
+            found = self._items.get(delivery_id)
+            if found is not None:
+                self._items.move_to_end(delivery_id)
+            return found
+
+    def put(self, delivery_id: int, sent: Sent) -> None:
+        if sent.sent_at is None:
+            return
+        with self._lock:
+            self._items[delivery_id] = sent
+            if len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class Status:
+    """An enrollment as a page shows it: status, pause end and next lesson in local time."""
+
+    status: str
+    paused_until: date | None
+    next_local: datetime | None
+    timezone: str
+    changed: bool = False
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """What the "got it" page shows."""
+
+    title: str
+    takeaway: str
+    status: Status
+
+
+@dataclass(frozen=True)
+class Answered:
+    """What the answer page shows: the answer of record, whether it is right, and why."""
+
+    title: str
+    question: str
+    options: list[str]
+    chosen: int
+    correct: int
+    explanation: str
+    repeat: bool
+
+
+def _seconds(sent_at: datetime | None, now: datetime) -> float | None:
+    return None if sent_at is None else round((now - sent_at).total_seconds(), 3)
+
+
+def _event(
+    sent: Sent, delivery_id: int, kind: str, req: Request, judgement: Judgement, detail: str = ""
+) -> dict[str, Any]:
+    return {
+        "enrollment_id": sent.enrollment_id,
+        "delivery_id": delivery_id,
+        "kind": kind,
+        "at": req.now,
+        "method": req.method.upper()[:10],
+        "seconds_since_send": _seconds(sent.sent_at, req.now),
+        "verdict": judgement.verdict.value,
+        "reason": judgement.reason,
+        "detail": detail,
+    }
+
+
+def _sent(conn: sa.Connection, delivery_id: int) -> Sent | None:
+    row = conn.execute(
+        sa.select(D.c.enrollment_id, D.c.sent_at, D.c.created_at).where(D.c.id == delivery_id)
+    ).first()
+    if row is None:
+        return None
+    # Mail can be fetched before the pass records sent_at; the row's creation is the best bound.
+    return Sent(row.enrollment_id, row.sent_at or row.created_at)
+
+
+def record_open(engine: Engine, cache: SentCache, delivery_id: int, req: Request) -> bool:
+    """Record an open of a delivery (one transaction, core only); False for an unknown one."""
+    sent = cache.get(delivery_id)
+    if sent is None:
+        with engine.connect() as conn:
+            sent = _sent(conn, delivery_id)
+        if sent is None:
+            return False
+        cache.put(delivery_id, sent)
+    if not counts(req.method):
+        return True
+    hit = Hit("open", req.method, req.user_agent, _seconds(sent.sent_at, req.now))
+    with engine.begin() as conn:
+        conn.execute(EV.insert(), _event(sent, delivery_id, "open", req, judge(hit)))
+    return True
+
+
+def _record_link_hit(
+    conn: sa.Connection, sent: Sent, delivery_id: int, kind: str, detail: str, req: Request
+) -> Judgement:
+    """Judge and write a click, confirm or answer, its burst partners and its implied open."""
+    window = req.now - timedelta(seconds=BURST_SECONDS)
+    last_other = conn.execute(
+        sa.select(sa.func.max(EV.c.at)).where(
+            EV.c.delivery_id == delivery_id,
+            EV.c.kind.in_(sorted(LINK_KINDS)),
+            EV.c.at >= window,
+            sa.not_(sa.and_(EV.c.kind == kind, EV.c.detail == detail)),
+        )
+    ).scalar()
+    other = None if last_other is None else max(0.0, (req.now - last_other).total_seconds())
+    hit = Hit(kind, req.method, req.user_agent, _seconds(sent.sent_at, req.now), other)
+    judgement = judge(hit)
+    conn.execute(EV.insert(), _event(sent, delivery_id, kind, req, judgement, detail))
+    if other is not None and judgement.verdict is Verdict.machine:
+        # The earlier hits of the burst were the same scanner: take back their human verdicts.
+        conn.execute(
+            EV.update()
+            .where(
+                EV.c.delivery_id == delivery_id,
+                EV.c.at >= window,
+                EV.c.verdict == Verdict.human.value,
+                sa.or_(EV.c.kind.in_(sorted(LINK_KINDS)), EV.c.reason.startswith(IMPLIED)),
+            )
+            .values(verdict=Verdict.machine.value, reason=judgement.reason)
+        )
+    if judgement.verdict is Verdict.human:
+        opened = conn.execute(
+            sa.select(EV.c.id).where(
+                EV.c.delivery_id == delivery_id,
+                EV.c.kind == EventKind.open.value,
+                EV.c.verdict == Verdict.human.value,
+            ).limit(1)
+        ).first()
+        if opened is None:
+            implied = Judgement(Verdict.human, f"{IMPLIED}{kind}")
+            conn.execute(EV.insert(), _event(sent, delivery_id, "open", req, implied))
+    return judgement
+
+
+def record_click(engine: Engine, delivery_id: int, index: int, req: Request) -> str | None:
+    """Record a click and return the link recorded at send time, or None if there is none."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.select(D.c.enrollment_id, D.c.sent_at, D.c.created_at, LV.c.links)
+            .select_from(D.join(LV, LV.c.content_hash == D.c.content_hash))
+            .where(D.c.id == delivery_id)
+        ).first()
+        if row is None:
+            return None
+        links = json.loads(row.links or "[]")
+        if not 0 <= index < len(links):
+            return None
+        url = str(links[index])
+        if counts(req.method):
+            sent = Sent(row.enrollment_id, row.sent_at or row.created_at)
+            _record_link_hit(conn, sent, delivery_id, "click", json.dumps({"link": index}), req)
+        return url
+
+
+def _status(conn: sa.Connection, enrollment_id: int, changed: bool = False) -> Status:
+    row = conn.execute(
+        sa.select(E.c.status, E.c.paused_until, E.c.next_due_at, P.c.timezone, C.c.timezone)
+        .select_from(E.join(P, P.c.id == E.c.person_id).join(C, C.c.id == E.c.cohort_id))
+        .where(E.c.id == enrollment_id)
+    ).one()
+    zone = row[3] or row[4] or "UTC"
+    local = row.next_due_at.astimezone(ZoneInfo(zone)) if row.next_due_at else None
+    return Status(row.status, row.paused_until, local, zone, changed)
+
+
+def record_confirm(engine: Engine, delivery_id: int, req: Request) -> Confirmed | None:
+    """Record a "got it" and return what the page shows, or None for an unknown delivery."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.select(D.c.enrollment_id, D.c.sent_at, D.c.created_at, LV.c.title, LV.c.takeaway)
+            .select_from(D.outerjoin(LV, LV.c.content_hash == D.c.content_hash))
+            .where(D.c.id == delivery_id)
+        ).first()
+        if row is None:
+            return None
+        if counts(req.method):
+            sent = Sent(row.enrollment_id, row.sent_at or row.created_at)
+            _record_link_hit(conn, sent, delivery_id, "confirm", "", req)
+        return Confirmed(row.title or "", row.takeaway or "", _status(conn, row.enrollment_id))
+
+
+def record_answer(engine: Engine, delivery_id: int, option: int, req: Request) -> Answered | None:
+    """Record an answer; the page shows the first answer a person gave, which stands."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.select(D.c.enrollment_id, D.c.sent_at, D.c.created_at, LV.c.title, LV.c.check)
+            .select_from(D.join(LV, LV.c.content_hash == D.c.content_hash))
+            .where(D.c.id == delivery_id)
+        ).first()
+        check = json.loads(row.check or "null") if row is not None else None
+        if row is None or not check or not 0 <= option < len(check["options"]):
+            return None
+        first = conn.execute(
+            sa.select(EV.c.detail)
+            .where(
+                EV.c.delivery_id == delivery_id,
+                EV.c.kind == EventKind.answer.value,
+                EV.c.verdict != Verdict.machine.value,
+            )
+            .order_by(EV.c.id)
+            .limit(1)
+        ).scalar()
+        chosen = json.loads(first)["option"] if first else option
+        if counts(req.method):
+            sent = Sent(row.enrollment_id, row.sent_at or row.created_at)
+            detail = {"option": option, "correct": option == check["answer"]}
+            _record_link_hit(conn, sent, delivery_id, "answer", json.dumps(detail), req)
+        return Answered(
+            title=row.title or "",
+            question=check["question"],
+            options=list(check["options"]),
+            chosen=chosen,
+            correct=check["answer"],
+            explanation=check.get("explanation") or "",
+            repeat=first is not None,
+        )
+
+
+def enrollment_status(engine: Engine, delivery_id: int) -> Status | None:
+    """The state of the delivery's enrollment, for the pause and unsubscribe pages."""
+    with engine.connect() as conn:
+        enrollment_id = conn.execute(
+            sa.select(D.c.enrollment_id).where(D.c.id == delivery_id)
+        ).scalar()
+        return None if enrollment_id is None else _status(conn, enrollment_id)
+
+
+def change(
+    engine: Engine, delivery_id: int, action: str, req: Request, reason: str = ""
+) -> Status | None:
+    """Pause (pause1/pause2), resume or unsubscribe the delivery's enrollment, as a person did."""
+    with open_session(engine) as db:
+        found = db.exec(
+            select(Enrollment, Cohort, Person)
+            .join(Delivery, Delivery.enrollment_id == Enrollment.id)  # type: ignore[arg-type]
+            .join(Cohort, Cohort.id == Enrollment.cohort_id)  # type: ignore[arg-type]
+            .join(Person, Person.id == Enrollment.person_id)  # type: ignore[arg-type]
+            .where(Delivery.id == delivery_id)
+        ).first()
+        if found is None:
+            return None
+        enrollment, cohort, person = found
+        changed = False
+        method = req.method.upper()[:10]
+        if action in PAUSES and enrollment.status in (
+            EnrollmentStatus.active.value,
+            EnrollmentStatus.paused.value,
+        ):
+            today = local_date(req.now, person.timezone or cohort.timezone)
+            until = today + timedelta(days=PAUSES[action])
+            changed = change_enrollment(
+                db, enrollment, cohort, person, "pause", now=req.now, method=method,
+                until=until, delivery_id=delivery_id, reason=reason or f"paused until {until}",
+            )  # fmt: skip
+        elif action == "resume" and enrollment.status == EnrollmentStatus.paused.value:
+            changed = change_enrollment(
+                db, enrollment, cohort, person, "resume", now=req.now, method=method,
+                delivery_id=delivery_id, reason=reason or "resumed via the pause page",
+            )  # fmt: skip
+        elif action == "unsubscribe":
+            changed = change_enrollment(
+                db, enrollment, cohort, person, "unsubscribe", now=req.now, method=method,
+                delivery_id=delivery_id, reason=reason or "unsubscribed via the page",
+            )  # fmt: skip
+        db.commit()
+        enrollment_id = enrollment.id
+    with engine.connect() as conn:
+        status = _status(conn, enrollment_id or 0, changed)
+    return status
+
+
+def database_ok(engine: Engine) -> bool:
+    """Whether the database answers a trivial query."""
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT 1")).scalar() == 1
+    except sa.exc.SQLAlchemyError:
+        return False

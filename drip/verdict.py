@@ -1,0 +1,110 @@
+"""Judge one tracking hit human, machine or unknown from its user agent and timing; pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from drip.models import Verdict
+
+PREFETCH_SECONDS = 5.0  # an open this soon after sending is a server fetching images on receipt
+SCANNER_CLICK_SECONDS = 10.0  # a click this soon is a link scanner (Safe Links and the like)
+BURST_SECONDS = 2.0  # several links of one email hit this close together is a scanner
+APPLE_MPP_AGENT = "Mozilla/5.0"  # Apple Mail Privacy Protection fetches with exactly this
+SCANNER_MARKS = (
+    "barracuda",
+    "proofpoint",
+    "mimecast",
+    "python-requests",
+    "python-urllib",
+    "aiohttp",
+    "go-http-client",
+    "curl",
+    "wget",
+    "bot",
+    "spider",
+    "crawler",
+    "preview",
+    "scanner",
+    "headless",
+)
+LINK_KINDS = frozenset({"click", "confirm", "answer"})
+
+
+@dataclass(frozen=True)
+class Hit:
+    """What a request tells about itself: kind, HTTP method, user agent and timing."""
+
+    kind: str
+    method: str
+    user_agent: str
+    seconds_since_send: float | None
+    seconds_since_other_link: float | None = None
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A verdict and the reason for it, as stored on the event."""
+
+    verdict: Verdict
+    reason: str
+
+
+def counts(method: str) -> bool:
+    """Whether a request with this method is an event at all (HEAD never is)."""
+    return method.upper() != "HEAD"
+
+
+def scanner_mark(user_agent: str) -> str | None:
+    """The known-scanner mark in a user agent, or None."""
+    lowered = user_agent.lower()
+    return next((mark for mark in SCANNER_MARKS if mark in lowered), None)
+
+
+def judge(hit: Hit) -> Judgement:
+    """Decide whether a person or a machine made this hit, with the reason."""
+    if hit.kind == "open":
+        return _judge_open(hit)
+    if hit.kind in LINK_KINDS:
+        return _judge_link(hit)
+    return Judgement(Verdict.human, f"{hit.kind} via a page")
+
+
+def _judge_open(hit: Hit) -> Judgement:
+    agent = hit.user_agent.strip()
+    mark = scanner_mark(agent)
+    if mark:
+        return Judgement(Verdict.machine, f"scanner user agent ({mark})")
+    if agent == APPLE_MPP_AGENT:
+        return Judgement(Verdict.machine, "Apple Mail Privacy Protection prefetch")
+    seconds = hit.seconds_since_send
+    if seconds is not None and seconds < PREFETCH_SECONDS:
+        return Judgement(Verdict.machine, f"opened {seconds:.1f} s after sending (prefetch)")
+    if "GoogleImageProxy" in agent:
+        return Judgement(Verdict.human, "Gmail image proxy (fetches when the reader opens)")
+    if not agent:
+        return Judgement(Verdict.unknown, "no user agent")
+    if _looks_like_client(agent):
+        return Judgement(Verdict.human, "mail client")
+    return Judgement(Verdict.unknown, "unrecognised user agent")
+
+
+def _judge_link(hit: Hit) -> Judgement:
+    agent = hit.user_agent.strip()
+    mark = scanner_mark(agent)
+    if mark:
+        return Judgement(Verdict.machine, f"scanner user agent ({mark})")
+    seconds = hit.seconds_since_send
+    if seconds is not None and seconds < SCANNER_CLICK_SECONDS:
+        return Judgement(Verdict.machine, f"{hit.kind} {seconds:.1f} s after sending (link scanner)")
+    other = hit.seconds_since_other_link
+    if other is not None and other < BURST_SECONDS:
+        return Judgement(Verdict.machine, "several links of one email within 2 s (link scanner)")
+    if not agent:
+        return Judgement(Verdict.unknown, "no user agent")
+    if agent == APPLE_MPP_AGENT:
+        return Judgement(Verdict.unknown, "bare user agent")
+    return Judgement(Verdict.human, f"{hit.kind} in a browser")
+
+
+def _looks_like_client(agent: str) -> bool:
+    return agent.startswith("Mozilla/5.0 (") or "Outlook" in agent or "Thunderbird" in agent

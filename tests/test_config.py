@@ -1,0 +1,62 @@
+from pathlib import Path
+
+import pytest
+
+from drip.config import load_settings, mask, SETTINGS
+from drip.errors import ConfigError
+
+from conftest import cli_env, make_settings, run_drip
+
+
+def test_env_beats_file_beats_default(tmp_path: Path) -> None:
+    config = tmp_path / "drip.toml"
+    config.write_text('base_url = "https://file.example.com"\nbatch_size = 50\n')
+    s = load_settings(env={"DRIP_BATCH_SIZE": "7"}, config_path=config)
+    assert s.batch_size == 7 and s.sources["batch_size"] == "env"
+    assert s.base_url == "https://file.example.com" and s.sources["base_url"] == "file"
+    assert s.database_url == "sqlite:///drip.db" and s.sources["database_url"] == "default"
+
+
+def test_bad_value_names_variable_value_and_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={"DRIP_MAIL_URL": "x"}, config_path=tmp_path / "none.toml")
+    assert str(info.value).startswith("DRIP_MAIL_URL has value 'x': not a mail URL")
+    with pytest.raises(ConfigError, match=r"DRIP_BATCH_SIZE has value 'many': not a number"):
+        load_settings(env={"DRIP_BATCH_SIZE": "many"}, config_path=tmp_path / "none.toml")
+
+
+def test_unknown_key_in_file_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "drip.toml"
+    config.write_text('databse_url = "sqlite:///x.db"\n')
+    with pytest.raises(ConfigError, match="unknown setting 'databse_url'"):
+        load_settings(env={}, config_path=config)
+
+
+def test_postgres_urls_use_psycopg(tmp_path: Path) -> None:
+    s = load_settings(env={"DRIP_DATABASE_URL": "postgres://u@h/db"}, config_path=tmp_path / "n.toml")
+    assert s.database_url == "postgresql+psycopg://u@h/db"
+
+
+def test_secrets_are_masked(tmp_path: Path) -> None:
+    s = make_settings(tmp_path, mail_url="smtp://user:hunter2@mail.example.com:587")
+    assert "hunter2" not in repr(s)
+    assert "test-secret-key" not in repr(s)
+    by_name = {x.name: x for x in SETTINGS}
+    assert mask(by_name["mail_url"], s.mail_url) == "smtp://user:****@mail.example.com:587"
+
+
+def test_drip_config_command_masks_secrets(tmp_path: Path) -> None:
+    s = make_settings(tmp_path, mail_url="smtp://user:hunter2@mail.example.com:587")
+    result = run_drip(["config", "--format", "json"], cli_env(s))
+    assert result.returncode == 0, result.stderr
+    assert "hunter2" not in result.stdout and "test-secret-key" not in result.stdout
+    assert "DRIP_MAIL_URL" in result.stdout and "****" in result.stdout
+
+
+def test_bad_setting_in_cli_is_one_clear_line(tmp_path: Path) -> None:
+    s = make_settings(tmp_path)
+    env = cli_env(s, DRIP_BASE_URL="learn.example.com")
+    result = run_drip(["lessons", "list"], env)
+    assert result.returncode == 1
+    assert "DRIP_BASE_URL has value 'learn.example.com'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,38 @@
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+
+from drip.errors import TokenError
+from drip.tokens import Purpose, make_token, read_token
+
+KEY = "k" * 32
+
+
+@given(st.integers(0, 10**12), st.integers(0, 99), st.sampled_from(list(Purpose)))
+@hsettings(max_examples=200, deadline=None)
+def test_round_trip(delivery: int, index: int, purpose: Purpose) -> None:
+    assert read_token(KEY, purpose, make_token(KEY, purpose, delivery, index)) == (delivery, index)
+
+
+@given(st.integers(0, 10**9), st.data())
+@hsettings(max_examples=300, deadline=None)
+def test_one_changed_character_fails(delivery: int, data: st.DataObject) -> None:
+    token = make_token(KEY, Purpose.confirm, delivery)
+    i = data.draw(st.integers(0, len(token) - 1))
+    c = data.draw(st.sampled_from("0123456789-._ABCabcxyzXYZ"))
+    if token[i] == c:
+        return
+    with pytest.raises(TokenError):
+        read_token(KEY, Purpose.confirm, token[:i] + c + token[i + 1 :])
+
+
+def test_purpose_and_key_are_bound() -> None:
+    token = make_token(KEY, Purpose.open, 42)
+    with pytest.raises(TokenError):
+        read_token(KEY, Purpose.unsubscribe, token)
+    with pytest.raises(TokenError):
+        read_token("another-key-0123456789", Purpose.open, token)
+
+
+def test_token_holds_no_address() -> None:
+    token = make_token(KEY, Purpose.click, 7, 1)
+    assert "@" not in token and token.startswith("7-1.")
