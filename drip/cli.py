@@ -95,7 +95,7 @@ def emit(rows: Sequence[dict[str, Any]], fmt: str, title: str | None = None, col
         return
     table = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(column.replace("_", " "))
+        table.add_column(column.replace("_", " "), overflow="fold")
     for row in rows:
         table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
     console.print(table)
@@ -471,6 +471,10 @@ def people_show(email: str, fmt: str) -> None:
                       markup=False)
     emit(rows, fmt, title="enrolments",
          columns=["cohort", "course", "status", "lessons_sent", "last_lesson_on", "next_due_utc", "reason"])
+    if fmt == "table":
+        for e, c in view.enrollments:
+            if e.status_reason and e.status != "active":
+                say(f"{c.name}: {e.status}: {e.status_reason}")
 
 
 def _people_action(action: str, past: str) -> Callable[..., None]:

@@ -193,11 +193,13 @@ def _record_link_hit(
         )
     if judgement.verdict is Verdict.human:
         opened = conn.execute(
-            sa.select(EV.c.id).where(
+            sa.select(EV.c.id)
+            .where(
                 EV.c.delivery_id == delivery_id,
                 EV.c.kind == EventKind.open.value,
                 EV.c.verdict == Verdict.human.value,
-            ).limit(1)
+            )
+            .limit(1)
         ).first()
         if opened is None:
             implied = Judgement(Verdict.human, f"{IMPLIED}{kind}")

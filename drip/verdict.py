@@ -95,7 +95,8 @@ def _judge_link(hit: Hit) -> Judgement:
         return Judgement(Verdict.machine, f"scanner user agent ({mark})")
     seconds = hit.seconds_since_send
     if seconds is not None and seconds < SCANNER_CLICK_SECONDS:
-        return Judgement(Verdict.machine, f"{hit.kind} {seconds:.1f} s after sending (link scanner)")
+        reason = f"{hit.kind} {seconds:.1f} s after sending (link scanner)"
+        return Judgement(Verdict.machine, reason)
     other = hit.seconds_since_other_link
     if other is not None and other < BURST_SECONDS:
         return Judgement(Verdict.machine, "several links of one email within 2 s (link scanner)")

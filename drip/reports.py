@@ -1,0 +1,547 @@
+"""Completion queries over the event log: cohort summary, lesson funnel, people, timelines, log."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from drip.curriculum import Course, load_course
+from drip.db import session as open_session
+from drip.enrollment import get_cohort
+from drip.errors import DripError, NotFound
+from drip.models import (
+    Cohort,
+    Delivery,
+    DeliveryStatus,
+    Enrollment,
+    EnrollmentStatus,
+    Event,
+    EventKind,
+    LessonVersion,
+    Person,
+    Verdict,
+)
+
+E = Enrollment.__table__  # type: ignore[attr-defined]
+P = Person.__table__  # type: ignore[attr-defined]
+C = Cohort.__table__  # type: ignore[attr-defined]
+D = Delivery.__table__  # type: ignore[attr-defined]
+EV = Event.__table__  # type: ignore[attr-defined]
+LV = LessonVersion.__table__  # type: ignore[attr-defined]
+
+# Tracking writes an implied human open for every human click, "got it" and answer.
+RESPONSE_KINDS = ("click", "confirm", "answer")
+READER_KINDS = ("open", *RESPONSE_KINDS, "pause", "resume", "unsubscribe")
+# tracking.record_answer stores {"option": i, "correct": true|false} as the answer's detail.
+RIGHT_DETAIL = '%"correct": true%'
+BEHIND_AFTER = 3
+STATUSES = tuple(s.value for s in EnrollmentStatus)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The headline figures of one cohort."""
+
+    cohort: str
+    course: str
+    course_title: str
+    course_lessons: int
+    enrolled: int
+    active: int
+    paused: int
+    completed: int
+    unsubscribed: int
+    bounced: int
+    lessons_sent: int
+    opened_human: int
+    opened_all: int
+    open_rate_human: float
+    open_rate_all: float
+    confirmed: int
+    answered: int
+    answered_right: int
+    average_progress: float
+    on_track: int
+    behind: int
+
+
+@dataclass(frozen=True)
+class LessonRow:
+    """One lesson of the funnel: how many got it, opened it, confirmed it and answered right."""
+
+    position: int
+    slug: str
+    title: str
+    sent: int
+    opened_human: int
+    opened_all: int
+    confirmed: int
+    answered: int
+    answered_right: int
+    unsubscribed_after: int
+
+
+@dataclass(frozen=True)
+class PersonRow:
+    """One person's progress in a cohort."""
+
+    email: str
+    name: str
+    status: str
+    reason: str
+    lessons_sent: int
+    lessons_total: int
+    progress: str
+    last_activity: datetime | None
+    opened: int
+    confirmed: int
+    behind: bool
+
+
+@dataclass(frozen=True)
+class DayRow:
+    """Events of one UTC day, by what happened."""
+
+    day: str
+    sent: int
+    opened: int
+    responded: int
+    other: int
+
+
+@dataclass
+class CohortReport:
+    """Everything the report shows about one cohort, computed at `generated_at`."""
+
+    summary: Summary
+    lessons: list[LessonRow]
+    people: list[PersonRow]
+    activity: list[DayRow]
+    progress: list[tuple[int, int]]
+    human_only: bool
+    generated_at: datetime
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def behind(self) -> list[PersonRow]:
+        return [p for p in self.people if p.behind]
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One event of the completion log with who, which cohort and which lesson."""
+
+    id: int
+    at: datetime
+    cohort: str
+    email: str
+    kind: str
+    position: int | None
+    lesson: str
+    method: str
+    verdict: str
+    reason: str
+    detail: str
+
+
+def counted(human_only: bool) -> sa.ColumnElement[bool]:
+    """Which reader events count: those judged human, or every one with --all."""
+    return EV.c.verdict == Verdict.human.value if human_only else sa.true()
+
+
+def _flag(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+    return sa.func.max(sa.case((condition, 1), else_=0))
+
+
+def _delivery_stats(cohort_id: int, human_only: bool) -> sa.Subquery:
+    """One row per sent delivery of the cohort with 0/1 flags: opened, confirmed, answered."""
+    mine = sa.select(E.c.id).where(E.c.cohort_id == cohort_id)
+    is_open = EV.c.kind == EventKind.open.value
+    flags = (
+        sa.select(
+            EV.c.delivery_id,
+            _flag(sa.and_(is_open, EV.c.verdict == Verdict.human.value)).label("opened_human"),
+            _flag(is_open).label("opened_all"),
+            _flag(sa.and_(EV.c.kind == "confirm", counted(human_only))).label("confirmed"),
+        )
+        .where(EV.c.enrollment_id.in_(mine), EV.c.kind.in_(["open", "confirm"]))
+        .group_by(EV.c.delivery_id)
+        .subquery("flags")
+    )
+    # The answer of record is the first one not judged a machine, as the answer page shows it.
+    first = (
+        sa.select(EV.c.delivery_id, sa.func.min(EV.c.id).label("first_id"))
+        .where(
+            EV.c.enrollment_id.in_(mine),
+            EV.c.kind == EventKind.answer.value,
+            EV.c.verdict != Verdict.machine.value,
+        )
+        .group_by(EV.c.delivery_id)
+        .subquery("first")
+    )
+    answer = EV.alias("answer")
+    right = sa.or_(answer.c.detail.like(RIGHT_DETAIL), answer.c.reason.like("right%"))
+    opened = flags.c.opened_human if human_only else flags.c.opened_all
+    return (
+        sa.select(
+            D.c.id,
+            D.c.enrollment_id,
+            D.c.lesson_slug,
+            D.c.position,
+            D.c.sent_at,
+            sa.func.coalesce(flags.c.opened_human, 0).label("opened_human"),
+            sa.func.coalesce(flags.c.opened_all, 0).label("opened_all"),
+            sa.func.coalesce(opened, 0).label("opened"),
+            sa.func.coalesce(flags.c.confirmed, 0).label("confirmed"),
+            sa.case((answer.c.id.is_not(None), 1), else_=0).label("answered"),
+            sa.case((right, 1), else_=0).label("right"),
+        )
+        .select_from(
+            D.join(E, E.c.id == D.c.enrollment_id)
+            .outerjoin(flags, flags.c.delivery_id == D.c.id)
+            .outerjoin(first, first.c.delivery_id == D.c.id)
+            .outerjoin(answer, answer.c.id == first.c.first_id)
+        )
+        .where(E.c.cohort_id == cohort_id, D.c.status == DeliveryStatus.sent.value)
+        .subquery("stats")
+    )
+
+
+def _behind(stats: sa.Subquery) -> sa.Subquery:
+    """Enrolments whose three most recent sent lessons were all left unopened."""
+    ranked = sa.select(
+        stats.c.enrollment_id,
+        stats.c.opened,
+        sa.func.row_number()
+        .over(
+            partition_by=stats.c.enrollment_id,
+            order_by=(stats.c.sent_at.desc(), stats.c.position.desc()),
+        )
+        .label("recent"),
+    ).subquery("ranked")
+    return (
+        sa.select(ranked.c.enrollment_id, sa.literal(1).label("behind"))
+        .where(ranked.c.recent <= BEHIND_AFTER)
+        .group_by(ranked.c.enrollment_id)
+        .having(sa.func.count() == BEHIND_AFTER, sa.func.max(ranked.c.opened) == 0)
+        .subquery("behind")
+    )
+
+
+def _course(lessons_root: Path, cohort: Cohort, notes: list[str]) -> Course | None:
+    try:
+        return load_course(lessons_root, cohort.course)
+    except DripError as exc:
+        notes.append(f"course '{cohort.course}' cannot be loaded ({str(exc).splitlines()[0]});"
+                     " lesson titles and course length come from what was sent")
+        return None
+
+
+def cohort_report(
+    engine: Engine, cohort_name: str, lessons_root: Path, now: datetime, *, human_only: bool = True
+) -> CohortReport:
+    """The whole report of one cohort: summary, lesson funnel, people, activity and progress."""
+    with open_session(engine) as db:
+        cohort = get_cohort(db, cohort_name)
+    assert cohort.id is not None
+    notes: list[str] = []
+    course = _course(lessons_root, cohort, notes)
+    stats = _delivery_stats(cohort.id, human_only)
+    behind = _behind(stats)
+    with engine.connect() as conn:
+        lessons = _lessons(conn, cohort.id, stats, course)
+        total = len(course.lessons) if course else max((x.position for x in lessons), default=0)
+        people = _people(conn, cohort.id, stats, behind, total, human_only)
+        summary = _summary(conn, cohort, course, stats, behind, total)
+        activity = _activity(conn, cohort.id, human_only)
+        progress = _progress(conn, cohort.id, total)
+    return CohortReport(summary, lessons, people, activity, progress, human_only, now, notes)
+
+
+def _summary(
+    conn: sa.Connection, cohort: Cohort, course: Course | None, stats: sa.Subquery,
+    behind: sa.Subquery, total: int,
+) -> Summary:
+    statuses = dict(
+        conn.execute(  # type: ignore[arg-type]
+            sa.select(E.c.status, sa.func.count()).where(E.c.cohort_id == cohort.id).group_by(E.c.status)
+        ).all()
+    )
+    sums = conn.execute(
+        sa.select(
+            sa.func.count(),
+            *(sa.func.coalesce(sa.func.sum(stats.c[name]), 0) for name in
+              ("opened_human", "opened_all", "confirmed", "answered", "right")),
+        )
+    ).one()
+    capped = sa.case((E.c.lessons_sent > total, total), else_=E.c.lessons_sent)
+    reading = E.c.status.in_(["active", "paused", "completed"])
+    progress, late, reading_count = conn.execute(
+        sa.select(
+            sa.func.avg(sa.cast(capped, sa.Float)),
+            sa.func.count(behind.c.behind).filter(reading),
+            sa.func.count().filter(reading),
+        )
+        .select_from(E.outerjoin(behind, behind.c.enrollment_id == E.c.id))
+        .where(E.c.cohort_id == cohort.id)
+    ).one()
+    sent, human, anyone, confirmed, answered, right = (int(x) for x in sums)
+    return Summary(
+        cohort=cohort.name, course=cohort.course, course_title=course.title if course else cohort.course,
+        course_lessons=total, enrolled=sum(statuses.values()),
+        **{status: int(statuses.get(status, 0)) for status in STATUSES},
+        lessons_sent=sent, opened_human=human, opened_all=anyone,
+        open_rate_human=human / sent if sent else 0.0, open_rate_all=anyone / sent if sent else 0.0,
+        confirmed=confirmed, answered=answered, answered_right=right,
+        average_progress=float(progress or 0) / total if total else 0.0,
+        on_track=int(reading_count) - int(late), behind=int(late),
+    )
+
+
+def _lessons(
+    conn: sa.Connection, cohort_id: int, stats: sa.Subquery, course: Course | None
+) -> list[LessonRow]:
+    rows = conn.execute(
+        sa.select(
+            stats.c.lesson_slug, sa.func.min(stats.c.position), sa.func.count(),
+            *(sa.func.sum(stats.c[name]) for name in
+              ("opened_human", "opened_all", "confirmed", "answered", "right")),
+        ).group_by(stats.c.lesson_slug)
+    ).all()
+    found = {r[0]: r for r in rows}
+    unsubscribed = _unsubscribes_by_lesson(conn, cohort_id)
+    titles = dict(
+        conn.execute(  # type: ignore[arg-type]
+            sa.select(LV.c.slug, sa.func.max(LV.c.title)).where(LV.c.slug.in_(list(found)))
+            .group_by(LV.c.slug)
+        ).all()
+    )
+    order = [(x.slug, i, x.title) for i, x in enumerate(course.lessons, 1)] if course else []
+    known = {slug for slug, _, _ in order}
+    order += sorted(((s, r[1], titles.get(s, s)) for s, r in found.items() if s not in known),
+                    key=lambda x: x[1])
+    result = []
+    for slug, position, title in order:
+        r = found.get(slug)
+        figures = [int(x or 0) for x in r[2:]] if r else [0] * 6
+        result.append(LessonRow(position, slug, title, *figures, unsubscribed.get(slug, 0)))
+    return result
+
+
+def _unsubscribes_by_lesson(conn: sa.Connection, cohort_id: int) -> dict[str, int]:
+    """Unsubscribes per lesson: the lesson whose link was used, else the last one sent before."""
+    direct = D.alias("direct")
+    before = D.alias("before")
+    last_sent = (
+        sa.select(before.c.lesson_slug)
+        .where(
+            before.c.enrollment_id == EV.c.enrollment_id,
+            before.c.status == DeliveryStatus.sent.value,
+            before.c.sent_at <= EV.c.at,
+        )
+        .order_by(before.c.sent_at.desc(), before.c.position.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    slug = sa.select(direct.c.lesson_slug).where(direct.c.id == EV.c.delivery_id).scalar_subquery()
+    each = (
+        sa.select(EV.c.enrollment_id, sa.func.coalesce(slug, last_sent).label("slug"))
+        .join(E, E.c.id == EV.c.enrollment_id)
+        .where(E.c.cohort_id == cohort_id, EV.c.kind == EventKind.unsubscribe.value)
+        .subquery()
+    )
+    query = (
+        sa.select(each.c.slug, sa.func.count(sa.distinct(each.c.enrollment_id)))
+        .where(each.c.slug.is_not(None))
+        .group_by(each.c.slug)
+    )
+    return {slug: int(n) for slug, n in conn.execute(query).all()}
+
+
+def _people(
+    conn: sa.Connection, cohort_id: int, stats: sa.Subquery, behind: sa.Subquery, total: int,
+    human_only: bool,
+) -> list[PersonRow]:
+    per = (
+        sa.select(
+            stats.c.enrollment_id,
+            sa.func.sum(stats.c.opened).label("opened"),
+            sa.func.sum(stats.c.confirmed).label("confirmed"),
+        )
+        .group_by(stats.c.enrollment_id)
+        .subquery("per")
+    )
+    last = (
+        sa.select(EV.c.enrollment_id, sa.func.max(EV.c.at).label("at"))
+        .join(E, E.c.id == EV.c.enrollment_id)
+        .where(E.c.cohort_id == cohort_id, EV.c.kind.in_(READER_KINDS),
+               sa.or_(EV.c.kind.not_in(["open", *RESPONSE_KINDS]), counted(human_only)))
+        .group_by(EV.c.enrollment_id)
+        .subquery("last")
+    )
+    query = (
+        sa.select(
+            P.c.email, P.c.name, E.c.status, E.c.status_reason, E.c.lessons_sent, last.c.at,
+            sa.func.coalesce(per.c.opened, 0), sa.func.coalesce(per.c.confirmed, 0),
+            sa.func.coalesce(behind.c.behind, 0),
+        )
+        .select_from(
+            E.join(P, P.c.id == E.c.person_id)
+            .outerjoin(per, per.c.enrollment_id == E.c.id)
+            .outerjoin(last, last.c.enrollment_id == E.c.id)
+            .outerjoin(behind, behind.c.enrollment_id == E.c.id)
+        )
+        .where(E.c.cohort_id == cohort_id)
+        .order_by(P.c.email)
+    )
+    at_type = Event.__table__.c.at.type  # type: ignore[attr-defined]
+    rows = []
+    for email, name, status, reason, sent, at, opened, confirmed, late in conn.execute(query):
+        if isinstance(at, str):  # max() over a SQLite column loses the column type
+            at = at_type.process_result_value(at, None)
+        reading = status in ("active", "paused", "completed")
+        rows.append(PersonRow(email, name, status, reason, sent, total, f"{sent} of {total}", at,
+                              int(opened), int(confirmed), bool(late) and reading))
+    return rows
+
+
+def _activity(conn: sa.Connection, cohort_id: int, human_only: bool) -> list[DayRow]:
+    day = sa.func.date(EV.c.at)
+    group = sa.case(
+        (EV.c.kind == "sent", "sent"),
+        (EV.c.kind == "open", "opened"),
+        (EV.c.kind.in_(["click", "confirm", "answer"]), "responded"),
+        else_="other",
+    )
+    query = (
+        sa.select(day.label("day"), group.label("what"), sa.func.count())
+        .join(E, E.c.id == EV.c.enrollment_id)
+        .where(
+            E.c.cohort_id == cohort_id,
+            sa.or_(EV.c.kind.not_in(["open", *RESPONSE_KINDS]), counted(human_only)),
+        )
+        .group_by(day, group)
+        .order_by(day)
+    )
+    days: dict[str, dict[str, int]] = {}
+    for when, what, count in conn.execute(query):
+        days.setdefault(str(when)[:10], {})[what] = int(count)
+    return [
+        DayRow(d, v.get("sent", 0), v.get("opened", 0), v.get("responded", 0), v.get("other", 0))
+        for d, v in days.items()
+    ]
+
+
+def _progress(conn: sa.Connection, cohort_id: int, total: int) -> list[tuple[int, int]]:
+    """How many people have received 0, 1, ... N lessons."""
+    found = dict(
+        conn.execute(  # type: ignore[arg-type]
+            sa.select(E.c.lessons_sent, sa.func.count())
+            .where(E.c.cohort_id == cohort_id)
+            .group_by(E.c.lessons_sent)
+        ).all()
+    )
+    top = max([total, *found])
+    return [(n, int(found.get(n, 0))) for n in range(top + 1)]
+
+
+def cohort_summaries(
+    engine: Engine, lessons_root: Path, now: datetime, *, human_only: bool = True
+) -> list[Summary]:
+    """The summary of every cohort, by name."""
+    with engine.connect() as conn:
+        names = list(conn.execute(sa.select(C.c.name).order_by(C.c.name)).scalars())
+    return [cohort_report(engine, n, lessons_root, now, human_only=human_only).summary for n in names]
+
+
+# -- the completion log ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """Which events of the log to show."""
+
+    cohort: str | None = None
+    email: str | None = None
+    kinds: tuple[str, ...] = ()
+    since: datetime | None = None
+
+
+def _log_query(f: LogFilter) -> sa.Select[Any]:
+    return (
+        sa.select(
+            EV.c.id, EV.c.at, C.c.name, P.c.email, EV.c.kind, D.c.position,
+            sa.func.coalesce(LV.c.title, D.c.lesson_slug, ""), EV.c.method, EV.c.verdict,
+            EV.c.reason, EV.c.detail,
+        )
+        .select_from(
+            EV.join(E, E.c.id == EV.c.enrollment_id)
+            .join(P, P.c.id == E.c.person_id)
+            .join(C, C.c.id == E.c.cohort_id)
+            .outerjoin(D, D.c.id == EV.c.delivery_id)
+            .outerjoin(LV, LV.c.content_hash == D.c.content_hash)
+        )
+        .where(
+            C.c.name == f.cohort if f.cohort else sa.true(),
+            P.c.email == f.email.strip().lower() if f.email else sa.true(),
+            EV.c.kind.in_(f.kinds) if f.kinds else sa.true(),
+            EV.c.at >= f.since if f.since else sa.true(),
+        )
+        .order_by(EV.c.id)
+    )
+
+
+def check_filter(engine: Engine, f: LogFilter) -> None:
+    """Raise NotFound when the filter names a cohort or person that does not exist."""
+    with open_session(engine) as db:
+        if f.cohort:
+            get_cohort(db, f.cohort)
+        if f.email:
+            address = f.email.strip().lower()
+            if db.execute(sa.select(P.c.id).where(P.c.email == address)).first() is None:
+                raise NotFound(f"no person with e-mail '{address}'; see drip people list")
+
+
+def log_events(engine: Engine, f: LogFilter, after_id: int = 0, limit: int | None = None) -> list[EventRow]:
+    """Events matching the filter, oldest first, with an id above `after_id`."""
+    query = _log_query(f).where(EV.c.id > after_id).limit(limit)
+    with engine.connect() as conn:
+        return [EventRow(*row) for row in conn.execute(query)]
+
+
+def follow_events(
+    engine: Engine,
+    f: LogFilter,
+    *,
+    after_id: int = 0,
+    interval: float = 1.0,
+    should_stop: Callable[[], bool] = lambda: False,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[EventRow]:
+    """Yield matching events as they are recorded, polling every `interval` seconds."""
+    while not should_stop():
+        batch = log_events(engine, f, after_id, limit=1000)
+        yield from batch
+        if batch:
+            after_id = batch[-1].id
+        if len(batch) < 1000:
+            sleep(interval)
+
+
+def person_timeline(engine: Engine, email: str, cohort_name: str | None = None) -> list[EventRow]:
+    """One person's events, oldest first, with lesson titles."""
+    f = LogFilter(cohort=cohort_name, email=email)
+    check_filter(engine, f)
+    return log_events(engine, f)
+
+
+def as_dict(row: Any) -> dict[str, Any]:
+    """A report row as a plain dict with times in ISO 8601."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(row).items()}

@@ -1,0 +1,284 @@
+"""The ASGI app: thin handlers that check a signed token and call tracking."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import uvicorn
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from drip import tracking
+from drip.app import App
+from drip.config import Settings, load_settings, require_secret
+from drip.errors import TokenError
+from drip.tokens import Purpose, read_token
+
+log = logging.getLogger("drip.web")
+
+GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+GIF_HEADERS = {"Cache-Control": "no-store, private", "Content-Type": "image/gif"}
+PAGE_HEADERS = {
+    "Cache-Control": "no-store, private",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+MAX_TOKEN = 64
+MESSAGES = {
+    400: ("That did not work", "Please use one of the buttons on the page."),
+    404: ("Link not found", "This link is not valid. Please use the link in your lesson email."),
+    405: ("Not allowed", "This page does not accept that kind of request."),
+    429: ("Too many requests", "Please wait a minute and try again."),
+    500: ("Something went wrong", "Please try again in a few minutes."),
+    503: ("Unavailable", "Please try again in a few minutes."),
+}
+
+
+class RateLimiter:
+    """A fixed-window request counter per key with a cap on the keys it remembers."""
+
+    def __init__(
+        self,
+        limit: int,
+        window: float = 60.0,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_keys = max_keys
+        self.clock = clock
+        self._started = clock()
+        self._counts: dict[str, int] = {}
+
+    def allow(self, key: str) -> bool:
+        """Count one request for the key; False once it is over the limit in this window."""
+        now = self.clock()
+        if now - self._started >= self.window:
+            self._counts.clear()
+            self._started = now
+        seen = self._counts.get(key)
+        if seen is None:
+            # Full: new keys pass uncounted rather than grow memory without bound.
+            if len(self._counts) < self.max_keys:
+                self._counts[key] = 1
+            return True
+        if seen >= self.limit:
+            return False
+        self._counts[key] = seen + 1
+        return True
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    engine: Engine,
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = _now,
+    token_limit: int = 30,
+    ip_limit: int = 1200,
+    window: float = 60.0,
+) -> Starlette:
+    """Build the tracking web app on an engine and settings; nothing happens at import."""
+    secret = require_secret(settings)
+    pages = Environment(
+        loader=FileSystemLoader(settings.templates_path / "web"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+    )
+    cache = tracking.SentCache()
+    by_token = RateLimiter(token_limit, window)
+    by_ip = RateLimiter(ip_limit, window)
+
+    def page(name: str, code: int = 200, /, **context: Any) -> HTMLResponse:
+        html = pages.get_template(name).render(**context)
+        return HTMLResponse(html, status_code=code, headers=PAGE_HEADERS)
+
+    def message(status: int, title: str = "", text: str = "") -> HTMLResponse:
+        default_title, default_text = MESSAGES.get(status, MESSAGES[500])
+        return page(
+            "message.html.j2", status, title=title or default_title, text=text or default_text
+        )
+
+    def ids(request: Request, purpose: Purpose) -> tuple[int, ...]:
+        # Called on the event loop only, so the limiters need no lock.
+        token = str(request.path_params["token"])
+        client = request.client.host if request.client else "-"
+        if not by_ip.allow(client) or not by_token.allow(token[:MAX_TOKEN]):
+            raise HTTPException(429)
+        if len(token) > MAX_TOKEN:
+            raise HTTPException(404)
+        try:
+            return read_token(secret, purpose, token)
+        except TokenError:
+            raise HTTPException(404) from None
+
+    def hit(request: Request) -> tracking.Request:
+        agent = request.headers.get("user-agent", "")[:500]
+        return tracking.Request(request.method, agent, clock())
+
+    async def open_gif(request: Request) -> Response:
+        (delivery_id,) = ids(request, Purpose.open)
+        found = await run_in_threadpool(
+            tracking.record_open, engine, cache, delivery_id, hit(request)
+        )
+        if not found:
+            raise HTTPException(404)
+        return Response(GIF, headers=GIF_HEADERS)
+
+    async def click(request: Request) -> Response:
+        delivery_id, index = _pair(ids(request, Purpose.click))
+        url = await run_in_threadpool(
+            tracking.record_click, engine, delivery_id, index, hit(request)
+        )
+        if url is None:
+            raise HTTPException(404)
+        headers = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+        return RedirectResponse(url, status_code=302, headers=headers)
+
+    async def confirm(request: Request) -> Response:
+        (delivery_id,) = ids(request, Purpose.confirm)
+        shown = await run_in_threadpool(tracking.record_confirm, engine, delivery_id, hit(request))
+        if shown is None:
+            raise HTTPException(404)
+        return page("confirm.html.j2", lesson=shown, when=_when(shown.status))
+
+    async def answer(request: Request) -> Response:
+        delivery_id, option = _pair(ids(request, Purpose.answer))
+        shown = await run_in_threadpool(
+            tracking.record_answer, engine, delivery_id, option, hit(request)
+        )
+        if shown is None:
+            raise HTTPException(404)
+        return page("answer.html.j2", answer=shown)
+
+    async def pause(request: Request) -> Response:
+        (delivery_id,) = ids(request, Purpose.pause)
+        action = ""
+        if request.method == "POST":
+            action = str((await request.form()).get("action") or "")
+            if action not in ("pause1", "pause2", "resume"):
+                status = await run_in_threadpool(tracking.enrollment_status, engine, delivery_id)
+                if status is None:
+                    raise HTTPException(404)
+                problem = MESSAGES[400][1]
+                return page(
+                    "pause.html.j2",
+                    400,
+                    status=status,
+                    when=_when(status),
+                    action="",
+                    problem=problem,
+                )
+            status = await run_in_threadpool(
+                tracking.change, engine, delivery_id, action, hit(request)
+            )
+        else:
+            status = await run_in_threadpool(tracking.enrollment_status, engine, delivery_id)
+        if status is None:
+            raise HTTPException(404)
+        return page("pause.html.j2", status=status, when=_when(status), action=action, problem="")
+
+    async def unsubscribe(request: Request) -> Response:
+        (delivery_id,) = ids(request, Purpose.unsubscribe)
+        if request.method != "POST":
+            status = await run_in_threadpool(tracking.enrollment_status, engine, delivery_id)
+            if status is None:
+                raise HTTPException(404)
+            return page("unsubscribe.html.j2", status=status, done=False)
+        try:
+            one_click = (await request.form()).get("List-Unsubscribe") == "One-Click"
+        except Exception:  # a malformed body is still the person's POST to their own link
+            one_click = False
+        reason = "one-click unsubscribe (RFC 8058)" if one_click else "unsubscribed via the page"
+        status = await run_in_threadpool(
+            tracking.change, engine, delivery_id, "unsubscribe", hit(request), reason
+        )
+        if status is None:
+            raise HTTPException(404)
+        return page("unsubscribe.html.j2", status=status, done=True)
+
+    async def healthz(request: Request) -> Response:
+        if not await run_in_threadpool(tracking.database_ok, engine):
+            return PlainTextResponse("database unavailable", status_code=503)
+        return PlainTextResponse("ok", headers={"Cache-Control": "no-store"})
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        response = message(status)
+        if isinstance(exc, HTTPException) and exc.headers and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.error("error on %s %s: %r", request.method, request.url.path[:3], exc)
+        return message(500)
+
+    routes = [
+        Route("/o/{token}.gif", open_gif, methods=["GET"]),
+        Route("/c/{token}", click, methods=["GET"]),
+        Route("/r/{token}", confirm, methods=["GET"]),
+        Route("/a/{token}", answer, methods=["GET"]),
+        Route("/p/{token}", pause, methods=["GET", "POST"]),
+        Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
+
+
+def _pair(values: tuple[int, ...]) -> tuple[int, int]:
+    if len(values) != 2:
+        raise HTTPException(404)
+    return values[0], values[1]
+
+
+def _when(status: tracking.Status) -> str:
+    if status.next_local is None:
+        return ""
+    moment = status.next_local
+    return f"{moment:%A} {moment.day} {moment:%B} at {moment:%H:%M} ({status.timezone})"
+
+
+def serve_function(app: App, host: str, port: int, workers: int = 1) -> Callable[[], None]:
+    """A function that runs the web app with uvicorn until it is told to stop."""
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "access_log": False,  # access logs would keep client IP addresses
+        "server_header": False,
+        "proxy_headers": True,
+    }
+
+    def serve() -> None:
+        if workers > 1:
+            uvicorn.run("drip.web:asgi", factory=True, workers=workers, **options)
+            return
+        uvicorn.Server(uvicorn.Config(create_app(app.engine, app.settings), **options)).run()
+
+    return serve
+
+
+def asgi() -> Starlette:
+    """The app built from the environment's settings, for `uvicorn --factory drip.web:asgi`."""
+    app = App.open(load_settings())
+    return create_app(app.engine, app.settings)
