@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -545,3 +548,47 @@ def person_timeline(engine: Engine, email: str, cohort_name: str | None = None) 
 def as_dict(row: Any) -> dict[str, Any]:
     """A report row as a plain dict with times in ISO 8601."""
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(row).items()}
+
+
+# -- rows for exporters -----------------------------------------------------------------------
+
+SECTIONS = ("summary", "lessons", "people", "activity", "progress")
+
+
+def section_rows(report: CohortReport, section: str) -> list[dict[str, Any]]:
+    """One section of a report as plain rows (for tables and CSV)."""
+    if section == "summary":
+        return [as_dict(report.summary)]
+    if section == "lessons":
+        return [as_dict(row) for row in report.lessons]
+    if section == "people":
+        return [as_dict(row) for row in report.people]
+    if section == "activity":
+        return [as_dict(row) for row in report.activity]
+    if section == "progress":
+        return [{"lessons_sent": n, "people": k} for n, k in report.progress]
+    raise ValueError(f"unknown section {section!r}")
+
+
+def report_json(report: CohortReport) -> str:
+    """The whole report as a JSON document."""
+    document: dict[str, Any] = {
+        "cohort": report.summary.cohort,
+        "generated_at": report.generated_at.isoformat(),
+        "mode": "human" if report.human_only else "all",
+        "notes": report.notes,
+    }
+    document.update({section: section_rows(report, section) for section in SECTIONS})
+    document["summary"] = document["summary"][0]
+    return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+def rows_csv(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    """Rows as CSV text with a header line."""
+    buffer = io.StringIO()
+    fields = columns or (list(rows[0]) if rows else [])
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in fields})
+    return buffer.getvalue()

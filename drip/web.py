@@ -10,8 +10,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    select_autoescape,
+)
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -22,7 +29,7 @@ from starlette.routing import Route
 from drip import tracking
 from drip.app import App
 from drip.config import Settings, load_settings, require_secret
-from drip.errors import TokenError
+from drip.errors import DripError, TokenError
 from drip.tokens import Purpose, read_token
 
 log = logging.getLogger("drip.web")
@@ -102,6 +109,7 @@ def create_app(
     pages = Environment(
         loader=FileSystemLoader(settings.templates_path / "web"),
         autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
     )
     cache = tracking.SentCache()
     by_token = RateLimiter(token_limit, window)
@@ -158,7 +166,9 @@ def create_app(
         shown = await run_in_threadpool(tracking.record_confirm, engine, delivery_id, hit(request))
         if shown is None:
             raise HTTPException(404)
-        return page("confirm.html.j2", lesson=shown, when=_when(shown.status))
+        return page(
+            "confirm.html.j2", lesson=shown, status=shown.status, when=_when(shown.status)
+        )
 
     async def answer(request: Request) -> Response:
         delivery_id, option = _pair(ids(request, Purpose.answer))
@@ -228,7 +238,8 @@ def create_app(
         return response
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        log.error("error on %s %s: %r", request.method, request.url.path[:3], exc)
+        # The path holds a token: log only its route letter.
+        log.error("error on %s %s", request.method, request.url.path[:3], exc_info=exc)
         return message(500)
 
     routes = [
@@ -242,7 +253,16 @@ def create_app(
     ]
     return Starlette(
         routes=routes,
-        exception_handlers={HTTPException: http_error, Exception: server_error},
+        # Expected failures are answered inside the app so the connection stays usable;
+        # anything else reaches the last-resort handler, which also answers with a page.
+        exception_handlers={
+            HTTPException: http_error,
+            SQLAlchemyError: server_error,
+            DripError: server_error,
+            TemplateError: server_error,
+            OSError: server_error,
+            Exception: server_error,
+        },
     )
 
 

@@ -215,7 +215,6 @@ def test_a_killed_worker_loses_nothing_and_resends_only_its_messages_in_flight(
     duplicates = stats["count"] - PEOPLE
     assert duplicates == sum(n - 1 for n in received.values())
     assert 0 <= duplicates <= len(in_flight)
-    print("IN_FLIGHT", len(in_flight), "DUPS", duplicates, "BEFORE", before)
     assert max(received.values()) <= 2
     twice = {recipients[0] for message_id, recipients in stats["messages"] if received[message_id] > 1}
     assert twice <= {item["email"] for item in recovered}

@@ -1,0 +1,30 @@
+# drip: one image for every role (migrate, worker, web); the command picks the role.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# A fixed, unprivileged user: drip needs no root for anything it does.
+RUN groupadd --system --gid 10001 drip \
+    && useradd --system --uid 10001 --gid drip --create-home --home-dir /home/drip drip
+
+# Only what the wheel needs; templates, lessons and examples ship inside it as package data.
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY drip/ drip/
+COPY templates/ templates/
+COPY lessons/ lessons/
+COPY examples/ examples/
+RUN pip install ".[postgres]" \
+    && rm -rf /src \
+    && drip --version
+
+# The working folder is the drip user's home: a ./lessons or ./templates mounted here (or
+# DRIP_LESSONS_DIR / DRIP_TEMPLATES_DIR) overrides the packaged ones.
+WORKDIR /home/drip
+USER drip:drip
+
+ENTRYPOINT ["drip"]
+CMD ["--help"]

@@ -1,0 +1,181 @@
+"""The weekly digest: each cohort's figures mailed to its manager with the HTML report attached."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+import sqlalchemy as sa
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.engine import Engine
+
+from drip.app import App
+from drip.config import Settings
+from drip.errors import DripError, HeaderError
+from drip.message import sender_domain
+from drip.report_html import render_html
+from drip.reports import C, CohortReport, cohort_report
+from drip.transports import Transport
+
+log = logging.getLogger("drip.digest")
+
+SYNC_JOB = "digest-sync"
+BEHIND_NAMED = 10
+
+
+@dataclass(frozen=True)
+class DigestResult:
+    """What happened to one cohort's digest."""
+
+    cohort: str
+    recipient: str
+    outcome: str
+    detail: str = ""
+
+
+def _header(name: str, value: str) -> str:
+    if any(c in value for c in "\r\n\x00"):
+        raise HeaderError(f"the {name} header {value!r} holds a line break; fix the cohort's data")
+    return value
+
+
+def _filename(cohort: str, now: datetime) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", cohort.lower()).strip("-")[:60] or "cohort"
+    return f"{slug}-{now:%Y-%m-%d}.html"
+
+
+def digest_text(report: CohortReport) -> str:
+    """The plain-text figures at the top of the digest."""
+    s = report.summary
+    behind = [p.email for p in report.behind]
+    named = ", ".join(behind[:BEHIND_NAMED]) + (
+        f" and {len(behind) - BEHIND_NAMED} more" if len(behind) > BEHIND_NAMED else ""
+    )
+    return "\n".join(
+        [
+            f"Weekly progress of {s.cohort} ({s.course_title}), "
+            f"{report.generated_at:%d %B %Y}.",
+            "",
+            f"Enrolled: {s.enrolled} ({s.active} active, {s.paused} paused, {s.completed} completed,"
+            f" {s.unsubscribed} unsubscribed, {s.bounced} bounced)",
+            f"Lessons sent: {s.lessons_sent}",
+            f"Opened by a person: {s.open_rate_human:.0%}"
+            f" ({s.open_rate_all:.0%} counting machine opens)",
+            f'"Got it" confirmations: {s.confirmed}',
+            f"Checks answered right: {s.answered_right} of {s.answered}",
+            f"Average progress: {s.average_progress:.0%} of {s.course_lessons} lessons",
+            f"On track: {s.on_track}",
+            f"Behind: {s.behind}" + (f" ({named})" if behind else ""),
+            "",
+            "The attached report has the charts, the lesson funnel and everyone's progress.",
+            "",
+        ]
+    )
+
+
+def build_digest(
+    engine: Engine, settings: Settings, cohort_name: str, now: datetime, recipient: str = ""
+) -> EmailMessage:
+    """The digest message of one cohort; raise HeaderError on a line break in any header."""
+    report = cohort_report(engine, cohort_name, settings.lessons_path, now)
+    s = report.summary
+    message = EmailMessage(policy=policy.SMTP)
+    message["From"] = _header("From", settings.sender)
+    if recipient:
+        message["To"] = _header("To", recipient)
+    subject = (
+        f"{s.cohort}: weekly progress, {s.open_rate_human:.0%} of lessons opened, {s.behind} behind"
+    )
+    message["Subject"] = _header("Subject", subject)
+    message["Date"] = format_datetime(now.astimezone(UTC))
+    message["Message-ID"] = make_msgid("digest", domain=sender_domain(settings.sender))
+    message.set_content(digest_text(report))
+    message.add_attachment(
+        render_html(report, settings.templates_path).encode("utf-8"),
+        maintype="text",
+        subtype="html",
+        filename=_filename(s.cohort, now),
+    )
+    return message
+
+
+def send_digests(
+    engine: Engine,
+    transport: Transport,
+    settings: Settings,
+    now: datetime,
+    cohort_id: int | None = None,
+) -> list[DigestResult]:
+    """Mail every cohort's manager (or one cohort's) its digest; a failure never stops the rest."""
+    query = sa.select(C.c.id, C.c.name, C.c.manager_email).where(
+        C.c.manager_email.is_not(None), C.c.manager_email != ""
+    )
+    if cohort_id is not None:
+        query = query.where(C.c.id == cohort_id)
+    with engine.connect() as conn:
+        cohorts = conn.execute(query.order_by(C.c.name)).all()
+    envelope_from = parseaddr(settings.sender)[1]
+    results = []
+    for _, name, manager in cohorts:
+        try:
+            data = build_digest(engine, settings, name, now, manager).as_bytes()
+        except DripError as exc:
+            log.error("digest of cohort %r not built: %s", name, exc)
+            results.append(DigestResult(name, manager, "not built", str(exc)))
+            continue
+        sent = transport.send(envelope_from, manager, data)
+        results.append(DigestResult(name, manager, sent.outcome.value, sent.reply))
+        log.info("digest of cohort %r to %s: %s", name, manager, sent)
+    return results
+
+
+def add_digest_jobs(scheduler: BaseScheduler, app: App) -> None:
+    """Schedule each managed cohort's digest for Monday 08:00 in its timezone, re-checked hourly."""
+    sync_digest_jobs(scheduler, app)
+    if scheduler.get_job(SYNC_JOB) is None:
+        scheduler.add_job(
+            sync_digest_jobs, IntervalTrigger(hours=1), args=(scheduler, app), id=SYNC_JOB,
+            max_instances=1, coalesce=True,
+        )  # fmt: skip
+
+
+def sync_digest_jobs(scheduler: BaseScheduler, app: App) -> None:
+    """Add, move or drop the digest jobs so they match the cohorts that have a manager."""
+    with app.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(C.c.id, C.c.timezone).where(
+                C.c.manager_email.is_not(None), C.c.manager_email != ""
+            )
+        ).all()
+    wanted = {f"digest-{cohort_id}": (cohort_id, zone) for cohort_id, zone in rows}
+    for job in scheduler.get_jobs():
+        if job.id.startswith("digest-") and job.id != SYNC_JOB and job.id not in wanted:
+            scheduler.remove_job(job.id)
+    for job_id, (cohort_id, zone) in wanted.items():
+        job = scheduler.get_job(job_id)
+        if job is not None and str(job.trigger.timezone) == zone:
+            continue
+        if job is not None:
+            scheduler.remove_job(job_id)
+        scheduler.add_job(
+            _send_one, CronTrigger(day_of_week="mon", hour=8, minute=0, timezone=zone),
+            args=(app, cohort_id), id=job_id, max_instances=1, coalesce=True,
+            misfire_grace_time=6 * 3600,
+        )  # fmt: skip
+
+
+def _send_one(app: App, cohort_id: int) -> None:
+    """The job: one cohort's digest through a fresh transport, with the real clock."""
+    transport = app.transport()
+    try:
+        send_digests(app.engine, transport, app.settings, datetime.now(UTC), cohort_id)
+    except Exception:  # a failed digest must not kill the scheduler
+        log.exception("digest of cohort %s failed", cohort_id)
+    finally:
+        transport.close()
