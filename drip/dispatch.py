@@ -97,7 +97,7 @@ class Dispatcher:
     lease: timedelta = timedelta(minutes=5)
     retry_lifetime: timedelta = timedelta(days=3)
     worker: str = field(default_factory=worker_name)
-    flush_every: int = 25
+    flush_every: int = 50
     _templates: dict[tuple[str, str, str, str], MessageTemplate] = field(default_factory=dict)
     _recorded_versions: set[str] = field(default_factory=set)
 
@@ -260,6 +260,7 @@ def _prepare(
         ).mappings():
             existing.setdefault(row["enrollment_id"], {})[row["lesson_slug"]] = dict(row)
         completed: list[int] = []
+        courses: dict[str, Course | DripError] = {}
         for row in rows:
             cadence = cadence_for(row.timezone or row.cohort_tz, row.send_time, row.window_end,
                                   row.send_days, row.skip_dates, row.start_date)
@@ -268,12 +269,16 @@ def _prepare(
                 releases.append((row.id, slot))
                 result.rescheduled += 1
                 continue
-            try:
-                course = d.catalog.get(row.course)
-            except DripError as exc:
-                log.error("course %s cannot be loaded, holding its lessons for an hour: %s", row.course, exc)
+            if row.course not in courses:
+                try:
+                    courses[row.course] = d.catalog.get(row.course)
+                except DripError as exc:
+                    courses[row.course] = exc
+            course = courses[row.course]
+            if isinstance(course, DripError):
+                log.error("course %s cannot be loaded, holding its lessons for an hour: %s", row.course, course)
                 releases.append((row.id, now + COURSE_ERROR_DELAY))
-                result.items.append(Item(row.email, row.course, "held", str(exc).splitlines()[0]))
+                result.items.append(Item(row.email, row.course, "held", str(course).splitlines()[0]))
                 continue
             mine = existing.get(row.id, {})
             sent = {slug for slug, dl in mine.items() if dl["status"] == DeliveryStatus.sent.value}
@@ -308,7 +313,7 @@ def _prepare(
                         "message_id": new_message_id(domain),
                         "created_at": now,
                         "status": DeliveryStatus.sending.value,
-                        "attempts": 0,
+                        "attempts": 1,
                         "last_error": "",
                     }
                     for j in new
@@ -324,12 +329,15 @@ def _prepare(
             }
             for j in new:
                 j.delivery = fresh[(j.enrollment_id, j.lesson.slug)]  # type: ignore[union-attr]
-        if jobs:
+                j.delivery["attempts"] = 0  # attempts before this one, as for reused rows
+        fresh_ids = {id(j) for j in new}
+        reused = [j for j in jobs if id(j) not in fresh_ids]
+        if reused:
             conn.execute(
                 D.update().where(D.c.id == sa.bindparam("did")).values(
                     status=DeliveryStatus.sending.value, attempts=D.c.attempts + 1
                 ),
-                [{"did": j.delivery["id"]} for j in jobs],  # type: ignore[index]
+                [{"did": j.delivery["id"]} for j in reused],  # type: ignore[index]
             )
             # A lesson that failed before and was resumed by hand gets a fresh retry lifetime.
             failed = [j.delivery for j in jobs if j.delivery and j.delivery["status"] == DeliveryStatus.failed.value]

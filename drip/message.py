@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, parseaddr
 
+from markupsafe import escape
+
 from drip.errors import HeaderError
-from drip.render import RenderedLesson
+from drip.render import Part, RenderedLesson
 
 ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 FORBIDDEN = ("\r", "\n", "\x00")
@@ -106,8 +108,51 @@ def new_message_id(domain: str) -> str:
 
 
 def _qp(text: str) -> str:
-    data = text.replace("\r\n", "\n").replace("\n", CRLF).encode("utf-8")
-    return binascii.b2a_qp(data, istext=True).decode("ascii")
+    data = text.replace("\r\n", "\n").encode("utf-8")
+    # b2a_qp ends lines (and soft breaks) with LF when the input has no CRLF; use CRLF throughout.
+    return binascii.b2a_qp(data, istext=True).decode("ascii").replace("\n", CRLF)
+
+
+SOFT_BREAK = "=" + CRLF
+
+
+def _soft_end(encoded: str) -> str:
+    """End quoted-printable text with a soft line break, keeping every line within 76 characters."""
+    head, _, last = encoded.rpartition(CRLF)
+    if len(last) > 75:
+        cut = 70
+        while "=" in last[cut - 2 : cut]:  # never split an =XX escape
+            cut -= 1
+        last = last[:cut] + SOFT_BREAK + last[cut:]
+    return (head + CRLF if head or encoded.startswith(CRLF) else "") + last + SOFT_BREAK
+
+
+@dataclass(frozen=True)
+class EncodedPart:
+    """A rendered part quoted-printable encoded once; recipients' values are encoded and spliced in
+    between soft line breaks, so per message only a few short values are encoded."""
+
+    literals: tuple[str, ...]
+    keys: tuple[str, ...]
+    escape_html: bool
+
+    @classmethod
+    def of(cls, part: Part, escape_html: bool) -> EncodedPart:
+        pieces = part.pieces
+        literals = [_qp(p) for p in pieces[0::2]]
+        literals = [_soft_end(x) for x in literals[:-1]] + [literals[-1]]
+        return cls(tuple(literals), tuple(pieces[1::2]), escape_html)
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        """The encoded part for one recipient."""
+        out = [self.literals[0]]
+        for key, literal in zip(self.keys, self.literals[1:], strict=True):
+            value = values[key]
+            if self.escape_html:
+                value = str(escape(value))
+            out.append(_soft_end(_qp(value)) if value else "")
+            out.append(literal)
+        return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -119,6 +164,8 @@ class MessageTemplate:
     envelope_from: str
     head: str
     boundary: str
+    text: EncodedPart
+    html: EncodedPart
 
     @classmethod
     def of(cls, rendered: RenderedLesson, sender: str) -> MessageTemplate:
@@ -137,7 +184,10 @@ class MessageTemplate:
                 "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
             ]
         )
-        return cls(rendered, sender, address, head, boundary)
+        return cls(
+            rendered, sender, address, head, boundary,
+            EncodedPart.of(rendered.text, escape_html=False), EncodedPart.of(rendered.html, escape_html=True),
+        )
 
     def build(
         self,
@@ -155,7 +205,6 @@ class MessageTemplate:
         for key, value in values.items():
             if any(c in value for c in FORBIDDEN):
                 raise HeaderError(f"value {key} {value!r} contains a line break; remove it")
-        html, text = self.rendered.personalize(values)
         b = self.boundary
         return CRLF.join(
             [
@@ -169,12 +218,12 @@ class MessageTemplate:
                 'Content-Type: text/plain; charset="utf-8"',
                 "Content-Transfer-Encoding: quoted-printable",
                 "",
-                _qp(text),
+                self.text.fill(values),
                 f"--{b}",
                 'Content-Type: text/html; charset="utf-8"',
                 "Content-Transfer-Encoding: quoted-printable",
                 "",
-                _qp(html),
+                self.html.fill(values),
                 f"--{b}--",
                 "",
             ]

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import re
 from enum import Enum
+from functools import lru_cache
 
 from drip.errors import TokenError
 
@@ -23,9 +24,13 @@ class Purpose(str, Enum):
     unsubscribe = "u"
 
 
+@lru_cache(maxsize=8)
+def _key(secret: str) -> bytes:
+    return hashlib.sha256(b"drip-link-token:" + secret.encode("utf-8")).digest()
+
+
 def _signature(secret: str, purpose: Purpose, payload: str) -> str:
-    key = hashlib.sha256(b"drip-link-token:" + secret.encode("utf-8")).digest()
-    mac = hmac.new(key, f"{purpose.value}:{payload}".encode("ascii"), hashlib.sha256).digest()
+    mac = hmac.digest(_key(secret), f"{purpose.value}:{payload}".encode("ascii"), "sha256")
     return base64.urlsafe_b64encode(mac).decode("ascii")[:SIGNATURE_CHARS]
 
 

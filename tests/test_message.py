@@ -101,3 +101,28 @@ def test_non_ascii_name_and_subject(tmp_path: Path) -> None:
     assert msg["To"].addresses[0].display_name == "Zoë Ärger-Łukasz"
     assert msg["From"].addresses[0].display_name == "Équipe Drip"
     assert "Zoë Ärger-Łukasz" in msg.get_body(("plain",)).get_content()
+
+
+@given(
+    literals=st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r%"), max_size=300), min_size=1, max_size=6),
+    values=st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=120), max_size=5),
+    escape_html=st.booleans(),
+)
+@hsettings(max_examples=300, deadline=None)
+def test_encoded_parts_decode_to_the_personalized_text(literals: list[str], values: list[str], escape_html: bool) -> None:
+    import binascii
+
+    from markupsafe import escape
+
+    from drip.message import EncodedPart
+    from drip.render import Part
+
+    keys = [f"K-{i}" for i in range(len(literals) - 1)]
+    text = "".join(lit + (f"%%DRIP-{keys[i]}%%" if i < len(keys) else "") for i, lit in enumerate(literals))
+    part = Part.of(text)
+    vals = {k: (values[i] if i < len(values) else "") for i, k in enumerate(keys)}
+    encoded = EncodedPart.of(part, escape_html).fill(vals)
+    assert all(len(line) <= 76 for line in encoded.split("\r\n"))
+    expected = part.fill({k: str(escape(v)) if escape_html else v for k, v in vals.items()})
+    decoded = binascii.a2b_qp(encoded.encode("ascii")).decode("utf-8")
+    assert decoded == expected.replace("\r\n", "\n").replace("\n", "\r\n")

@@ -1,0 +1,92 @@
+"""End-to-end sending rate (claim, render, send, record) vs raw sends of pre-built bytes.
+
+Run: python bench/send.py [--people 20000]
+20,000 people are due at once in a SQLite file; an SMTP sink runs in a separate process
+(bench/sink.py). The same run sends the same number of pre-built messages over one smtplib
+connection with nothing else, and prints both rates, their ratio (target >= 0.5) and peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import smtplib
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sink import free_port, request_stats, start_sink_process, stop_sink  # noqa: E402
+
+from drip.app import App  # noqa: E402
+from drip.config import load_settings  # noqa: E402
+from drip.db import migrate, session  # noqa: E402
+from drip.dispatch import send_due  # noqa: E402
+from drip.enrollment import Row, create_cohort, enroll_rows, get_cohort  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # a Monday, inside everyone's window
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--people", type=int, default=20_000)
+    args = parser.parse_args()
+    port = free_port()
+    sink, stats_path = start_sink_process(port)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = load_settings(
+                env={
+                    "DRIP_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+                    "DRIP_MAIL_URL": f"smtp://127.0.0.1:{port}",
+                    "DRIP_SECRET_KEY": "bench-secret-key-0123456789",
+                    "DRIP_LESSONS_DIR": str(ROOT / "lessons"),
+                    "DRIP_TEMPLATES_DIR": str(ROOT / "templates"),
+                    "DRIP_BASE_URL": "https://learn.example.com",
+                    "DRIP_FROM": "Drip Lessons <lessons@example.com>",
+                },
+                config_path=Path(tmp) / "none.toml",
+            )
+            app = App.open(settings, check=False)
+            migrate(app.engine)
+            create_cohort(app.engine, name="bench", course="social-media-for-executives",
+                          start=date(2026, 11, 30), timezone="UTC", now=NOW)
+            with session(app.engine) as db:
+                cohort = get_cohort(db, "bench")
+            enroll_rows(app.engine, cohort,
+                        [Row(i, f"person{i}@example.com", f"Person {i}", None) for i in range(args.people)], now=NOW)
+            dispatcher = app.dispatcher()
+            started = time.perf_counter()
+            result = send_due(dispatcher, NOW)
+            dispatcher.transport.close()
+            pipeline = time.perf_counter() - started
+            assert result.sent == args.people, result.summary()
+            # The same messages, pre-built, over one connection with nothing else.
+            template = next(iter(dispatcher._templates.values()))
+            values = {k: "https://learn.example.com/x/1.abcdefghijklmnopqrstuv" for k in
+                      ["OPEN", "CONFIRM", "PAUSE", "UNSUBSCRIBE", "ANSWER-0", "ANSWER-1", "ANSWER-2", "ANSWER-3"]}
+            values["NAME"] = "Person"
+            data = template.build(to_name="Person", to_address="raw@example.com", date=NOW,
+                                  message_id="<raw@example.com>", values=values)
+            started = time.perf_counter()
+            with smtplib.SMTP("127.0.0.1", port) as client:
+                for i in range(args.people):
+                    client.sendmail("lessons@example.com", [f"raw{i}@example.com"], data)
+            bare = time.perf_counter() - started
+            stats = request_stats(port, stats_path)
+    finally:
+        stop_sink(sink, stats_path)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"people due:               {args.people:,}")
+    print(f"end to end (claim, render, send, record): {args.people / pipeline:8,.0f} msg/s  ({pipeline:.1f} s)")
+    print(f"raw sends of pre-built bytes:             {args.people / bare:8,.0f} msg/s  ({bare:.1f} s)")
+    print(f"ratio: {bare / pipeline:.2f} (target >= 0.5)")
+    print(f"sink received {stats['count']:,} messages; peak memory {peak_mb:.0f} MB (target < 300 MB)")
+
+
+if __name__ == "__main__":
+    main()
