@@ -23,7 +23,10 @@ NOW = datetime(2026, 12, 1, 7, 30, tzinfo=UTC)
 
 
 def values_for(rendered: RenderedLesson, i: int) -> dict[str, str]:
-    values = {key: f"https://learn.example.com/x/{make_token('k' * 32, Purpose.open, i)}" for key in recipient_keys(rendered)}
+    values = {
+        key: f"https://learn.example.com/x/{make_token('k' * 32, Purpose.open, i)}"
+        for key in recipient_keys(rendered)
+    }
     values["NAME"] = f"Person {i}"
     return values
 
@@ -34,8 +37,13 @@ def inline_once(renderer: Renderer, n: int) -> float:
     start = time.perf_counter()
     template = MessageTemplate.of(renderer.render(course, lesson), SENDER)
     for i in range(n):
-        template.build(to_name=f"Person {i}", to_address=f"p{i}@example.com", date=NOW,
-                       message_id=f"<{i}@example.com>", values=values_for(template.rendered, i))
+        template.build(
+            to_name=f"Person {i}",
+            to_address=f"p{i}@example.com",
+            date=NOW,
+            message_id=f"<{i}@example.com>",
+            values=values_for(template.rendered, i),
+        )
     return (time.perf_counter() - start) / n
 
 
@@ -47,8 +55,13 @@ def inline_per_recipient(renderer: Renderer, n: int) -> float:
         renderer._cache.clear()
         rendered = renderer.render(course, lesson)  # renders and inlines again for this recipient
         template = MessageTemplate.of(rendered, SENDER)
-        template.build(to_name=f"Person {i}", to_address=f"p{i}@example.com", date=NOW,
-                       message_id=f"<{i}@example.com>", values=values_for(rendered, i))
+        template.build(
+            to_name=f"Person {i}",
+            to_address=f"p{i}@example.com",
+            date=NOW,
+            message_id=f"<{i}@example.com>",
+            values=values_for(rendered, i),
+        )
     return (time.perf_counter() - start) / n
 
 
@@ -61,10 +74,14 @@ def main() -> None:
     inline_css("<html><body><p>warm up</p></body></html>")
     once = inline_once(renderer, args.recipients)
     per = inline_per_recipient(renderer, args.sample)
-    print(f"inline once, {args.recipients} recipients: {once * 1e6:8.1f} us/message "
-          f"({args.recipients * once:.2f} s in all)")
-    print(f"premailer per recipient ({args.sample} sampled): {per * 1e6:8.1f} us/message "
-          f"(~{args.recipients * per:.0f} s for {args.recipients})")
+    print(
+        f"inline once, {args.recipients} recipients: {once * 1e6:8.1f} us/message "
+        f"({args.recipients * once:.2f} s in all)"
+    )
+    print(
+        f"premailer per recipient ({args.sample} sampled): {per * 1e6:8.1f} us/message "
+        f"(~{args.recipients * per:.0f} s for {args.recipients})"
+    )
     print(f"ratio: inline-once is {per / once:.0f}x cheaper per message")
 
 

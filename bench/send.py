@@ -53,12 +53,22 @@ def main() -> None:
             )
             app = App.open(settings, check=False)
             migrate(app.engine)
-            create_cohort(app.engine, name="bench", course="social-media-for-executives",
-                          start=date(2026, 11, 30), timezone="UTC", now=NOW)
+            create_cohort(
+                app.engine,
+                name="bench",
+                course="social-media-for-executives",
+                start=date(2026, 11, 30),
+                timezone="UTC",
+                now=NOW,
+            )
             with session(app.engine) as db:
                 cohort = get_cohort(db, "bench")
-            enroll_rows(app.engine, cohort,
-                        [Row(i, f"person{i}@example.com", f"Person {i}", None) for i in range(args.people)], now=NOW)
+            enroll_rows(
+                app.engine,
+                cohort,
+                [Row(i, f"person{i}@example.com", f"Person {i}", None) for i in range(args.people)],
+                now=NOW,
+            )
             dispatcher = app.dispatcher()
             started = time.perf_counter()
             result = send_due(dispatcher, NOW)
@@ -67,11 +77,15 @@ def main() -> None:
             assert result.sent == args.people, result.summary()
             # The same messages, pre-built, over one connection with nothing else.
             template = next(iter(dispatcher._templates.values()))
-            values = {k: "https://learn.example.com/x/1.abcdefghijklmnopqrstuv" for k in
-                      ["OPEN", "CONFIRM", "PAUSE", "UNSUBSCRIBE", "ANSWER-0", "ANSWER-1", "ANSWER-2", "ANSWER-3"]}
+            values = dict.fromkeys(["OPEN", "CONFIRM", "PAUSE", "UNSUBSCRIBE", "ANSWER-0", "ANSWER-1", "ANSWER-2", "ANSWER-3"], "https://learn.example.com/x/1.abcdefghijklmnopqrstuv")
             values["NAME"] = "Person"
-            data = template.build(to_name="Person", to_address="raw@example.com", date=NOW,
-                                  message_id="<raw@example.com>", values=values)
+            data = template.build(
+                to_name="Person",
+                to_address="raw@example.com",
+                date=NOW,
+                message_id="<raw@example.com>",
+                values=values,
+            )
             started = time.perf_counter()
             with smtplib.SMTP("127.0.0.1", port) as client:
                 for i in range(args.people):
@@ -82,10 +96,16 @@ def main() -> None:
         stop_sink(sink, stats_path)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"people due:               {args.people:,}")
-    print(f"end to end (claim, render, send, record): {args.people / pipeline:8,.0f} msg/s  ({pipeline:.1f} s)")
-    print(f"raw sends of pre-built bytes:             {args.people / bare:8,.0f} msg/s  ({bare:.1f} s)")
+    print(
+        f"end to end (claim, render, send, record): {args.people / pipeline:8,.0f} msg/s  ({pipeline:.1f} s)"
+    )
+    print(
+        f"raw sends of pre-built bytes:             {args.people / bare:8,.0f} msg/s  ({bare:.1f} s)"
+    )
     print(f"ratio: {bare / pipeline:.2f} (target >= 0.5)")
-    print(f"sink received {stats['count']:,} messages; peak memory {peak_mb:.0f} MB (target < 300 MB)")
+    print(
+        f"sink received {stats['count']:,} messages; peak memory {peak_mb:.0f} MB (target < 300 MB)"
+    )
 
 
 if __name__ == "__main__":

@@ -25,20 +25,49 @@ NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 def fill(engine: sa.Engine, total: int, due: int) -> None:
     rng = random.Random(7)
     with engine.begin() as conn:
-        conn.execute(C.insert().values(id=1, name="big", course="sample", start_date=NOW.date(), timezone="UTC",
-                                       send_time="07:30", send_days="mon,tue,wed,thu,fri", window_end="18:00",
-                                       skip_dates="", paused=False, created_at=NOW))
+        conn.execute(
+            C.insert().values(
+                id=1,
+                name="big",
+                course="sample",
+                start_date=NOW.date(),
+                timezone="UTC",
+                send_time="07:30",
+                send_days="mon,tue,wed,thu,fri",
+                window_end="18:00",
+                skip_dates="",
+                paused=False,
+                created_at=NOW,
+            )
+        )
         chunk = 50_000
         for start in range(0, total, chunk):
             ids = range(start + 1, min(total, start + chunk) + 1)
-            conn.execute(P.insert(), [{"id": i, "email": f"p{i}@example.com", "name": "", "created_at": NOW} for i in ids])
-            conn.execute(E.insert(), [
-                {"id": i, "person_id": i, "cohort_id": 1, "status": "active" if i % 10 else "completed",
-                 "status_reason": "", "lessons_sent": 0, "created_at": NOW,
-                 "next_due_at": NOW - timedelta(minutes=rng.randint(1, 600)) if i <= due
-                 else NOW + timedelta(hours=rng.randint(1, 24 * 20))}
-                for i in ids
-            ])
+            conn.execute(
+                P.insert(),
+                [
+                    {"id": i, "email": f"p{i}@example.com", "name": "", "created_at": NOW}
+                    for i in ids
+                ],
+            )
+            conn.execute(
+                E.insert(),
+                [
+                    {
+                        "id": i,
+                        "person_id": i,
+                        "cohort_id": 1,
+                        "status": "active" if i % 10 else "completed",
+                        "status_reason": "",
+                        "lessons_sent": 0,
+                        "created_at": NOW,
+                        "next_due_at": NOW - timedelta(minutes=rng.randint(1, 600))
+                        if i <= due
+                        else NOW + timedelta(hours=rng.randint(1, 24 * 20)),
+                    }
+                    for i in ids
+                ],
+            )
 
 
 def time_claim(engine: sa.Engine, rounds: int = 9) -> float:
@@ -49,7 +78,9 @@ def time_claim(engine: sa.Engine, rounds: int = 9) -> float:
         times.append(time.perf_counter() - start)
         assert len(ids) == 1000, len(ids)
         with engine.begin() as conn:  # hand them back for the next round
-            conn.execute(E.update().where(E.c.id.in_(ids)).values(claimed_until=None, claimed_by=None))
+            conn.execute(
+                E.update().where(E.c.id.in_(ids)).values(claimed_until=None, claimed_by=None)
+            )
     return statistics.median(times)
 
 

@@ -9,9 +9,8 @@ import logging
 import secrets
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from email.utils import parseaddr
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,9 @@ def parse_now(value: str | None) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"'{value}' is not an ISO time like 2026-12-01T07:30:00Z") from None
+        raise click.BadParameter(
+            f"'{value}' is not an ISO time like 2026-12-01T07:30:00Z"
+        ) from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
@@ -74,12 +75,21 @@ def open_app(check: bool = True) -> Any:
 def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--format table|csv|json, shared by the listing commands."""
     return click.option(
-        "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "csv", "json"]),
+        default="table",
+        show_default=True,
         help="Output format.",
     )(func)
 
 
-def emit(rows: Sequence[dict[str, Any]], fmt: str, title: str | None = None, columns: Sequence[str] | None = None) -> None:
+def emit(
+    rows: Sequence[dict[str, Any]],
+    fmt: str,
+    title: str | None = None,
+    columns: Sequence[str] | None = None,
+) -> None:
     """Print rows as a rich table, CSV or JSON."""
     columns = list(columns or (rows[0].keys() if rows else []))
     if fmt == "json":
@@ -135,16 +145,26 @@ def config_cmd(fmt: str) -> None:
     """Print the effective settings, where each comes from, with secrets masked."""
     s = settings()
     rows = [
-        {"variable": setting.env, "value": mask(setting, s.values[setting.name]) or "(not set)",
-         "source": s.sources.get(setting.name, "default"), "meaning": setting.help}
+        {
+            "variable": setting.env,
+            "value": mask(setting, s.values[setting.name]) or "(not set)",
+            "source": s.sources.get(setting.name, "default"),
+            "meaning": setting.help,
+        }
         for setting in SETTINGS
     ]
     emit(rows, fmt, title=f"drip settings (file: {s.config_file or 'none'})")
 
 
 @main.command("init")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=CONFIG_FILE,
-              show_default=True, help="Config file to write when missing.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=CONFIG_FILE,
+    show_default=True,
+    help="Config file to write when missing.",
+)
 def init_cmd(config_path: Path) -> None:
     """Create or upgrade the database, and write drip.toml with a fresh secret key if there is none."""
     from drip.db import make_engine, migrate
@@ -164,9 +184,14 @@ def init_cmd(config_path: Path) -> None:
     s = load_settings(config_path=config_path)
     engine = make_engine(s.database_url)
     before, after = migrate(engine)
-    say(f"database {engine.url.render_as_string(hide_password=True)}: "
-        + (f"created at migration {after}" if before is None else
-           ("already at " + after if before == after else f"upgraded {before} -> {after}")))
+    say(
+        f"database {engine.url.render_as_string(hide_password=True)}: "
+        + (
+            f"created at migration {after}"
+            if before is None
+            else ("already at " + after if before == after else f"upgraded {before} -> {after}")
+        )
+    )
 
 
 @main.command("migrate")
@@ -204,8 +229,12 @@ def lessons_list(course: str | None, fmt: str) -> None:
         return
     c = load_course(root, course)
     emit(
-        [{"n": i, "slug": x.slug, "title": x.title, "minutes": x.minutes} for i, x in enumerate(c.lessons, 1)],
-        fmt, title=c.title,
+        [
+            {"n": i, "slug": x.slug, "title": x.title, "minutes": x.minutes}
+            for i, x in enumerate(c.lessons, 1)
+        ],
+        fmt,
+        title=c.title,
     )
 
 
@@ -226,8 +255,10 @@ def lessons_check(course: str | None, fmt: str) -> None:
         loaded, problems = inspect_course(root, slug)
         for problem in problems:
             style = "red" if problem.severity == "error" else "yellow"
-            err_console.print(f"[{style}]{problem.severity}:[/{style}] {problem.path}:{problem.line}: {problem.message}",
-                              markup=True)
+            err_console.print(
+                f"[{style}]{problem.severity}:[/{style}] {problem.path}:{problem.line}: {problem.message}",
+                markup=True,
+            )
         if loaded is None:
             failed = True
             continue
@@ -238,13 +269,23 @@ def lessons_check(course: str | None, fmt: str) -> None:
                 err_console.print(f"[red]error:[/red] {exc}", markup=True)
                 failed = True
         rows = [
-            {"n": lesson.number, "slug": lesson.slug, "title": lesson.title, "words": lesson.words,
-             "minutes": lesson.minutes, "check": "yes" if lesson.check else "no"}
+            {
+                "n": lesson.number,
+                "slug": lesson.slug,
+                "title": lesson.title,
+                "words": lesson.words,
+                "minutes": lesson.minutes,
+                "check": "yes" if lesson.check else "no",
+            }
             for lesson in loaded.lessons
         ]
         if not failed:
-            emit(rows, fmt, title=f"{loaded.title} ({slug}): {len(rows)} lessons, "
-                 f"{sum(r['words'] for r in rows)} words")
+            emit(
+                rows,
+                fmt,
+                title=f"{loaded.title} ({slug}): {len(rows)} lessons, "
+                f"{sum(r['words'] for r in rows)} words",
+            )
     if failed:
         raise click.exceptions.Exit(1)
 
@@ -252,7 +293,12 @@ def lessons_check(course: str | None, fmt: str) -> None:
 @lessons.command("preview")
 @click.argument("course")
 @click.argument("slug")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the HTML to this file.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the HTML to this file.",
+)
 @click.option("--text", is_flag=True, help="Print the plain-text part instead of HTML.")
 @click.option("--name", default="Alex Example", show_default=True, help="Recipient name to show.")
 def lessons_preview(course: str, slug: str, output: Path | None, text: bool, name: str) -> None:
@@ -282,7 +328,7 @@ def lessons_preview(course: str, slug: str, output: Path | None, text: bool, nam
 def send_test(course: str, slug: str, to: str, name: str) -> None:
     """Send one lesson to one address through the configured transport."""
     from drip.curriculum import load_course
-    from drip.dispatch import Dispatcher, link_values
+    from drip.dispatch import link_values
     from drip.enrollment import _valid_address
     from drip.message import MessageTemplate, new_message_id, sender_domain
     from drip.render import Renderer
@@ -295,12 +341,16 @@ def send_test(course: str, slug: str, to: str, name: str) -> None:
     rendered = Renderer(s.templates_path).render(c, lesson)
     template = MessageTemplate.of(rendered, s.sender)
     key = s.secret_key or secrets.token_urlsafe(32)
-    fake = Dispatcher(engine=None, transport=None, renderer=None, catalog=None,  # type: ignore[arg-type]
-                      sender=s.sender, base_url=s.base_url, secret=key)
-    values = link_values(fake, 0, len(lesson.check.options) if lesson.check else 0, len(rendered.links))
+    options = len(lesson.check.options) if lesson.check else 0
+    values = link_values(s.base_url, key, 0, options, len(rendered.links))
     values["NAME"] = name or "there"
-    data = template.build(to_name=name, to_address=address, date=now_utc(),
-                          message_id=new_message_id(sender_domain(s.sender)), values=values)
+    data = template.build(
+        to_name=name,
+        to_address=address,
+        date=now_utc(),
+        message_id=new_message_id(sender_domain(s.sender)),
+        values=values,
+    )
     transport = open_transport(s.mail_url, s.smtp_timeout)
     try:
         result = transport.send(parseaddr(s.sender)[1], address, data)
@@ -322,15 +372,41 @@ def cohort() -> None:
 @cohort.command("create")
 @click.argument("name")
 @click.option("--course", required=True, help="Course slug (see drip lessons list).")
-@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="First day of lessons (default today).")
-@click.option("--timezone", "tz", default="UTC", show_default=True, help="Timezone for people without their own.")
-@click.option("--send-time", default="07:30", show_default=True, help="Local time of the daily lesson.")
-@click.option("--days", default="mon-fri", show_default=True, help="Send days, like mon-fri or mon,wed,fri.")
-@click.option("--window-end", default="18:00", show_default=True, help="Latest local time to send a late lesson.")
+@click.option(
+    "--start", type=click.DateTime(["%Y-%m-%d"]), help="First day of lessons (default today)."
+)
+@click.option(
+    "--timezone",
+    "tz",
+    default="UTC",
+    show_default=True,
+    help="Timezone for people without their own.",
+)
+@click.option(
+    "--send-time", default="07:30", show_default=True, help="Local time of the daily lesson."
+)
+@click.option(
+    "--days", default="mon-fri", show_default=True, help="Send days, like mon-fri or mon,wed,fri."
+)
+@click.option(
+    "--window-end",
+    default="18:00",
+    show_default=True,
+    help="Latest local time to send a late lesson.",
+)
 @click.option("--skip", default="", help="Dates to skip, like 2026-12-24,2026-12-31.")
 @click.option("--manager", default=None, help="Manager's e-mail address for the weekly digest.")
-def cohort_create(name: str, course: str, start: datetime | None, tz: str, send_time: str, days: str,
-                  window_end: str, skip: str, manager: str | None) -> None:
+def cohort_create(
+    name: str,
+    course: str,
+    start: datetime | None,
+    tz: str,
+    send_time: str,
+    days: str,
+    window_end: str,
+    skip: str,
+    manager: str | None,
+) -> None:
     """Create a cohort that follows COURSE."""
     from drip.curriculum import load_course
     from drip.enrollment import create_cohort
@@ -338,11 +414,23 @@ def cohort_create(name: str, course: str, start: datetime | None, tz: str, send_
     app = open_app()
     load_course(app.settings.lessons_path, course)
     now = now_utc()
-    c = create_cohort(app.engine, name=name, course=course, start=start.date() if start else now.date(),
-                      timezone=tz, send_time=send_time, days=days, window_end=window_end, skip=skip,
-                      manager=manager, now=now)
-    say(f"created cohort '{c.name}': {course}, from {c.start_date}, {c.send_days} at {c.send_time} "
-        f"({c.timezone} unless a person has their own timezone), window until {c.window_end}")
+    c = create_cohort(
+        app.engine,
+        name=name,
+        course=course,
+        start=start.date() if start else now.date(),
+        timezone=tz,
+        send_time=send_time,
+        days=days,
+        window_end=window_end,
+        skip=skip,
+        manager=manager,
+        now=now,
+    )
+    say(
+        f"created cohort '{c.name}': {course}, from {c.start_date}, {c.send_days} at {c.send_time} "
+        f"({c.timezone} unless a person has their own timezone), window until {c.window_end}"
+    )
 
 
 @cohort.command("list")
@@ -352,14 +440,37 @@ def cohort_list(fmt: str) -> None:
     from drip.enrollment import list_cohorts
 
     rows = [
-        {"cohort": r.cohort.name, "course": r.cohort.course, "start": r.cohort.start_date,
-         "enrolled": r.enrolled, "active": r.counts.get("active", 0), "paused": r.counts.get("paused", 0),
-         "completed": r.counts.get("completed", 0), "unsubscribed": r.counts.get("unsubscribed", 0),
-         "bounced": r.counts.get("bounced", 0), "state": "paused" if r.cohort.paused else "running"}
+        {
+            "cohort": r.cohort.name,
+            "course": r.cohort.course,
+            "start": r.cohort.start_date,
+            "enrolled": r.enrolled,
+            "active": r.counts.get("active", 0),
+            "paused": r.counts.get("paused", 0),
+            "completed": r.counts.get("completed", 0),
+            "unsubscribed": r.counts.get("unsubscribed", 0),
+            "bounced": r.counts.get("bounced", 0),
+            "state": "paused" if r.cohort.paused else "running",
+        }
         for r in list_cohorts(open_app().engine)
     ]
-    emit(rows, fmt, title="cohorts", columns=["cohort", "course", "start", "enrolled", "active", "paused",
-                                               "completed", "unsubscribed", "bounced", "state"])
+    emit(
+        rows,
+        fmt,
+        title="cohorts",
+        columns=[
+            "cohort",
+            "course",
+            "start",
+            "enrolled",
+            "active",
+            "paused",
+            "completed",
+            "unsubscribed",
+            "bounced",
+            "state",
+        ],
+    )
 
 
 @cohort.command("show")
@@ -367,27 +478,39 @@ def cohort_list(fmt: str) -> None:
 @output_options
 def cohort_show(name: str, fmt: str) -> None:
     """Show a cohort's settings and its people."""
-    from drip.enrollment import get_cohort, list_people
     from drip.db import session
+    from drip.enrollment import get_cohort, list_people
 
     app = open_app()
     with session(app.engine) as db:
         c = get_cohort(db, name)
     if fmt == "table" and not quiet():
-        console.print(f"cohort {c.name}: course {c.course}, start {c.start_date}, {c.send_days} at {c.send_time} "
-                      f"until {c.window_end}, timezone {c.timezone}"
-                      + (f", skipping {c.skip_dates}" if c.skip_dates else "")
-                      + (", PAUSED" if c.paused else "")
-                      + (f", manager {c.manager_email}" if c.manager_email else ""), markup=False)
-    emit([_person_row(p, e) for p, e, _ in list_people(app.engine, name)], fmt, title="people",
-         columns=["email", "name", "timezone", "status", "lessons_sent", "next_due_utc", "reason"])
+        console.print(
+            f"cohort {c.name}: course {c.course}, start {c.start_date}, {c.send_days} at {c.send_time} "
+            f"until {c.window_end}, timezone {c.timezone}"
+            + (f", skipping {c.skip_dates}" if c.skip_dates else "")
+            + (", PAUSED" if c.paused else "")
+            + (f", manager {c.manager_email}" if c.manager_email else ""),
+            markup=False,
+        )
+    emit(
+        [_person_row(p, e) for p, e, _ in list_people(app.engine, name)],
+        fmt,
+        title="people",
+        columns=["email", "name", "timezone", "status", "lessons_sent", "next_due_utc", "reason"],
+    )
 
 
 def _person_row(p: Any, e: Any) -> dict[str, Any]:
-    return {"email": p.email, "name": p.name, "timezone": p.timezone or "", "status": e.status,
-            "lessons_sent": e.lessons_sent,
-            "next_due_utc": e.next_due_at.strftime("%Y-%m-%d %H:%M") if e.next_due_at else "",
-            "reason": e.status_reason}
+    return {
+        "email": p.email,
+        "name": p.name,
+        "timezone": p.timezone or "",
+        "status": e.status,
+        "lessons_sent": e.lessons_sent,
+        "next_due_utc": e.next_due_at.strftime("%Y-%m-%d %H:%M") if e.next_due_at else "",
+        "reason": e.status_reason,
+    }
 
 
 @cohort.command("pause")
@@ -426,10 +549,14 @@ def enroll(cohort_name: str, file: Path, dry_run: bool) -> None:
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        result = enroll_csv(app.engine, cohort_name, file, now=now_utc(), dry_run=dry_run, progress=advance)
+        result = enroll_csv(
+            app.engine, cohort_name, file, now=now_utc(), dry_run=dry_run, progress=advance
+        )
     verb = "would enrol" if dry_run else "enrolled"
-    say(f"{verb} {result.enrolled} of {result.rows} people in '{cohort_name}' "
-        f"({result.new_people} new, {result.already} already enrolled and skipped)")
+    say(
+        f"{verb} {result.enrolled} of {result.rows} people in '{cohort_name}' "
+        f"({result.new_people} new, {result.already} already enrolled and skipped)"
+    )
 
 
 @main.group("people", cls=DripGroup)
@@ -449,7 +576,12 @@ def people_list(cohort_name: str | None, fmt: str) -> None:
         row = _person_row(p, e)
         row["cohort"] = c.name
         rows.append(row)
-    emit(rows, fmt, title="people", columns=["email", "name", "cohort", "status", "lessons_sent", "next_due_utc", "reason"])
+    emit(
+        rows,
+        fmt,
+        title="people",
+        columns=["email", "name", "cohort", "status", "lessons_sent", "next_due_utc", "reason"],
+    )
 
 
 @people.command("show")
@@ -461,16 +593,36 @@ def people_show(email: str, fmt: str) -> None:
 
     view = get_person(open_app().engine, email)
     rows = [
-        {"cohort": c.name, "course": c.course, "status": e.status, "lessons_sent": e.lessons_sent,
-         "last_lesson_on": e.last_sent_on or "", "next_due_utc": e.next_due_at.strftime("%Y-%m-%d %H:%M") if e.next_due_at else "",
-         "reason": e.status_reason}
+        {
+            "cohort": c.name,
+            "course": c.course,
+            "status": e.status,
+            "lessons_sent": e.lessons_sent,
+            "last_lesson_on": e.last_sent_on or "",
+            "next_due_utc": e.next_due_at.strftime("%Y-%m-%d %H:%M") if e.next_due_at else "",
+            "reason": e.status_reason,
+        }
         for e, c in view.enrollments
     ]
     if fmt == "table" and not quiet():
-        console.print(f"{view.person.name} <{view.person.email}>, timezone {view.person.timezone or '(cohort)'}",
-                      markup=False)
-    emit(rows, fmt, title="enrolments",
-         columns=["cohort", "course", "status", "lessons_sent", "last_lesson_on", "next_due_utc", "reason"])
+        console.print(
+            f"{view.person.name} <{view.person.email}>, timezone {view.person.timezone or '(cohort)'}",
+            markup=False,
+        )
+    emit(
+        rows,
+        fmt,
+        title="enrolments",
+        columns=[
+            "cohort",
+            "course",
+            "status",
+            "lessons_sent",
+            "last_lesson_on",
+            "next_due_utc",
+            "reason",
+        ],
+    )
     if fmt == "table":
         for e, c in view.enrollments:
             if e.status_reason and e.status != "active":
@@ -483,9 +635,15 @@ def _people_action(action: str, past: str) -> Callable[..., None]:
     def command(email: str, cohort_name: str | None) -> None:
         from drip.enrollment import change_person
 
-        results = change_person(open_app().engine, email, action, now=now_utc(), cohort_name=cohort_name)
+        results = change_person(
+            open_app().engine, email, action, now=now_utc(), cohort_name=cohort_name
+        )
         for name, changed in results:
-            say(f"{email} in '{name}': {past}" if changed else f"{email} in '{name}': unchanged (not {action}able now)")
+            say(
+                f"{email} in '{name}': {past}"
+                if changed
+                else f"{email} in '{name}': unchanged (not {action}able now)"
+            )
 
     command.__doc__ = {
         "pause": "Pause a person's lessons until resumed.",
@@ -516,8 +674,14 @@ def send_due_cmd(now_text: str | None, fmt: str) -> None:
     finally:
         dispatcher.transport.close()
     if fmt != "table" or (result.items and not quiet()):
-        emit([{"email": i.email, "lesson": i.lesson, "outcome": i.outcome, "detail": i.detail} for i in result.items],
-             fmt, columns=["email", "lesson", "outcome", "detail"])
+        emit(
+            [
+                {"email": i.email, "lesson": i.lesson, "outcome": i.outcome, "detail": i.detail}
+                for i in result.items
+            ],
+            fmt,
+            columns=["email", "lesson", "outcome", "detail"],
+        )
     if fmt == "table":
         say(result.summary())
     if result.failed:
@@ -525,7 +689,9 @@ def send_due_cmd(now_text: str | None, fmt: str) -> None:
 
 
 @main.command("run")
-@click.option("--no-web", is_flag=True, help="Only the scheduler, without the tracking web endpoint.")
+@click.option(
+    "--no-web", is_flag=True, help="Only the scheduler, without the tracking web endpoint."
+)
 @click.option("--host", default=None, help="Web address (default DRIP_WEB_HOST).")
 @click.option("--port", type=int, default=None, help="Web port (default DRIP_WEB_PORT).")
 def run_cmd(no_web: bool, host: str | None, port: int | None) -> None:
@@ -539,16 +705,24 @@ def run_cmd(no_web: bool, host: str | None, port: int | None) -> None:
         from drip.web import serve_function
 
         serve = serve_function(app, host or app.settings.web_host, port or app.settings.web_port)
-    say(f"drip running: database {app.engine.url.render_as_string(hide_password=True)}, "
+    say(
+        f"drip running: database {app.engine.url.render_as_string(hide_password=True)}, "
         f"mail via {app.transport().describe()}, a pass every {app.settings.tick_seconds:g}s"
-        + ("" if no_web else f", web on http://{host or app.settings.web_host}:{port or app.settings.web_port}"))
+        + (
+            ""
+            if no_web
+            else f", web on http://{host or app.settings.web_host}:{port or app.settings.web_port}"
+        )
+    )
     run_forever(app, serve)
 
 
 @main.command("serve")
 @click.option("--host", default=None, help="Address to listen on (default DRIP_WEB_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default DRIP_WEB_PORT).")
-@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Web processes.")
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Web processes."
+)
 def serve_cmd(host: str | None, port: int | None, workers: int) -> None:
     """Serve the tracking web endpoint (opens, clicks, got it, answers, pause, unsubscribe)."""
     from drip.web import serve_function
@@ -559,9 +733,17 @@ def serve_cmd(host: str | None, port: int | None, workers: int) -> None:
 
 
 @main.command("demo")
-@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), default=Path("drip-demo"),
-              show_default=True, help="Folder for the demo database and outbox (replaced if it holds an old demo).")
-@click.option("--days", type=click.IntRange(1, 60), default=14, show_default=True, help="Days to simulate.")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("drip-demo"),
+    show_default=True,
+    help="Folder for the demo database and outbox (replaced if it holds an old demo).",
+)
+@click.option(
+    "--days", type=click.IntRange(1, 60), default=14, show_default=True, help="Days to simulate."
+)
 def demo_cmd(folder: Path, days: int) -> None:
     """Enrol a dozen example executives and simulate a fortnight of lessons into an outbox folder."""
     from drip.demo import demo_start, run_demo
@@ -569,17 +751,30 @@ def demo_cmd(folder: Path, days: int) -> None:
     started = now_utc()
     result = run_demo(folder, settings(), days=days, start=demo_start(started))
     rows = [
-        {"person": f"{p.name} <{p.email}>", "timezone": p.timezone, "lessons": f"{p.received} of {p.total}",
-         "next_lesson_local": p.next_due.astimezone(__import__("zoneinfo").ZoneInfo(p.timezone)).strftime("%a %d %b %H:%M")
-         if p.next_due else "-"}
+        {
+            "person": f"{p.name} <{p.email}>",
+            "timezone": p.timezone,
+            "lessons": f"{p.received} of {p.total}",
+            "next_lesson_local": p.next_due.astimezone(
+                __import__("zoneinfo").ZoneInfo(p.timezone)
+            ).strftime("%a %d %b %H:%M")
+            if p.next_due
+            else "-",
+        }
         for p in result.people
     ]
-    emit(rows, "table", title=f"drip demo: {result.start:%a %d %b} to {result.end:%a %d %b %Y} (simulated)")
+    emit(
+        rows,
+        "table",
+        title=f"drip demo: {result.start:%a %d %b} to {result.end:%a %d %b %Y} (simulated)",
+    )
     elapsed = (now_utc() - started).total_seconds()
-    say(f"{result.messages} lesson emails in {result.outbox}/ ({result.passes} dispatcher passes, {elapsed:.1f}s).\n"
+    say(
+        f"{result.messages} lesson emails in {result.outbox}/ ({result.passes} dispatcher passes, {elapsed:.1f}s).\n"
         f"Open any .eml file in a mail client, or try:\n"
         f"  DRIP_DATABASE_URL=sqlite:///{result.database} drip people list\n"
-        f"  drip lessons preview social-media-for-executives why-it-matters-now -o lesson.html")
+        f"  drip lessons preview social-media-for-executives why-it-matters-now -o lesson.html"
+    )
 
 
 def run() -> None:

@@ -40,7 +40,9 @@ def _mail_url(value: str) -> str:
         return value
     parts = urlsplit(value)
     if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-        raise ValueError("not a mail URL like outbox:outbox, smtp://user:pass@host:587 or smtps://host:465")
+        raise ValueError(
+            "not a mail URL like outbox:outbox, smtp://user:pass@host:587 or smtps://host:465"
+        )
     try:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
@@ -111,21 +113,113 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("database_url", "sqlite:///drip.db", _database_url, "Database URL (SQLite file or PostgreSQL).", "use sqlite:///drip.db or postgresql://user@host/db"),
-    Setting("mail_url", "outbox:outbox", _mail_url, "Where mail goes: outbox:FOLDER, smtp://user:pass@host:587 (STARTTLS), smtps://host:465.", "use outbox:outbox or smtp://user:pass@host:587", secret=True),
-    Setting("from", "drip <lessons@drip.localhost>", _from, "Sender address and display name.", 'use "Name <address@example.com>"'),
-    Setting("base_url", "http://127.0.0.1:8080", _base_url, "Public base URL of the tracking web endpoint, used in every link.", "use https://learn.example.com"),
-    Setting("secret_key", "", _secret, "Key that signs link tokens (drip init writes one to drip.toml).", "run drip init, or set 16+ random characters", secret=True),
-    Setting("lessons_dir", "", _path, "Folder of courses; default ./lessons if it exists, else the packaged ones.", "name an existing folder"),
-    Setting("templates_dir", "", _path, "Folder of templates; default ./templates if it exists, else the packaged ones.", "name an existing folder"),
-    Setting("tick_seconds", "30", _positive_float, "Seconds between dispatcher passes in drip run.", "use a number like 30"),
-    Setting("batch_size", "200", _positive_int, "Enrollments claimed per batch.", "use a whole number like 200"),
-    Setting("lease_seconds", "300", _positive_float, "How long a claim holds before another worker may take it.", "use a number like 300"),
-    Setting("retry_lifetime_hours", "72", _positive_float, "Give up on a temporarily failing delivery after this many hours.", "use a number like 72"),
-    Setting("smtp_timeout", "30", _positive_float, "Seconds to wait for each SMTP command.", "use a number like 30"),
-    Setting("smtp_max_per_second", "0", _non_negative_float, "Messages per second per worker (0: no limit).", "use 0 or a number like 10"),
-    Setting("web_host", "127.0.0.1", _url, "Address the web endpoint listens on.", "use 127.0.0.1 or 0.0.0.0"),
-    Setting("web_port", "8080", _positive_int, "Port the web endpoint listens on.", "use a port like 8080"),
+    Setting(
+        "database_url",
+        "sqlite:///drip.db",
+        _database_url,
+        "Database URL (SQLite file or PostgreSQL).",
+        "use sqlite:///drip.db or postgresql://user@host/db",
+    ),
+    Setting(
+        "mail_url",
+        "outbox:outbox",
+        _mail_url,
+        "Where mail goes: outbox:FOLDER, smtp://user:pass@host:587 (STARTTLS), smtps://host:465.",
+        "use outbox:outbox or smtp://user:pass@host:587",
+        secret=True,
+    ),
+    Setting(
+        "from",
+        "drip <lessons@drip.localhost>",
+        _from,
+        "Sender address and display name.",
+        'use "Name <address@example.com>"',
+    ),
+    Setting(
+        "base_url",
+        "http://127.0.0.1:8080",
+        _base_url,
+        "Public base URL of the tracking web endpoint, used in every link.",
+        "use https://learn.example.com",
+    ),
+    Setting(
+        "secret_key",
+        "",
+        _secret,
+        "Key that signs link tokens (drip init writes one to drip.toml).",
+        "run drip init, or set 16+ random characters",
+        secret=True,
+    ),
+    Setting(
+        "lessons_dir",
+        "",
+        _path,
+        "Folder of courses; default ./lessons if it exists, else the packaged ones.",
+        "name an existing folder",
+    ),
+    Setting(
+        "templates_dir",
+        "",
+        _path,
+        "Folder of templates; default ./templates if it exists, else the packaged ones.",
+        "name an existing folder",
+    ),
+    Setting(
+        "tick_seconds",
+        "30",
+        _positive_float,
+        "Seconds between dispatcher passes in drip run.",
+        "use a number like 30",
+    ),
+    Setting(
+        "batch_size",
+        "200",
+        _positive_int,
+        "Enrollments claimed per batch.",
+        "use a whole number like 200",
+    ),
+    Setting(
+        "lease_seconds",
+        "300",
+        _positive_float,
+        "How long a claim holds before another worker may take it.",
+        "use a number like 300",
+    ),
+    Setting(
+        "retry_lifetime_hours",
+        "72",
+        _positive_float,
+        "Give up on a temporarily failing delivery after this many hours.",
+        "use a number like 72",
+    ),
+    Setting(
+        "smtp_timeout",
+        "30",
+        _positive_float,
+        "Seconds to wait for each SMTP command.",
+        "use a number like 30",
+    ),
+    Setting(
+        "smtp_max_per_second",
+        "0",
+        _non_negative_float,
+        "Messages per second per worker (0: no limit).",
+        "use 0 or a number like 10",
+    ),
+    Setting(
+        "web_host",
+        "127.0.0.1",
+        _url,
+        "Address the web endpoint listens on.",
+        "use 127.0.0.1 or 0.0.0.0",
+    ),
+    Setting(
+        "web_port",
+        "8080",
+        _positive_int,
+        "Port the web endpoint listens on.",
+        "use a port like 8080",
+    ),
 )
 
 
@@ -211,7 +305,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_settings(env: Mapping[str, str] | None = None, config_path: Path | None = None) -> Settings:
+def load_settings(
+    env: Mapping[str, str] | None = None, config_path: Path | None = None
+) -> Settings:
     """Read the settings now from the environment, drip.toml and the defaults."""
     env = os.environ if env is None else env
     if config_path is None:
@@ -223,7 +319,11 @@ def load_settings(env: Mapping[str, str] | None = None, config_path: Path | None
         if setting.env in env:
             raw, source, where = env[setting.env], "env", setting.env
         elif setting.name in file_values:
-            raw, source, where = str(file_values[setting.name]), "file", f"{config_path}: {setting.name}"
+            raw, source, where = (
+                str(file_values[setting.name]),
+                "file",
+                f"{config_path}: {setting.name}",
+            )
         else:
             raw, source, where = setting.default, "default", setting.env
         if setting.name == "secret_key" and raw == "":
@@ -253,4 +353,3 @@ def require_secret(settings: Settings) -> str:
 def setting_names() -> list[str]:
     """Return every DRIP_* variable name drip reads."""
     return [s.env for s in SETTINGS] + ["DRIP_CONFIG"]
-

@@ -30,11 +30,36 @@ DEFAULT_RULES: dict[str, Any] = {
 
 # Words that signal hype or unexplained jargon to a busy, sceptical reader.
 WATCH_WORDS = (
-    "game-changer", "game changer", "revolutionary", "revolutionise", "revolutionize", "viral",
-    "synergy", "synergies", "disrupt", "disruptive", "leverage", "ninja", "guru", "rockstar",
-    "unprecedented", "skyrocket", "paradigm", "growth hack", "thought leader", "best-in-class",
-    "cutting-edge", "world-class", "next-gen", "omnichannel", "engagement rate", "CTR", "CPM",
-    "KPI", "SEO", "UGC",
+    "game-changer",
+    "game changer",
+    "revolutionary",
+    "revolutionise",
+    "revolutionize",
+    "viral",
+    "synergy",
+    "synergies",
+    "disrupt",
+    "disruptive",
+    "leverage",
+    "ninja",
+    "guru",
+    "rockstar",
+    "unprecedented",
+    "skyrocket",
+    "paradigm",
+    "growth hack",
+    "thought leader",
+    "best-in-class",
+    "cutting-edge",
+    "world-class",
+    "next-gen",
+    "omnichannel",
+    "engagement rate",
+    "CTR",
+    "CPM",
+    "KPI",
+    "SEO",
+    "UGC",
 )
 
 
@@ -151,14 +176,20 @@ def inspect_course(root: Path, slug: str) -> tuple[Course | None, list[Problem]]
         number = int(match.group(1))
         if number in numbers:
             problems.append(
-                Problem(path, 1, f"lesson number {number:02d} is also used by {numbers[number].name}; renumber one")
+                Problem(
+                    path,
+                    1,
+                    f"lesson number {number:02d} is also used by {numbers[number].name}; renumber one",
+                )
             )
         numbers[number] = path
         lesson = _load_lesson(slug, number, match.group(2), path, rules, problems)
         if lesson is not None:
             lessons.append(lesson)
     if not numbers:
-        problems.append(Problem(folder / COURSE_FILE, 1, "the course has no lessons (NN-slug.md files)"))
+        problems.append(
+            Problem(folder / COURSE_FILE, 1, "the course has no lessons (NN-slug.md files)")
+        )
     lessons.sort(key=lambda x: x.number)
     errors = [p for p in problems if p.severity == "error"]
     warnings = tuple(p for p in problems if p.severity == "warning")
@@ -187,14 +218,18 @@ def _load_course_meta(path: Path, problems: list[Problem]) -> dict[str, Any]:
         problems.append(Problem(path, 1, "not UTF-8 text; save the file as UTF-8"))
         return {}
     if not isinstance(data, dict):
-        problems.append(Problem(path, 1, "course.yml must be a mapping with title, description, audience"))
+        problems.append(
+            Problem(path, 1, "course.yml must be a mapping with title, description, audience")
+        )
         return {}
     if not str(data.get("title") or "").strip():
         problems.append(Problem(path, 1, "missing 'title'; add title: Course name"))
     rules = data.get("rules")
     if rules is not None and (not isinstance(rules, dict) or set(rules) - set(DEFAULT_RULES)):
         problems.append(
-            Problem(path, 1, f"'rules' must be a mapping with keys among {', '.join(DEFAULT_RULES)}")
+            Problem(
+                path, 1, f"'rules' must be a mapping with keys among {', '.join(DEFAULT_RULES)}"
+            )
         )
         data["rules"] = {}
     return data
@@ -248,10 +283,14 @@ def _load_lesson(
         data = yaml.safe_load(front)
         key_lines = _key_lines(front)
     except yaml.YAMLError as exc:
-        problems.append(Problem(path, _yaml_line(exc, offset=1), f"broken YAML: {_yaml_reason(exc)}"))
+        problems.append(
+            Problem(path, _yaml_line(exc, offset=1), f"broken YAML: {_yaml_reason(exc)}")
+        )
         return None
     if not isinstance(data, dict):
-        problems.append(Problem(path, 2, "front matter must be a mapping of title, summary, takeaway, check"))
+        problems.append(
+            Problem(path, 2, "front matter must be a mapping of title, summary, takeaway, check")
+        )
         return None
 
     def line(key: str) -> int:
@@ -261,17 +300,25 @@ def _load_lesson(
         value = data.get(key)
         if value is None or (isinstance(value, str) and not value.strip()):
             if required:
-                problems.append(Problem(path, line(key), f"missing '{key}'; add {key}: ... to the front matter"))
+                problems.append(
+                    Problem(path, line(key), f"missing '{key}'; add {key}: ... to the front matter")
+                )
             return ""
         if not isinstance(value, str | int | float):
-            problems.append(Problem(path, line(key), f"'{key}' must be text, not {type(value).__name__}"))
+            problems.append(
+                Problem(path, line(key), f"'{key}' must be text, not {type(value).__name__}")
+            )
             return ""
         value = str(value).strip()
         if "\n" in value:
             problems.append(Problem(path, line(key), f"'{key}' must be one line"))
         if limit is not None and len(value) > limit:
             problems.append(
-                Problem(path, line(key), f"'{key}' is {len(value)} characters, over the limit of {limit}; shorten it")
+                Problem(
+                    path,
+                    line(key),
+                    f"'{key}' is {len(value)} characters, over the limit of {limit}; shorten it",
+                )
             )
         return value
 
@@ -281,14 +328,18 @@ def _load_lesson(
     unknown = sorted(set(data) - {"title", "summary", "takeaway", "check"})
     for key in unknown:
         problems.append(
-            Problem(path, line(key), f"unknown key '{key}'; allowed: title, summary, takeaway, check")
+            Problem(
+                path, line(key), f"unknown key '{key}'; allowed: title, summary, takeaway, check"
+            )
         )
     check = _load_check(data.get("check"), path, line, rules, problems)
     if not body.strip():
         problems.append(Problem(path, body_line, "the lesson has no body below the front matter"))
     _check_jinja(body, path, body_line, problems)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-    lesson = Lesson(course, number, slug, title, summary, takeaway, body, body_line, check, path, digest)
+    lesson = Lesson(
+        course, number, slug, title, summary, takeaway, body, body_line, check, path, digest
+    )
     words = lesson.words
     if body.strip() and not rules["min_words"] <= words <= rules["max_words"]:
         problems.append(
@@ -309,10 +360,14 @@ def _load_check(
 ) -> Check | None:
     if raw is None:
         if rules["require_check"]:
-            problems.append(Problem(path, 1, "this course wants a 'check' (one question) on every lesson"))
+            problems.append(
+                Problem(path, 1, "this course wants a 'check' (one question) on every lesson")
+            )
         return None
     if not isinstance(raw, dict):
-        problems.append(Problem(path, line("check"), "'check' must hold question, options, answer, explanation"))
+        problems.append(
+            Problem(path, line("check"), "'check' must hold question, options, answer, explanation")
+        )
         return None
     missing = [k for k in ("question", "options", "answer", "explanation") if not raw.get(k)]
     if missing:
@@ -320,13 +375,19 @@ def _load_check(
         return None
     options = raw["options"]
     if not isinstance(options, list) or not all(isinstance(o, str | int | float) for o in options):
-        problems.append(Problem(path, line("check.options"), "check options must be a list of text"))
+        problems.append(
+            Problem(path, line("check.options"), "check options must be a list of text")
+        )
         return None
     options = [str(o).strip() for o in options]
     low, high = rules["min_options"], rules["max_options"]
     if not low <= len(options) <= high:
         problems.append(
-            Problem(path, line("check.options"), f"the check has {len(options)} options; give {low}-{high}")
+            Problem(
+                path,
+                line("check.options"),
+                f"the check has {len(options)} options; give {low}-{high}",
+            )
         )
     if len(set(options)) != len(options):
         problems.append(Problem(path, line("check.options"), "two check options are the same"))
@@ -340,7 +401,12 @@ def _load_check(
             )
         )
         return None
-    return Check(str(raw["question"]).strip(), tuple(options), options.index(answer), str(raw["explanation"]).strip())
+    return Check(
+        str(raw["question"]).strip(),
+        tuple(options),
+        options.index(answer),
+        str(raw["explanation"]).strip(),
+    )
 
 
 def _check_jinja(body: str, path: Path, body_line: int, problems: list[Problem]) -> None:
@@ -359,5 +425,7 @@ def _watch_words(lesson: Lesson, problems: list[Problem]) -> None:
     for word in WATCH_WORDS:
         if re.search(r"(?<![\w-])" + re.escape(word.lower()) + r"(?![\w-])", text):
             problems.append(
-                Problem(lesson.path, 1, f"'{word}' reads as hype or jargon; say it plainly", "warning")
+                Problem(
+                    lesson.path, 1, f"'{word}' reads as hype or jargon; say it plainly", "warning"
+                )
             )

@@ -130,4 +130,6 @@ def check_schema(engine: Engine) -> None:
         raise SchemaError(
             f"the database is at migration {current}, newer than this drip ({head}); upgrade drip"
         )
-    raise SchemaError(f"the database is at migration {current}, older than {head}; run `drip migrate`")
+    raise SchemaError(
+        f"the database is at migration {current}, older than {head}; run `drip migrate`"
+    )

@@ -23,7 +23,11 @@ MARKER = ".drip-demo"
 
 def example_csv() -> Path:
     """The packaged examples/executives.csv (or the checkout's)."""
-    for candidate in (Path.cwd() / "examples", PACKAGE_DIR / "_data" / "examples", PACKAGE_DIR.parent / "examples"):
+    for candidate in (
+        Path.cwd() / "examples",
+        PACKAGE_DIR / "_data" / "examples",
+        PACKAGE_DIR.parent / "examples",
+    ):
         if (candidate / "executives.csv").is_file():
             return candidate / "executives.csv"
     raise InputError(["examples/executives.csv not found; reinstall drip"])
@@ -55,11 +59,15 @@ class DemoResult:
     people: list[DemoPerson]
 
 
-def run_demo(folder: Path, base: Settings, *, days: int = 14, start: datetime, people_csv: Path | None = None) -> DemoResult:
+def run_demo(
+    folder: Path, base: Settings, *, days: int = 14, start: datetime, people_csv: Path | None = None
+) -> DemoResult:
     """Enrol the example executives and fast-forward `days` days of sending into folder/outbox."""
     if folder.exists():
         if not (folder / MARKER).exists() and any(folder.iterdir()):
-            raise InputError([f"{folder} exists and is not a drip demo folder; pass --dir with a new folder"])
+            raise InputError(
+                [f"{folder} exists and is not a drip demo folder; pass --dir with a new folder"]
+            )
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     (folder / MARKER).write_text("made by drip demo\n")
@@ -73,7 +81,12 @@ def run_demo(folder: Path, base: Settings, *, days: int = 14, start: datetime, p
     app = App.open(settings, check=False)
     migrate(app.engine)
     create_cohort(
-        app.engine, name="demo", course=COURSE, start=start.date(), timezone="UTC", now=start,
+        app.engine,
+        name="demo",
+        course=COURSE,
+        start=start.date(),
+        timezone="UTC",
+        now=start,
     )
     enroll_csv(app.engine, "demo", people_csv or example_csv(), now=start)
     dispatcher = app.dispatcher()

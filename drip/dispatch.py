@@ -143,8 +143,17 @@ def wake_paused(engine: Engine, now: datetime) -> int:
     with engine.begin() as conn:
         result = conn.execute(
             E.update()
-            .where(E.c.status == EnrollmentStatus.paused.value, E.c.paused_until.is_not(None), E.c.paused_until <= now.date())
-            .values(status=EnrollmentStatus.active.value, paused_until=None, status_reason="", next_due_at=now)
+            .where(
+                E.c.status == EnrollmentStatus.paused.value,
+                E.c.paused_until.is_not(None),
+                E.c.paused_until <= now.date(),
+            )
+            .values(
+                status=EnrollmentStatus.active.value,
+                paused_until=None,
+                status_reason="",
+                next_due_at=now,
+            )
         )
         return int(result.rowcount or 0)
 
@@ -187,7 +196,9 @@ def send_due(
     wake_paused(dispatcher.engine, now)
     batches = 0
     while not should_stop():
-        ids = claim(dispatcher.engine, now, dispatcher.batch_size, dispatcher.lease, dispatcher.worker)
+        ids = claim(
+            dispatcher.engine, now, dispatcher.batch_size, dispatcher.lease, dispatcher.worker
+        )
         if not ids:
             break
         total.add(_process(dispatcher, ids, now, should_stop))
@@ -213,7 +224,9 @@ class Job:
     delivery: dict[str, Any] | None = None
 
 
-def _process(d: Dispatcher, ids: list[int], now: datetime, should_stop: Callable[[], bool]) -> PassResult:
+def _process(
+    d: Dispatcher, ids: list[int], now: datetime, should_stop: Callable[[], bool]
+) -> PassResult:
     result = PassResult()
     started = time.monotonic()
     jobs, releases = _prepare(d, ids, now, result)
@@ -241,9 +254,19 @@ def _prepare(
     """Load the claimed rows, pick each one's next lesson, and create or reuse its delivery."""
     query = (
         sa.select(
-            E.c.id, E.c.lessons_sent, E.c.last_sent_on, P.c.email, P.c.name, P.c.timezone,
-            C.c.course, C.c.timezone.label("cohort_tz"), C.c.send_time, C.c.window_end,
-            C.c.send_days, C.c.skip_dates, C.c.start_date,
+            E.c.id,
+            E.c.lessons_sent,
+            E.c.last_sent_on,
+            P.c.email,
+            P.c.name,
+            P.c.timezone,
+            C.c.course,
+            C.c.timezone.label("cohort_tz"),
+            C.c.send_time,
+            C.c.window_end,
+            C.c.send_days,
+            C.c.skip_dates,
+            C.c.start_date,
         )
         .select_from(E.join(P, P.c.id == E.c.person_id).join(C, C.c.id == E.c.cohort_id))
         .where(E.c.id.in_(ids))
@@ -255,15 +278,29 @@ def _prepare(
         rows = conn.execute(query).all()
         existing: dict[int, dict[str, dict[str, Any]]] = {}
         for row in conn.execute(
-            sa.select(D.c.id, D.c.enrollment_id, D.c.lesson_slug, D.c.status, D.c.attempts,
-                      D.c.message_id, D.c.created_at, D.c.next_attempt_at).where(D.c.enrollment_id.in_(ids))
+            sa.select(
+                D.c.id,
+                D.c.enrollment_id,
+                D.c.lesson_slug,
+                D.c.status,
+                D.c.attempts,
+                D.c.message_id,
+                D.c.created_at,
+                D.c.next_attempt_at,
+            ).where(D.c.enrollment_id.in_(ids))
         ).mappings():
             existing.setdefault(row["enrollment_id"], {})[row["lesson_slug"]] = dict(row)
         completed: list[int] = []
         courses: dict[str, Course | DripError] = {}
         for row in rows:
-            cadence = cadence_for(row.timezone or row.cohort_tz, row.send_time, row.window_end,
-                                  row.send_days, row.skip_dates, row.start_date)
+            cadence = cadence_for(
+                row.timezone or row.cohort_tz,
+                row.send_time,
+                row.window_end,
+                row.send_days,
+                row.skip_dates,
+                row.start_date,
+            )
             slot = next_slot(cadence, now, row.last_sent_on)
             if slot > now:
                 releases.append((row.id, slot))
@@ -276,9 +313,15 @@ def _prepare(
                     courses[row.course] = exc
             course = courses[row.course]
             if isinstance(course, DripError):
-                log.error("course %s cannot be loaded, holding its lessons for an hour: %s", row.course, course)
+                log.error(
+                    "course %s cannot be loaded, holding its lessons for an hour: %s",
+                    row.course,
+                    course,
+                )
                 releases.append((row.id, now + COURSE_ERROR_DELAY))
-                result.items.append(Item(row.email, row.course, "held", str(course).splitlines()[0]))
+                result.items.append(
+                    Item(row.email, row.course, "held", str(course).splitlines()[0])
+                )
                 continue
             mine = existing.get(row.id, {})
             sent = {slug for slug, dl in mine.items() if dl["status"] == DeliveryStatus.sent.value}
@@ -287,8 +330,17 @@ def _prepare(
                 completed.append(row.id)
                 result.completed += 1
                 continue
-            job = Job(row.id, row.email, row.name, cadence, row.lessons_sent, row.last_sent_on,
-                      frozenset(sent), course, lesson)
+            job = Job(
+                row.id,
+                row.email,
+                row.name,
+                cadence,
+                row.lessons_sent,
+                row.last_sent_on,
+                frozenset(sent),
+                course,
+                lesson,
+            )
             delivery = mine.get(lesson.slug)
             if delivery is not None and delivery["status"] == DeliveryStatus.retry.value:
                 retry_at = delivery["next_attempt_at"]
@@ -322,9 +374,16 @@ def _prepare(
             fresh: dict[tuple[int, str], dict[str, Any]] = {
                 (r["enrollment_id"], r["lesson_slug"]): dict(r)
                 for r in conn.execute(
-                    sa.select(D.c.id, D.c.enrollment_id, D.c.lesson_slug, D.c.status, D.c.attempts,
-                              D.c.message_id, D.c.created_at, D.c.next_attempt_at)
-                    .where(D.c.enrollment_id.in_([j.enrollment_id for j in new]))
+                    sa.select(
+                        D.c.id,
+                        D.c.enrollment_id,
+                        D.c.lesson_slug,
+                        D.c.status,
+                        D.c.attempts,
+                        D.c.message_id,
+                        D.c.created_at,
+                        D.c.next_attempt_at,
+                    ).where(D.c.enrollment_id.in_([j.enrollment_id for j in new]))
                 ).mappings()
             }
             for j in new:
@@ -334,22 +393,35 @@ def _prepare(
         reused = [j for j in jobs if id(j) not in fresh_ids]
         if reused:
             conn.execute(
-                D.update().where(D.c.id == sa.bindparam("did")).values(
-                    status=DeliveryStatus.sending.value, attempts=D.c.attempts + 1
-                ),
+                D.update()
+                .where(D.c.id == sa.bindparam("did"))
+                .values(status=DeliveryStatus.sending.value, attempts=D.c.attempts + 1),
                 [{"did": j.delivery["id"]} for j in reused],  # type: ignore[index]
             )
             # A lesson that failed before and was resumed by hand gets a fresh retry lifetime.
-            failed = [j.delivery for j in jobs if j.delivery and j.delivery["status"] == DeliveryStatus.failed.value]
+            failed = [
+                j.delivery
+                for j in jobs
+                if j.delivery and j.delivery["status"] == DeliveryStatus.failed.value
+            ]
             if failed:
-                conn.execute(D.update().where(D.c.id.in_([f["id"] for f in failed])).values(created_at=now, attempts=1))
+                conn.execute(
+                    D.update()
+                    .where(D.c.id.in_([f["id"] for f in failed]))
+                    .values(created_at=now, attempts=1)
+                )
                 for f in failed:
                     f.update(created_at=now, attempts=0)
         if completed:
             conn.execute(
-                E.update().where(E.c.id.in_(completed)).values(
-                    status=EnrollmentStatus.completed.value, next_due_at=None, claimed_until=None,
-                    claimed_by=None, status_reason="",
+                E.update()
+                .where(E.c.id.in_(completed))
+                .values(
+                    status=EnrollmentStatus.completed.value,
+                    next_due_at=None,
+                    claimed_until=None,
+                    claimed_by=None,
+                    status_reason="",
                 )
             )
         _record_versions(d, conn, jobs)
@@ -375,8 +447,14 @@ def _record_versions(d: Dispatcher, conn: sa.Connection, jobs: list[Job]) -> Non
                 "links": json.dumps(list(rendered.links)),
                 "takeaway": lesson.takeaway,
                 "check": json.dumps(
-                    {"question": check.question, "options": list(check.options), "answer": check.answer,
-                     "explanation": check.explanation} if check else None
+                    {
+                        "question": check.question,
+                        "options": list(check.options),
+                        "answer": check.answer,
+                        "explanation": check.explanation,
+                    }
+                    if check
+                    else None
                 ),
             }
         )
@@ -385,22 +463,27 @@ def _record_versions(d: Dispatcher, conn: sa.Connection, jobs: list[Job]) -> Non
         conn.execute(insert_ignoring_conflicts(conn, LV), rows)
 
 
-def _release(engine: Engine, releases: list[tuple[int, datetime | None]], keep_due: bool = False) -> None:
+def _release(
+    engine: Engine, releases: list[tuple[int, datetime | None]], keep_due: bool = False
+) -> None:
     with engine.begin() as conn:
         if keep_due:
-            conn.execute(E.update().where(E.c.id.in_([r[0] for r in releases])).values(claimed_until=None, claimed_by=None))
+            conn.execute(
+                E.update()
+                .where(E.c.id.in_([r[0] for r in releases]))
+                .values(claimed_until=None, claimed_by=None)
+            )
             return
         conn.execute(
-            E.update().where(E.c.id == sa.bindparam("eid")).values(
-                next_due_at=sa.bindparam("due"), claimed_until=None, claimed_by=None
-            ),
+            E.update()
+            .where(E.c.id == sa.bindparam("eid"))
+            .values(next_due_at=sa.bindparam("due"), claimed_until=None, claimed_by=None),
             [{"eid": eid, "due": due} for eid, due in releases],
         )
 
 
-def link_values(d: Dispatcher, delivery_id: int, options: int, links: int) -> dict[str, str]:
+def link_values(base: str, key: str, delivery_id: int, options: int, links: int) -> dict[str, str]:
     """The signed per-recipient URLs of one delivery."""
-    base, key = d.base_url, d.secret
     values = {
         "OPEN": f"{base}/o/{make_token(key, Purpose.open, delivery_id)}.gif",
         "CONFIRM": f"{base}/r/{make_token(key, Purpose.confirm, delivery_id)}",
@@ -430,7 +513,7 @@ def _send(d: Dispatcher, job: Job) -> SendResult:
         template = _template(d, job.course, job.lesson)
         rendered = template.rendered
         options = len(job.lesson.check.options) if job.lesson.check else 0
-        values = link_values(d, job.delivery["id"], options, len(rendered.links))
+        values = link_values(d.base_url, d.secret, job.delivery["id"], options, len(rendered.links))
         values["NAME"] = job.name or "there"
         data = template.build(
             to_name=job.name,
@@ -444,22 +527,39 @@ def _send(d: Dispatcher, job: Job) -> SendResult:
     return d.transport.send(template.envelope_from, job.email, data)
 
 
-def _record(d: Dispatcher, pending: list[tuple[Job, SendResult]], now: datetime, result: PassResult) -> None:
+def _record(
+    d: Dispatcher, pending: list[tuple[Job, SendResult]], now: datetime, result: PassResult
+) -> None:
     """Write the outcomes of sent messages, their events and each enrollment's next slot."""
     deliveries, events, enrollments = [], [], []
     for job, outcome in pending:
         assert job.delivery is not None and job.lesson is not None and job.course is not None
         delivery = job.delivery
         base = {
-            "did": delivery["id"], "status": None, "sent_at": None, "next_attempt_at": None,
+            "did": delivery["id"],
+            "status": None,
+            "sent_at": None,
+            "next_attempt_at": None,
             "last_error": "" if outcome.outcome is Outcome.accepted else str(outcome)[:1000],
         }
         event = {
-            "enrollment_id": job.enrollment_id, "delivery_id": delivery["id"], "at": now, "method": "smtp",
-            "seconds_since_send": None, "verdict": "unknown", "reason": "", "detail": str(outcome)[:1000],
+            "enrollment_id": job.enrollment_id,
+            "delivery_id": delivery["id"],
+            "at": now,
+            "method": "smtp",
+            "seconds_since_send": None,
+            "verdict": "unknown",
+            "reason": "",
+            "detail": str(outcome)[:1000],
         }
-        change = {"eid": job.enrollment_id, "status": EnrollmentStatus.active.value, "reason": "",
-                  "sent": job.lessons_sent, "last": job.last_sent_on, "due": None}
+        change = {
+            "eid": job.enrollment_id,
+            "status": EnrollmentStatus.active.value,
+            "reason": "",
+            "sent": job.lessons_sent,
+            "last": job.last_sent_on,
+            "due": None,
+        }
         if outcome.outcome is Outcome.accepted:
             today = local_date(now, job.cadence.timezone)
             sent_slugs = job.sent_slugs | {job.lesson.slug}
@@ -499,18 +599,28 @@ def _record(d: Dispatcher, pending: list[tuple[Job, SendResult]], now: datetime,
         enrollments.append(change)
     with d.engine.begin() as conn:
         conn.execute(
-            D.update().where(D.c.id == sa.bindparam("did")).values(
-                status=sa.bindparam("status"), sent_at=sa.bindparam("sent_at"),
-                next_attempt_at=sa.bindparam("next_attempt_at"), last_error=sa.bindparam("last_error"),
+            D.update()
+            .where(D.c.id == sa.bindparam("did"))
+            .values(
+                status=sa.bindparam("status"),
+                sent_at=sa.bindparam("sent_at"),
+                next_attempt_at=sa.bindparam("next_attempt_at"),
+                last_error=sa.bindparam("last_error"),
             ),
             deliveries,
         )
         conn.execute(EV.insert(), events)
         conn.execute(
-            E.update().where(E.c.id == sa.bindparam("eid")).values(
-                status=sa.bindparam("status"), status_reason=sa.bindparam("reason"),
-                lessons_sent=sa.bindparam("sent"), last_sent_on=sa.bindparam("last"),
-                next_due_at=sa.bindparam("due"), claimed_until=None, claimed_by=None,
+            E.update()
+            .where(E.c.id == sa.bindparam("eid"))
+            .values(
+                status=sa.bindparam("status"),
+                status_reason=sa.bindparam("reason"),
+                lessons_sent=sa.bindparam("sent"),
+                last_sent_on=sa.bindparam("last"),
+                next_due_at=sa.bindparam("due"),
+                claimed_until=None,
+                claimed_by=None,
             ),
             enrollments,
         )

@@ -18,7 +18,15 @@ from sqlmodel import Session, select
 from drip.db import session as open_session
 from drip.errors import InputError, NotFound
 from drip.models import Cohort, Enrollment, EnrollmentStatus, Event, EventKind, Person, Verdict
-from drip.schedule import Cadence, format_days, next_slot, parse_clock, parse_dates, parse_days, parse_timezone
+from drip.schedule import (
+    Cadence,
+    format_days,
+    next_slot,
+    parse_clock,
+    parse_dates,
+    parse_days,
+    parse_timezone,
+)
 
 MAX_NAME = 200
 CHUNK = 500
@@ -146,10 +154,14 @@ def _reschedule(db: Session, cohort: Cohort, now: datetime) -> None:
     rows = db.exec(
         select(Enrollment, Person)
         .join(Person, Person.id == Enrollment.person_id)
-        .where(Enrollment.cohort_id == cohort.id, Enrollment.status == EnrollmentStatus.active.value)
+        .where(
+            Enrollment.cohort_id == cohort.id, Enrollment.status == EnrollmentStatus.active.value
+        )
     ).all()
     for enrollment, person in rows:
-        enrollment.next_due_at = next_slot(cohort_cadence(cohort, person.timezone), now, enrollment.last_sent_on)
+        enrollment.next_due_at = next_slot(
+            cohort_cadence(cohort, person.timezone), now, enrollment.last_sent_on
+        )
         db.add(enrollment)
 
 
@@ -192,7 +204,9 @@ def read_people_csv(path: Path, progress: Callable[[int, int], None] | None = No
     except OSError as exc:
         raise InputError([f"{path}: cannot read: {exc.strerror}"]) from None
     if b"\x00" in raw[:4096]:
-        raise InputError([f"{path}:1: this is a binary file, not CSV; export the sheet as CSV (UTF-8)"])
+        raise InputError(
+            [f"{path}:1: this is a binary file, not CSV; export the sheet as CSV (UTF-8)"]
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -201,7 +215,11 @@ def read_people_csv(path: Path, progress: Callable[[int, int], None] | None = No
             [f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as CSV UTF-8"]
         ) from None
     if not text.strip():
-        raise InputError([f"{path}:1: the file is empty; the first line must be a header like email,name,timezone"])
+        raise InputError(
+            [
+                f"{path}:1: the file is empty; the first line must be a header like email,name,timezone"
+            ]
+        )
     first_line = text.split("\n", 1)[0]
     delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
@@ -209,7 +227,9 @@ def read_people_csv(path: Path, progress: Callable[[int, int], None] | None = No
     if "email" not in header:
         shown = ",".join(header)[:80]
         raise InputError(
-            [f"{path}:1: no 'email' column in the header '{shown}'; the first line must name the columns, like email,name,timezone"]
+            [
+                f"{path}:1: no 'email' column in the header '{shown}'; the first line must name the columns, like email,name,timezone"
+            ]
         )
     for column in ("email", "name", "timezone"):
         if header.count(column) > 1:
@@ -240,13 +260,19 @@ def read_people_csv(path: Path, progress: Callable[[int, int], None] | None = No
             problems.append(f"{path}:{line}: '{address}' is not a valid e-mail address: {exc}")
             continue
         if not address.isascii():
-            problems.append(f"{path}:{line}: '{address}' needs SMTPUTF8, which drip does not send; use an ASCII address")
+            problems.append(
+                f"{path}:{line}: '{address}' needs SMTPUTF8, which drip does not send; use an ASCII address"
+            )
             continue
         if any(c in name for c in "\r\n\x00") or not name.isprintable():
-            problems.append(f"{path}:{line}: the name {name!r} holds a line break or control character; remove it")
+            problems.append(
+                f"{path}:{line}: the name {name!r} holds a line break or control character; remove it"
+            )
             continue
         if len(name) > MAX_NAME:
-            problems.append(f"{path}:{line}: the name is {len(name)} characters; shorten it to {MAX_NAME}")
+            problems.append(
+                f"{path}:{line}: the name is {len(name)} characters; shorten it to {MAX_NAME}"
+            )
             continue
         if zone:
             try:
@@ -255,7 +281,9 @@ def read_people_csv(path: Path, progress: Callable[[int, int], None] | None = No
                 problems.append(f"{path}:{line}: {exc.problems[0]}")
                 continue
         if address in seen:
-            problems.append(f"{path}:{line}: '{address}' is already on line {seen[address]}; remove the duplicate")
+            problems.append(
+                f"{path}:{line}: '{address}' is already on line {seen[address]}; remove the duplicate"
+            )
             continue
         seen[address] = line
         rows.append(Row(line, address, name, zone or None))
@@ -287,7 +315,9 @@ def _chunks(items: list[str], size: int = CHUNK) -> Iterable[list[str]]:
         yield items[start : start + size]
 
 
-def enroll_rows(engine: Engine, cohort: Cohort, rows: list[Row], *, now: datetime, dry_run: bool = False) -> ImportResult:
+def enroll_rows(
+    engine: Engine, cohort: Cohort, rows: list[Row], *, now: datetime, dry_run: bool = False
+) -> ImportResult:
     """Write people and enrolments in one transaction; people already enrolled are counted."""
     person = Person.__table__  # type: ignore[attr-defined]
     enrollment = Enrollment.__table__  # type: ignore[attr-defined]
@@ -296,7 +326,11 @@ def enroll_rows(engine: Engine, cohort: Cohort, rows: list[Row], *, now: datetim
     with engine.begin() as conn:
         ids: dict[str, int] = {}
         for chunk in _chunks(emails):
-            ids.update(conn.execute(sa.select(person.c.email, person.c.id).where(person.c.email.in_(chunk))).all())  # type: ignore[arg-type]
+            ids.update(
+                conn.execute(
+                    sa.select(person.c.email, person.c.id).where(person.c.email.in_(chunk))
+                ).all()
+            )  # type: ignore[arg-type]
         new = [r for r in rows if r.email not in ids]
         result.new_people = len(new)
         enrolled: set[int] = set()
@@ -317,16 +351,25 @@ def enroll_rows(engine: Engine, cohort: Cohort, rows: list[Row], *, now: datetim
         if new:
             conn.execute(
                 person.insert(),
-                [{"email": r.email, "name": r.name, "timezone": r.timezone, "created_at": now} for r in new],
+                [
+                    {"email": r.email, "name": r.name, "timezone": r.timezone, "created_at": now}
+                    for r in new
+                ],
             )
             for chunk in _chunks([r.email for r in new]):
-                ids.update(conn.execute(sa.select(person.c.email, person.c.id).where(person.c.email.in_(chunk))).all())  # type: ignore[arg-type]
+                ids.update(
+                    conn.execute(
+                        sa.select(person.c.email, person.c.id).where(person.c.email.in_(chunk))
+                    ).all()
+                )  # type: ignore[arg-type]
         zones: dict[int, str | None] = {}
         all_ids = list(ids.values())
         for start in range(0, len(all_ids), CHUNK):
             zones.update(
                 conn.execute(  # type: ignore[arg-type]
-                    sa.select(person.c.id, person.c.timezone).where(person.c.id.in_(all_ids[start : start + CHUNK]))
+                    sa.select(person.c.id, person.c.timezone).where(
+                        person.c.id.in_(all_ids[start : start + CHUNK])
+                    )
                 ).all()
             )
         values = []
@@ -379,7 +422,9 @@ def get_person(engine: Engine, email: str) -> PersonView:
     return PersonView(person, [(e, c) for e, c in pairs])
 
 
-def list_people(engine: Engine, cohort_name: str | None = None, limit: int | None = None) -> list[tuple[Person, Enrollment, Cohort]]:
+def list_people(
+    engine: Engine, cohort_name: str | None = None, limit: int | None = None
+) -> list[tuple[Person, Enrollment, Cohort]]:
     """People with their enrolments, optionally of one cohort."""
     with open_session(engine) as db:
         query = (
@@ -398,7 +443,11 @@ def list_people(engine: Engine, cohort_name: str | None = None, limit: int | Non
 
 CHANGES = {
     "pause": ({EnrollmentStatus.active}, EnrollmentStatus.paused, EventKind.pause),
-    "resume": ({EnrollmentStatus.paused, EnrollmentStatus.bounced}, EnrollmentStatus.active, EventKind.resume),
+    "resume": (
+        {EnrollmentStatus.paused, EnrollmentStatus.bounced},
+        EnrollmentStatus.active,
+        EventKind.resume,
+    ),
     "unsubscribe": (
         {EnrollmentStatus.active, EnrollmentStatus.paused, EnrollmentStatus.bounced},
         EnrollmentStatus.unsubscribed,
@@ -434,7 +483,9 @@ def change_enrollment(
     if target is EnrollmentStatus.active:
         enrollment.status_reason = ""
         enrollment.paused_until = None
-        enrollment.next_due_at = next_slot(cohort_cadence(cohort, person.timezone), now, enrollment.last_sent_on)
+        enrollment.next_due_at = next_slot(
+            cohort_cadence(cohort, person.timezone), now, enrollment.last_sent_on
+        )
     elif target is EnrollmentStatus.paused:
         enrollment.paused_until = until
         enrollment.status_reason = f"paused until {until.isoformat()}" if until else "paused"
@@ -457,7 +508,9 @@ def change_enrollment(
     return True
 
 
-def change_person(engine: Engine, email: str, action: str, *, now: datetime, cohort_name: str | None = None) -> list[tuple[str, bool]]:
+def change_person(
+    engine: Engine, email: str, action: str, *, now: datetime, cohort_name: str | None = None
+) -> list[tuple[str, bool]]:
     """Apply pause/resume/unsubscribe to a person's enrolments; return (cohort, changed) pairs."""
     view = get_person(engine, email)
     results = []
@@ -467,7 +520,9 @@ def change_person(engine: Engine, email: str, action: str, *, now: datetime, coh
                 continue
             fresh = db.get(Enrollment, enrollment.id)
             assert fresh is not None
-            changed = change_enrollment(db, fresh, cohort, view.person, action, now=now, method="cli")
+            changed = change_enrollment(
+                db, fresh, cohort, view.person, action, now=now, method="cli"
+            )
             results.append((cohort.name, changed))
         if cohort_name and not results:
             raise NotFound(f"{view.person.email} is not enrolled in cohort '{cohort_name}'")

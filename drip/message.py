@@ -28,7 +28,7 @@ def check_header_value(header: str, value: str) -> str:
     """Refuse a header value holding CR, LF or NUL, raw or inside an RFC 2047 encoded word."""
     if any(c in value for c in FORBIDDEN):
         raise HeaderError(f"{header} {value!r} contains a line break; remove it (header injection)")
-    for charset, encoding, data in ENCODED_WORD.findall(value):
+    for _charset, encoding, data in ENCODED_WORD.findall(value):
         try:
             raw = (
                 binascii.a2b_base64(data + "=" * (-len(data) % 4))
@@ -36,7 +36,9 @@ def check_header_value(header: str, value: str) -> str:
                 else binascii.a2b_qp(data.encode("ascii"), header=True)
             )
         except (binascii.Error, ValueError, UnicodeEncodeError):
-            raise HeaderError(f"{header} {value!r} holds a broken encoded word; remove it") from None
+            raise HeaderError(
+                f"{header} {value!r} holds a broken encoded word; remove it"
+            ) from None
         if any(c.encode() in raw for c in FORBIDDEN):
             raise HeaderError(
                 f"{header} {value!r} hides a line break in an encoded word; remove it (header injection)"
@@ -172,9 +174,13 @@ class MessageTemplate:
         name, address = parseaddr(sender)
         from_header = format_address(name, address)
         subject = check_header_value("Subject", rendered.subject)
-        boundary = "==drip_" + hashlib.sha256(
-            (rendered.lesson.content_hash + rendered.version).encode()
-        ).hexdigest()[:24] + "=="
+        boundary = (
+            "==drip_"
+            + hashlib.sha256(
+                (rendered.lesson.content_hash + rendered.version).encode()
+            ).hexdigest()[:24]
+            + "=="
+        )
         head = CRLF.join(
             [
                 f"From: {from_header}",
@@ -185,8 +191,13 @@ class MessageTemplate:
             ]
         )
         return cls(
-            rendered, sender, address, head, boundary,
-            EncodedPart.of(rendered.text, escape_html=False), EncodedPart.of(rendered.html, escape_html=True),
+            rendered,
+            sender,
+            address,
+            head,
+            boundary,
+            EncodedPart.of(rendered.text, escape_html=False),
+            EncodedPart.of(rendered.html, escape_html=True),
         )
 
     def build(

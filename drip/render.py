@@ -81,7 +81,9 @@ class Renderer:
         self.templates = templates
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(templates)),
-            autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
+            autoescape=jinja2.select_autoescape(
+                enabled_extensions=("html", "html.j2"), default=False
+            ),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
@@ -134,9 +136,13 @@ class Renderer:
             html = self.env.get_template("email/lesson.html.j2").render(
                 body_html=Markup(body_html), **context
             )
-            text = self.env.get_template("email/lesson.txt.j2").render(body_text=body.strip(), **context)
+            text = self.env.get_template("email/lesson.txt.j2").render(
+                body_text=body.strip(), **context
+            )
         except jinja2.TemplateSyntaxError as exc:
-            raise RenderError(f"{exc.filename or exc.name}:{exc.lineno}: template error: {exc.message}") from None
+            raise RenderError(
+                f"{exc.filename or exc.name}:{exc.lineno}: template error: {exc.message}"
+            ) from None
         except jinja2.TemplateError as exc:
             raise RenderError(f"{self.templates}/email: template error: {exc}") from None
         self.inline_calls += 1

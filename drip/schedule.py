@@ -57,7 +57,9 @@ def parse_timezone(value: str) -> str:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
         hint = _zone_hint(value)
-        raise InputError([f"unknown timezone '{value}'; use an IANA name like Europe/London{hint}"]) from None
+        raise InputError(
+            [f"unknown timezone '{value}'; use an IANA name like Europe/London{hint}"]
+        ) from None
     return value
 
 
@@ -90,7 +92,9 @@ def parse_days(value: str) -> frozenset[int]:
             b = DAY_NAMES.index(last[:3]) if last else a
         except ValueError:
             raise InputError(
-                [f"days '{value}' is not like mon-fri or mon,wed,fri (names: {', '.join(DAY_NAMES)})"]
+                [
+                    f"days '{value}' is not like mon-fri or mon,wed,fri (names: {', '.join(DAY_NAMES)})"
+                ]
             ) from None
         day = a
         while True:
@@ -167,7 +171,9 @@ def next_slot(cadence: Cadence, now: datetime, last_sent_on: date | None = None)
             if now < closes:
                 return now.astimezone(UTC)
         day += timedelta(days=1)
-    raise InputError([f"no send day in the next {MAX_DAYS_AHEAD} days; check the send days and skipped dates"])
+    raise InputError(
+        [f"no send day in the next {MAX_DAYS_AHEAD} days; check the send days and skipped dates"]
+    )
 
 
 def in_window(cadence: Cadence, moment: datetime) -> bool:
@@ -176,4 +182,8 @@ def in_window(cadence: Cadence, moment: datetime) -> bool:
     day = moment.astimezone(zone).date()
     if day.weekday() not in cadence.days or day in cadence.skip:
         return False
-    return local_moment(day, cadence.send_time, zone) <= moment < local_moment(day, cadence.window_end, zone)
+    return (
+        local_moment(day, cadence.send_time, zone)
+        <= moment
+        < local_moment(day, cadence.window_end, zone)
+    )

@@ -62,8 +62,11 @@ def run_forever(app: App, serve: Callable[[], Any] | None = None) -> None:
         if serve is not None:
             serve()  # uvicorn handles the signals and returns on shutdown
         else:
+
             def handle(signum: int, _frame: Any) -> None:
-                log.info("received %s, stopping after the message in flight", signal.Signals(signum).name)
+                log.info(
+                    "received %s, stopping after the message in flight", signal.Signals(signum).name
+                )
                 stop.set()
 
             signal.signal(signal.SIGINT, handle)

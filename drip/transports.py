@@ -6,7 +6,6 @@ import enum
 import itertools
 import os
 import smtplib
-import socket
 import ssl
 import threading
 import time
@@ -169,10 +168,14 @@ class SmtpTransport:
             return classify(code, reply)
         except smtplib.SMTPAuthenticationError as exc:
             self._drop()
-            return SendResult(Outcome.retry, exc.smtp_code, f"SMTP login failed: {_text(exc.smtp_error)}")
+            return SendResult(
+                Outcome.retry, exc.smtp_code, f"SMTP login failed: {_text(exc.smtp_error)}"
+            )
         except smtplib.SMTPSenderRefused as exc:
             # The relay refusing our own From is our configuration, not the recipient's fault.
-            return SendResult(Outcome.retry, exc.smtp_code, f"sender refused: {_text(exc.smtp_error)}")
+            return SendResult(
+                Outcome.retry, exc.smtp_code, f"sender refused: {_text(exc.smtp_error)}"
+            )
         except smtplib.SMTPServerDisconnected as exc:
             self._drop()
             return SendResult(Outcome.retry, None, f"connection dropped: {exc}")
@@ -180,7 +183,7 @@ class SmtpTransport:
             if exc.smtp_code == 421:
                 self._drop()
             return classify(exc.smtp_code, exc.smtp_error)
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             self._drop()
             return SendResult(Outcome.retry, None, f"timed out: {exc or 'no answer'}")
         except (OSError, smtplib.SMTPException) as exc:
@@ -243,7 +246,9 @@ def open_transport(mail_url: str, timeout: float = 30.0, max_per_second: float =
     elif mail_url.startswith(("smtp://", "smtps://")):
         transport = SmtpTransport(smtp_options(mail_url, timeout))
     else:
-        raise ConfigError(f"DRIP_MAIL_URL has value '{mail_url}': use outbox:FOLDER or smtp://host:587")
+        raise ConfigError(
+            f"DRIP_MAIL_URL has value '{mail_url}': use outbox:FOLDER or smtp://host:587"
+        )
     if max_per_second > 0:
         transport = RateLimited(transport, max_per_second)
     return transport

@@ -71,7 +71,9 @@ def _pg_template() -> Iterator[str]:
 
 
 @pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path, _sqlite_template: Path, _pg_template: str) -> Iterator[str]:
+def db_url(
+    request: pytest.FixtureRequest, tmp_path: Path, _sqlite_template: Path, _pg_template: str
+) -> Iterator[str]:
     """A migrated, empty database of its own for each test, on each backend."""
     if request.param == "sqlite":
         path = tmp_path / "drip.db"
@@ -82,7 +84,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, _sqlite_template: Pat
     name = f"drip_t_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{_pg_template}"')
-    yield sa.engine.make_url(_pg_admin_url()).set(database=name).render_as_string(hide_password=False)
+    yield (
+        sa.engine.make_url(_pg_admin_url()).set(database=name).render_as_string(hide_password=False)
+    )
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.dispose()
@@ -124,10 +128,17 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_drip(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_drip(
+    args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the real `drip` command in a subprocess."""
     return subprocess.run(
-        [sys.executable, "-m", "drip.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "drip.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -155,10 +166,14 @@ class SmtpHandler:
             self.attempts.append(envelope.content)
             reply = self.replies.pop(0) if self.replies else "250 OK"
             if reply == "drop":
-                session.transport.close() if getattr(session, "transport", None) else server.transport.close()
+                session.transport.close() if getattr(
+                    session, "transport", None
+                ) else server.transport.close()
                 return "421 closing"
             if reply.startswith("250"):
-                self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+                self.messages.append(
+                    Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+                )
             return reply
 
 

@@ -1,11 +1,10 @@
 from pathlib import Path
 
 import pytest
-
-from drip.config import load_settings, mask, SETTINGS
-from drip.errors import ConfigError
-
 from conftest import cli_env, make_settings, run_drip
+
+from drip.config import SETTINGS, load_settings, mask
+from drip.errors import ConfigError
 
 
 def test_env_beats_file_beats_default(tmp_path: Path) -> None:
@@ -33,7 +32,9 @@ def test_unknown_key_in_file_is_named(tmp_path: Path) -> None:
 
 
 def test_postgres_urls_use_psycopg(tmp_path: Path) -> None:
-    s = load_settings(env={"DRIP_DATABASE_URL": "postgres://u@h/db"}, config_path=tmp_path / "n.toml")
+    s = load_settings(
+        env={"DRIP_DATABASE_URL": "postgres://u@h/db"}, config_path=tmp_path / "n.toml"
+    )
     assert s.database_url == "postgresql+psycopg://u@h/db"
 
 

@@ -2,11 +2,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import LESSONS, cli_env, make_settings, run_drip
 
 from drip.curriculum import inspect_course, load_course
 from drip.errors import CurriculumError
-
-from conftest import LESSONS, cli_env, make_settings, run_drip
 
 GOOD = """---
 title: A good lesson
@@ -58,11 +57,15 @@ def test_executive_course_follows_its_rules() -> None:
 
 def test_missing_title_names_file_and_line(tmp_path: Path) -> None:
     root = course_with(tmp_path, {"01-a.md": GOOD.replace("title: A good lesson\n", "")})
-    assert problems_of(root) == [f"{root}/c/01-a.md:1: error: missing 'title'; add title: ... to the front matter"]
+    assert problems_of(root) == [
+        f"{root}/c/01-a.md:1: error: missing 'title'; add title: ... to the front matter"
+    ]
 
 
 def test_broken_yaml_names_line(tmp_path: Path) -> None:
-    root = course_with(tmp_path, {"01-a.md": GOOD.replace("summary: One line.", "summary: [unclosed")})
+    root = course_with(
+        tmp_path, {"01-a.md": GOOD.replace("summary: One line.", "summary: [unclosed")}
+    )
     (problem,) = problems_of(root)
     assert problem.startswith(f"{root}/c/01-a.md:") and "broken YAML" in problem
     assert int(problem.split(":")[1]) in (3, 4)
@@ -89,7 +92,10 @@ def test_jinja_error_names_body_line(tmp_path: Path) -> None:
 
 
 def test_load_course_raises_with_every_problem(tmp_path: Path) -> None:
-    root = course_with(tmp_path, {"01-a.md": GOOD.replace("answer: Two", "answer: X"), "02-b.md": "no front matter"})
+    root = course_with(
+        tmp_path,
+        {"01-a.md": GOOD.replace("answer: Two", "answer: X"), "02-b.md": "no front matter"},
+    )
     with pytest.raises(CurriculumError) as info:
         load_course(root, "c")
     assert len(info.value.problems) == 2
@@ -104,7 +110,13 @@ def test_lesson_identity_is_the_slug(tmp_path: Path) -> None:
 
 
 def test_lessons_check_exits_1_and_lists_problems(tmp_path: Path) -> None:
-    root = course_with(tmp_path, {"01-a.md": GOOD.replace("answer: Two", "answer: X"), "02-b.md": GOOD.replace("title: A good lesson\n", "")})
+    root = course_with(
+        tmp_path,
+        {
+            "01-a.md": GOOD.replace("answer: Two", "answer: X"),
+            "02-b.md": GOOD.replace("title: A good lesson\n", ""),
+        },
+    )
     env = cli_env(make_settings(tmp_path, lessons_dir=str(root)))
     result = run_drip(["lessons", "check", "c"], env)
     assert result.returncode == 1

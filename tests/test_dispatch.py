@@ -5,26 +5,34 @@ import sys
 from datetime import date, timedelta
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
+from conftest import SmtpHandler, cli_env, make_settings, run_drip, utc
 
 from drip.app import App
 from drip.config import Settings
+from drip.db import session
 from drip.dispatch import claim, send_due
 from drip.enrollment import Row, create_cohort, enroll_rows, get_cohort
-from drip.db import session
 from drip.schedule import local_date
-
-from conftest import SmtpHandler, cli_env, make_settings, run_drip, utc
 
 MONDAY = utc(2026, 11, 30, 0, 0)
 
 
 def setup_cohort(app: App, people: list[tuple[str, str | None]], course: str = "sample") -> None:
-    create_cohort(app.engine, name="board", course=course, start=date(2026, 11, 30), timezone="Europe/London", now=MONDAY)
+    create_cohort(
+        app.engine,
+        name="board",
+        course=course,
+        start=date(2026, 11, 30),
+        timezone="Europe/London",
+        now=MONDAY,
+    )
     with session(app.engine) as db:
         cohort = get_cohort(db, "board")
-    rows = [Row(i + 2, address, address.split("@")[0].title(), tz) for i, (address, tz) in enumerate(people)]
+    rows = [
+        Row(i + 2, address, address.split("@")[0].title(), tz)
+        for i, (address, tz) in enumerate(people)
+    ]
     enroll_rows(app.engine, cohort, rows, now=MONDAY)
 
 
@@ -38,7 +46,9 @@ def rows(engine: sa.Engine, query: str) -> list[tuple]:
         return [tuple(r) for r in conn.execute(sa.text(query)).all()]
 
 
-def test_one_lesson_a_day_in_order_then_completed(tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]) -> None:
+def test_one_lesson_a_day_in_order_then_completed(
+    tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]
+) -> None:
     handler, port = smtp
     app = smtp_app(tmp_path, db_url, port)
     setup_cohort(app, [("ada@example.com", "Asia/Kolkata"), ("bo@example.com", None)])
@@ -50,20 +60,41 @@ def test_one_lesson_a_day_in_order_then_completed(tmp_path: Path, db_url: str, s
     d.transport.close()
     assert len(handler.messages) == 6
     for person, zone in (("ada@example.com", "Asia/Kolkata"), ("bo@example.com", "Europe/London")):
-        mine = [email.message_from_bytes(m.data, policy=email.policy.default) for m in handler.messages if m.rcpt_tos == [person]]
+        mine = [
+            email.message_from_bytes(m.data, policy=email.policy.default)
+            for m in handler.messages
+            if m.rcpt_tos == [person]
+        ]
         subjects = [m["Subject"] for m in mine]
-        assert subjects == ["What a drip course is", "Reading a lesson in two minutes", "Answering the check"]
+        assert subjects == [
+            "What a drip course is",
+            "Reading a lesson in two minutes",
+            "Answering the check",
+        ]
         days = [local_date(m["Date"].datetime, zone) for m in mine]
         assert days == [date(2026, 11, 30), date(2026, 12, 1), date(2026, 12, 2)]
-        assert all(m["Date"].datetime.astimezone(__import__("zoneinfo").ZoneInfo(zone)).strftime("%H:%M") == "07:30" for m in mine)
-    assert rows(app.engine, "select status, lessons_sent from enrollment order by id") == [("completed", 3), ("completed", 3)]
+        assert all(
+            m["Date"].datetime.astimezone(__import__("zoneinfo").ZoneInfo(zone)).strftime("%H:%M")
+            == "07:30"
+            for m in mine
+        )
+    assert rows(app.engine, "select status, lessons_sent from enrollment order by id") == [
+        ("completed", 3),
+        ("completed", 3),
+    ]
     assert rows(app.engine, "select count(*) from event where kind = 'sent'") == [(6,)]
 
 
-def test_downtime_sends_one_lesson_not_three(tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]) -> None:
+def test_downtime_sends_one_lesson_not_three(
+    tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]
+) -> None:
     handler, port = smtp
     app = smtp_app(tmp_path, db_url, port)
-    setup_cohort(app, [("ada@example.com", "Europe/London"), ("bo@example.com", "America/New_York")], course="social-media-for-executives")
+    setup_cohort(
+        app,
+        [("ada@example.com", "Europe/London"), ("bo@example.com", "America/New_York")],
+        course="social-media-for-executives",
+    )
     d = app.dispatcher()
     assert send_due(d, utc(2026, 11, 30, 15, 0)).sent == 2  # Monday
     # drip is down Tuesday to Thursday; it comes back Friday 14:00 UTC.
@@ -71,11 +102,23 @@ def test_downtime_sends_one_lesson_not_three(tmp_path: Path, db_url: str, smtp: 
     first = send_due(d, friday)
     again = send_due(d, friday + timedelta(minutes=30))
     assert (first.sent, again.sent) == (2, 0)
-    sent = rows(app.engine, "select p.email, d.lesson_slug from delivery d join enrollment e on e.id = d.enrollment_id join person p on p.id = e.person_id order by p.email, d.id")
-    assert sent == [("ada@example.com", "why-it-matters-now"), ("ada@example.com", "the-landscape"),
-                    ("bo@example.com", "why-it-matters-now"), ("bo@example.com", "the-landscape")]
+    sent = rows(
+        app.engine,
+        "select p.email, d.lesson_slug from delivery d join enrollment e on e.id = d.enrollment_id join person p on p.id = e.person_id order by p.email, d.id",
+    )
+    assert sent == [
+        ("ada@example.com", "why-it-matters-now"),
+        ("ada@example.com", "the-landscape"),
+        ("bo@example.com", "why-it-matters-now"),
+        ("bo@example.com", "the-landscape"),
+    ]
     # Next lessons on Monday morning, local time.
-    due = dict(rows(app.engine, "select p.email, e.next_due_at from enrollment e join person p on p.id = e.person_id"))
+    due = dict(
+        rows(
+            app.engine,
+            "select p.email, e.next_due_at from enrollment e join person p on p.id = e.person_id",
+        )
+    )
     assert str(due["ada@example.com"]).startswith("2026-12-07 07:30")
     assert str(due["bo@example.com"]).startswith("2026-12-07 12:30")
 
@@ -83,19 +126,30 @@ def test_downtime_sends_one_lesson_not_three(tmp_path: Path, db_url: str, smtp: 
 def test_outside_window_is_held_until_the_next_morning(tmp_path: Path, db_url: str) -> None:
     app = App.open(make_settings(tmp_path, db_url))
     setup_cohort(app, [("ada@example.com", "Europe/London")])
-    result = send_due(app.dispatcher(), utc(2026, 12, 1, 19, 0))  # Tuesday 19:00, window closed at 18:00
+    result = send_due(
+        app.dispatcher(), utc(2026, 12, 1, 19, 0)
+    )  # Tuesday 19:00, window closed at 18:00
     assert result.sent == 0 and result.rescheduled == 1
-    assert str(rows(app.engine, "select next_due_at from enrollment")[0][0]).startswith("2026-12-02 07:30")
+    assert str(rows(app.engine, "select next_due_at from enrollment")[0][0]).startswith(
+        "2026-12-02 07:30"
+    )
 
 
-def test_two_concurrent_send_due_processes_send_each_lesson_once(tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]) -> None:
+def test_two_concurrent_send_due_processes_send_each_lesson_once(
+    tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]
+) -> None:
     handler, port = smtp
     app = smtp_app(tmp_path, db_url, port, batch_size="7")
     setup_cohort(app, [(f"p{i}@example.com", None) for i in range(60)])
     env = cli_env(app.settings)
     procs = [
-        subprocess.Popen([sys.executable, "-m", "drip.cli", "-q", "send-due", "--now", "2026-11-30T08:00:00Z"],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "drip.cli", "-q", "send-due", "--now", "2026-11-30T08:00:00Z"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=120) for p in procs]
@@ -105,7 +159,9 @@ def test_two_concurrent_send_due_processes_send_each_lesson_once(tmp_path: Path,
     assert rows(app.engine, "select count(*) from delivery where status = 'sent'") == [(60,)]
 
 
-def test_a_dead_worker_is_recovered_when_its_lease_expires(tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]) -> None:
+def test_a_dead_worker_is_recovered_when_its_lease_expires(
+    tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]
+) -> None:
     handler, port = smtp
     app = smtp_app(tmp_path, db_url, port)
     setup_cohort(app, [("ada@example.com", None), ("bo@example.com", None)])
@@ -117,7 +173,9 @@ def test_a_dead_worker_is_recovered_when_its_lease_expires(tmp_path: Path, db_ur
     assert len(handler.messages) == 2
 
 
-def test_451_then_250_delivers_once_with_the_same_message_id(tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]) -> None:
+def test_451_then_250_delivers_once_with_the_same_message_id(
+    tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]
+) -> None:
     handler, port = smtp
     handler.replies = ["451 4.7.1 greylisted, try again"]
     app = smtp_app(tmp_path, db_url, port)
@@ -136,7 +194,9 @@ def test_451_then_250_delivers_once_with_the_same_message_id(tmp_path: Path, db_
     assert rows(app.engine, "select kind from event order by id") == [("retry",), ("sent",)]
 
 
-def test_550_bounces_and_people_show_says_why(tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]) -> None:
+def test_550_bounces_and_people_show_says_why(
+    tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]
+) -> None:
     handler, port = smtp
     handler.replies = ["550 5.1.1 mailbox unavailable"]
     app = smtp_app(tmp_path, db_url, port)
@@ -145,20 +205,32 @@ def test_550_bounces_and_people_show_says_why(tmp_path: Path, db_url: str, smtp:
     now = utc(2026, 11, 30, 8, 0)
     result = send_due(d, now)
     assert (result.sent, result.failed) == (1, 1)  # one failure never stops the batch
-    bounced = rows(app.engine, "select p.email, e.status, e.status_reason from enrollment e join person p on p.id = e.person_id where e.status <> 'active'")
+    bounced = rows(
+        app.engine,
+        "select p.email, e.status, e.status_reason from enrollment e join person p on p.id = e.person_id where e.status <> 'active'",
+    )
     assert len(bounced) == 1 and bounced[0][1] == "bounced" and "550" in bounced[0][2]
     who = bounced[0][0]
     shown = run_drip(["people", "show", who], cli_env(app.settings))
-    assert shown.returncode == 0 and "bounced" in shown.stdout and "550 5.1.1 mailbox unavailable" in shown.stdout
+    assert (
+        shown.returncode == 0
+        and "bounced" in shown.stdout
+        and "550 5.1.1 mailbox unavailable" in shown.stdout
+    )
     assert send_due(d, now + timedelta(days=1)).sent == 1  # only the other person
     resumed = run_drip(["people", "resume", who], cli_env(app.settings))
     assert resumed.returncode == 0, resumed.stderr
     later = send_due(d, now + timedelta(days=1, minutes=1))
     assert [i.email for i in later.items if i.outcome == "sent"] == [who]
-    assert rows(app.engine, f"select d.lesson_slug, d.status from delivery d join enrollment e on e.id = d.enrollment_id join person p on p.id = e.person_id where p.email = '{who}'") == [("what-a-drip-course-is", "sent")]
+    assert rows(
+        app.engine,
+        f"select d.lesson_slug, d.status from delivery d join enrollment e on e.id = d.enrollment_id join person p on p.id = e.person_id where p.email = '{who}'",
+    ) == [("what-a-drip-course-is", "sent")]
 
 
-def test_gives_up_after_the_retry_lifetime(tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]) -> None:
+def test_gives_up_after_the_retry_lifetime(
+    tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]
+) -> None:
     handler, port = smtp
     handler.replies = ["451 try later"] * 100
     app = smtp_app(tmp_path, db_url, port, retry_lifetime_hours="2")
@@ -187,7 +259,9 @@ def test_pause_and_unsubscribe_from_the_cli(tmp_path: Path, db_url: str) -> None
     assert result.returncode == 0, result.stderr
     assert '"email": "ada@example.com"' in result.stdout and "bo@example.com" not in result.stdout
     missing = run_drip(["people", "show", "nobody@example.com"], env)
-    assert missing.returncode == 1 and "no person with e-mail 'nobody@example.com'" in missing.stderr
+    assert (
+        missing.returncode == 1 and "no person with e-mail 'nobody@example.com'" in missing.stderr
+    )
 
 
 def test_cohort_pause_holds_everyone(tmp_path: Path, db_url: str) -> None:

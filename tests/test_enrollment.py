@@ -3,18 +3,24 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from conftest import cli_env, run_drip, utc
 
 from drip.enrollment import create_cohort, enroll_csv
 from drip.errors import InputError, NotFound
-
-from conftest import cli_env, run_drip, utc
 
 NOW = utc(2026, 11, 30, 6, 0)  # a Monday
 
 
 @pytest.fixture
 def cohort(engine: sa.Engine) -> str:
-    create_cohort(engine, name="board", course="sample", start=date(2026, 11, 30), timezone="Europe/London", now=NOW)
+    create_cohort(
+        engine,
+        name="board",
+        course="sample",
+        start=date(2026, 11, 30),
+        timezone="Europe/London",
+        now=NOW,
+    )
     return "board"
 
 
@@ -26,8 +32,10 @@ def write(tmp_path: Path, content: str | bytes, name: str = "people.csv") -> Pat
 
 def counts(engine: sa.Engine) -> tuple[int, int]:
     with engine.connect() as conn:
-        return (conn.execute(sa.text("select count(*) from person")).scalar_one(),
-                conn.execute(sa.text("select count(*) from enrollment")).scalar_one())
+        return (
+            conn.execute(sa.text("select count(*) from person")).scalar_one(),
+            conn.execute(sa.text("select count(*) from enrollment")).scalar_one(),
+        )
 
 
 def problems(engine: sa.Engine, path: Path) -> list[str]:
@@ -37,13 +45,23 @@ def problems(engine: sa.Engine, path: Path) -> list[str]:
     return info.value.problems
 
 
-def test_enrols_any_column_order_bom_and_semicolons(engine: sa.Engine, cohort: str, tmp_path: Path) -> None:
-    path = write(tmp_path, "\ufeffTimezone;Name;Email\nAsia/Kolkata;Dev Raman;Dev@Example.com\n;Ann Lee;ann@example.com\n\n")
+def test_enrols_any_column_order_bom_and_semicolons(
+    engine: sa.Engine, cohort: str, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path,
+        "\ufeffTimezone;Name;Email\nAsia/Kolkata;Dev Raman;Dev@Example.com\n;Ann Lee;ann@example.com\n\n",
+    )
     result = enroll_csv(engine, cohort, path, now=NOW)
     assert (result.enrolled, result.new_people, result.already) == (2, 2, 0)
     with engine.connect() as conn:
-        rows = conn.execute(sa.text("select email, name, timezone from person order by email")).all()
-    assert [tuple(r) for r in rows] == [("ann@example.com", "Ann Lee", None), ("dev@example.com", "Dev Raman", "Asia/Kolkata")]
+        rows = conn.execute(
+            sa.text("select email, name, timezone from person order by email")
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("ann@example.com", "Ann Lee", None),
+        ("dev@example.com", "Dev Raman", "Asia/Kolkata"),
+    ]
     again = enroll_csv(engine, cohort, path, now=NOW)
     assert (again.enrolled, again.already) == (0, 2)
     assert counts(engine) == (2, 2)
@@ -55,11 +73,19 @@ def test_dry_run_writes_nothing(engine: sa.Engine, cohort: str, tmp_path: Path) 
     assert result.enrolled == 1 and counts(engine) == (0, 0)
 
 
-def test_every_bad_row_is_listed_with_its_line(engine: sa.Engine, cohort: str, tmp_path: Path) -> None:
-    path = write(tmp_path, "email,name,timezone\nok@example.com,Ok,\nnot-an-address,Bad,\nz@example.com,Z,Mars/Olympus\nOK@example.com,Dup,\n")
+def test_every_bad_row_is_listed_with_its_line(
+    engine: sa.Engine, cohort: str, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path,
+        "email,name,timezone\nok@example.com,Ok,\nnot-an-address,Bad,\nz@example.com,Z,Mars/Olympus\nOK@example.com,Dup,\n",
+    )
     found = problems(engine, path)
     assert found[0].startswith(f"{path}:3: 'not-an-address' is not a valid e-mail address")
-    assert found[1] == f"{path}:4: unknown timezone 'Mars/Olympus'; use an IANA name like Europe/London"
+    assert (
+        found[1]
+        == f"{path}:4: unknown timezone 'Mars/Olympus'; use an IANA name like Europe/London"
+    )
     assert found[2] == f"{path}:5: 'ok@example.com' is already on line 2; remove the duplicate"
     assert len(found) == 3
 
@@ -68,14 +94,19 @@ def test_every_bad_row_is_listed_with_its_line(engine: sa.Engine, cohort: str, t
     ("content", "expected"),
     [
         ("", ":1: the file is empty"),
-        ("alice@example.com,Alice\n", ":1: no 'email' column in the header 'alice@example.com,alice'"),
+        (
+            "alice@example.com,Alice\n",
+            ":1: no 'email' column in the header 'alice@example.com,alice'",
+        ),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", ":1: this is a binary file, not CSV"),
         (b"email,name\nj\xe9@example.com,J\n", ":2: not UTF-8 (byte 0xe9)"),
         ("email,name\n", ":2: the file has a header but no people"),
-        ("email,name\na@example.com,\"Eve\nBcc: x\"\n", "holds a line break"),
+        ('email,name\na@example.com,"Eve\nBcc: x"\n', "holds a line break"),
     ],
 )
-def test_bad_files(engine: sa.Engine, cohort: str, tmp_path: Path, content: str | bytes, expected: str) -> None:
+def test_bad_files(
+    engine: sa.Engine, cohort: str, tmp_path: Path, content: str | bytes, expected: str
+) -> None:
     path = write(tmp_path, content)
     (problem,) = problems(engine, path)
     assert expected in problem and problem.startswith(str(path))
@@ -87,16 +118,22 @@ def test_unknown_cohort(engine: sa.Engine, tmp_path: Path) -> None:
 
 
 def test_ten_thousand_rows(engine: sa.Engine, cohort: str, tmp_path: Path) -> None:
-    lines = ["email,name,timezone"] + [f"p{i}@example.com,Person {i},America/New_York" for i in range(10_000)]
+    lines = ["email,name,timezone"] + [
+        f"p{i}@example.com,Person {i},America/New_York" for i in range(10_000)
+    ]
     result = enroll_csv(engine, cohort, write(tmp_path, "\n".join(lines) + "\n"), now=NOW)
     assert result.enrolled == 10_000 and counts(engine) == (10_000, 10_000)
     with engine.connect() as conn:
-        due = conn.execute(sa.text("select min(next_due_at), max(next_due_at) from enrollment")).one()
+        due = conn.execute(
+            sa.text("select min(next_due_at), max(next_due_at) from enrollment")
+        ).one()
     # 07:30 in New York on Monday 30 November is 12:30 UTC.
     assert str(due[0]).startswith("2026-11-30 12:30") and due[0] == due[1]
 
 
-def test_enroll_command_reports_problems_and_exit_1(settings, engine: sa.Engine, cohort: str, tmp_path: Path) -> None:
+def test_enroll_command_reports_problems_and_exit_1(
+    settings, engine: sa.Engine, cohort: str, tmp_path: Path
+) -> None:
     path = write(tmp_path, "email,name\nbad,Bad\n")
     result = run_drip(["enroll", "board", str(path)], cli_env(settings))
     assert result.returncode == 1
@@ -105,4 +142,6 @@ def test_enroll_command_reports_problems_and_exit_1(settings, engine: sa.Engine,
     ok = write(tmp_path, "email,name\na@example.com,A\nb@example.com,B\n", "ok.csv")
     result = run_drip(["enroll", "board", str(ok)], cli_env(settings))
     assert result.returncode == 0, result.stderr
-    assert "enrolled 2 of 2 people in 'board' (2 new, 0 already enrolled and skipped)" in result.stdout
+    assert (
+        "enrolled 2 of 2 people in 'board' (2 new, 0 already enrolled and skipped)" in result.stdout
+    )

@@ -6,14 +6,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from conftest import LESSONS, TEMPLATES
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from drip.curriculum import load_course
 from drip.errors import HeaderError
 from drip.message import MessageTemplate, check_header_value, format_address
 from drip.render import Renderer, recipient_keys
-
-from conftest import LESSONS, TEMPLATES
 
 NOW = datetime(2026, 12, 1, 7, 30, tzinfo=UTC)
 
@@ -26,14 +27,23 @@ def template() -> MessageTemplate:
 
 
 def values_for(template: MessageTemplate, name: str = "Ada") -> dict[str, str]:
-    values = {k: f"https://learn.example.com/{k.lower()}/tok" for k in recipient_keys(template.rendered)}
+    values = {
+        k: f"https://learn.example.com/{k.lower()}/tok" for k in recipient_keys(template.rendered)
+    }
     values["NAME"] = name
     return values
 
 
-def build(template: MessageTemplate, name: str = "Ada Lovelace", address: str = "ada@example.com") -> email.message.EmailMessage:
-    data = template.build(to_name=name, to_address=address, date=NOW, message_id="<m1@example.com>",
-                          values=values_for(template, name))
+def build(
+    template: MessageTemplate, name: str = "Ada Lovelace", address: str = "ada@example.com"
+) -> email.message.EmailMessage:
+    data = template.build(
+        to_name=name,
+        to_address=address,
+        date=NOW,
+        message_id="<m1@example.com>",
+        values=values_for(template, name),
+    )
     assert b"\n" not in data.replace(b"\r\n", b"")
     return email.message_from_bytes(data, policy=email.policy.default)  # type: ignore[return-value]
 
@@ -63,11 +73,24 @@ def test_script_in_name_is_escaped_in_html(template: MessageTemplate) -> None:
     assert msg["To"].addresses[0].display_name == "<script>alert(1)</script>"
 
 
-@pytest.mark.parametrize("bad", ["Eve\r\nBcc: x@evil.example", "Eve\nBcc: x@evil.example", "=?UTF-8?Q?=0A?=Bcc: x@evil.example", "=?utf-8?b?Cg==?="])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "Eve\r\nBcc: x@evil.example",
+        "Eve\nBcc: x@evil.example",
+        "=?UTF-8?Q?=0A?=Bcc: x@evil.example",
+        "=?utf-8?b?Cg==?=",
+    ],
+)
 def test_header_injection_is_refused(template: MessageTemplate, bad: str) -> None:
     with pytest.raises(HeaderError, match="line break"):
-        template.build(to_name=bad, to_address="eve@example.com", date=NOW, message_id="<m@example.com>",
-                       values=values_for(template))
+        template.build(
+            to_name=bad,
+            to_address="eve@example.com",
+            date=NOW,
+            message_id="<m@example.com>",
+            values=values_for(template),
+        )
 
 
 def test_subject_with_newline_is_refused() -> None:
@@ -104,12 +127,23 @@ def test_non_ascii_name_and_subject(tmp_path: Path) -> None:
 
 
 @given(
-    literals=st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r%"), max_size=300), min_size=1, max_size=6),
-    values=st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=120), max_size=5),
+    literals=st.lists(
+        st.text(
+            alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r%"),
+            max_size=300,
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    values=st.lists(
+        st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=120), max_size=5
+    ),
     escape_html=st.booleans(),
 )
 @hsettings(max_examples=300, deadline=None)
-def test_encoded_parts_decode_to_the_personalized_text(literals: list[str], values: list[str], escape_html: bool) -> None:
+def test_encoded_parts_decode_to_the_personalized_text(
+    literals: list[str], values: list[str], escape_html: bool
+) -> None:
     import binascii
 
     from markupsafe import escape
@@ -118,7 +152,9 @@ def test_encoded_parts_decode_to_the_personalized_text(literals: list[str], valu
     from drip.render import Part
 
     keys = [f"K-{i}" for i in range(len(literals) - 1)]
-    text = "".join(lit + (f"%%DRIP-{keys[i]}%%" if i < len(keys) else "") for i, lit in enumerate(literals))
+    text = "".join(
+        lit + (f"%%DRIP-{keys[i]}%%" if i < len(keys) else "") for i, lit in enumerate(literals)
+    )
     part = Part.of(text)
     vals = {k: (values[i] if i < len(values) else "") for i, k in enumerate(keys)}
     encoded = EncodedPart.of(part, escape_html).fill(vals)

@@ -1,9 +1,9 @@
 from pathlib import Path
 
+from conftest import LESSONS, TEMPLATES
+
 from drip.curriculum import load_course
 from drip.render import Renderer, recipient_keys
-
-from conftest import LESSONS, TEMPLATES
 
 
 def test_one_lesson_for_1000_recipients_inlines_css_once() -> None:
@@ -25,7 +25,9 @@ def test_one_lesson_for_1000_recipients_inlines_css_once() -> None:
 def test_html_is_one_column_phone_friendly_and_complete() -> None:
     course = load_course(LESSONS, "social-media-for-executives")
     rendered = Renderer(TEMPLATES).render(course, course.lessons[0])
-    html, text = rendered.personalize({k: "https://x.example/" + k for k in recipient_keys(rendered)} | {"NAME": "Ada"})
+    html, text = rendered.personalize(
+        {k: "https://x.example/" + k for k in recipient_keys(rendered)} | {"NAME": "Ada"}
+    )
     assert "max-width:600px" in html.replace(" ", "")
     assert 'name="viewport"' in html
     assert "@media" in html  # the phone rules survive inlining
@@ -46,6 +48,8 @@ def test_body_links_become_tracked_slots(tmp_path: Path) -> None:
     course = load_course(tmp_path, "c")
     rendered = Renderer(TEMPLATES).render(course, course.lessons[0])
     assert rendered.links == ("https://www.pewresearch.org/",)
-    html, text = rendered.personalize({k: f"[{k}]" for k in recipient_keys(rendered)} | {"NAME": "Bo"})
+    html, text = rendered.personalize(
+        {k: f"[{k}]" for k in recipient_keys(rendered)} | {"NAME": "Bo"}
+    )
     assert 'href="[LINK-0]"' in html and "pewresearch" not in html
     assert "Bo." in text

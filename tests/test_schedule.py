@@ -1,13 +1,24 @@
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
-from hypothesis import assume, given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from drip.errors import InputError
 from drip.schedule import Cadence, in_window, local_date, local_moment, next_slot, parse_days
 
-ZONES = ["Asia/Kolkata", "America/St_Johns", "Australia/Lord_Howe", "Pacific/Chatham", "Europe/London",
-         "America/New_York", "UTC", "Asia/Tokyo", "America/Sao_Paulo"]
+ZONES = [
+    "Asia/Kolkata",
+    "America/St_Johns",
+    "Australia/Lord_Howe",
+    "Pacific/Chatham",
+    "Europe/London",
+    "America/New_York",
+    "UTC",
+    "Asia/Tokyo",
+    "America/Sao_Paulo",
+]
 
 
 @st.composite
@@ -15,7 +26,9 @@ def cadences(draw: st.DrawFn) -> Cadence:
     zone = draw(st.sampled_from(ZONES))
     opens = time(draw(st.integers(0, 20)), draw(st.sampled_from([0, 15, 30, 45])))
     hours_open = draw(st.integers(1, 23 - opens.hour))
-    closes = time(min(23, opens.hour + hours_open), 59 if opens.hour + hours_open >= 23 else opens.minute)
+    closes = time(
+        min(23, opens.hour + hours_open), 59 if opens.hour + hours_open >= 23 else opens.minute
+    )
     days = frozenset(draw(st.sets(st.integers(0, 6), min_size=1, max_size=7)))
     skip = frozenset(draw(st.sets(st.dates(date(2026, 1, 1), date(2028, 12, 31)), max_size=10)))
     return Cadence(zone, opens, closes, days, skip)
@@ -23,11 +36,15 @@ def cadences(draw: st.DrawFn) -> Cadence:
 
 @given(
     cadence=cadences(),
-    start=st.datetimes(datetime(2026, 1, 1), datetime(2028, 6, 1)).map(lambda d: d.replace(tzinfo=UTC)),
+    start=st.datetimes(datetime(2026, 1, 1), datetime(2028, 6, 1)).map(
+        lambda d: d.replace(tzinfo=UTC)
+    ),
     delays=st.lists(st.integers(0, 4 * 24 * 60), min_size=12, max_size=12),
 )
 @hsettings(max_examples=300, deadline=None)
-def test_lessons_go_out_once_a_local_day_inside_the_window(cadence: Cadence, start: datetime, delays: list[int]) -> None:
+def test_lessons_go_out_once_a_local_day_inside_the_window(
+    cadence: Cadence, start: datetime, delays: list[int]
+) -> None:
     """A dispatcher that wakes late (delays, downtime) still sends every lesson, in order,
     never two on one local day, never outside the window, a non-send day or a skipped date."""
     sends: list[datetime] = []
@@ -89,7 +106,9 @@ def test_after_window_waits_for_next_send_day() -> None:
 
 def test_skipped_dates_and_start_date() -> None:
     cadence = Cadence("UTC", skip=frozenset({date(2026, 12, 24)}), start=date(2026, 12, 24))
-    assert next_slot(cadence, datetime(2026, 12, 1, tzinfo=UTC)) == datetime(2026, 12, 25, 7, 30, tzinfo=UTC)
+    assert next_slot(cadence, datetime(2026, 12, 1, tzinfo=UTC)) == datetime(
+        2026, 12, 25, 7, 30, tzinfo=UTC
+    )
 
 
 def test_day_lists() -> None:
@@ -101,6 +120,10 @@ def test_day_lists() -> None:
 
 
 def test_no_send_day_is_a_clear_error() -> None:
-    cadence = Cadence("UTC", days=frozenset({0}), skip=frozenset(date(2026, 1, 1) + timedelta(days=i) for i in range(900)))
+    cadence = Cadence(
+        "UTC",
+        days=frozenset({0}),
+        skip=frozenset(date(2026, 1, 1) + timedelta(days=i) for i in range(900)),
+    )
     with pytest.raises(InputError, match="no send day"):
         next_slot(cadence, datetime(2026, 1, 1, tzinfo=UTC))

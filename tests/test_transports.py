@@ -1,27 +1,30 @@
 import email
 import email.policy
 import socket
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from conftest import LESSONS, TEMPLATES, SmtpHandler, cli_env, free_port, make_settings, run_drip
 
 from drip.curriculum import load_course
 from drip.message import MessageTemplate
 from drip.render import Renderer, recipient_keys
-from drip.transports import OutboxTransport, Outcome, SmtpTransport, open_transport, smtp_options
-
-from conftest import LESSONS, TEMPLATES, SmtpHandler, cli_env, free_port, make_settings, run_drip
+from drip.transports import OutboxTransport, Outcome, open_transport, smtp_options
 
 
 def message(message_id: str = "<t1@example.com>") -> bytes:
     course = load_course(LESSONS, "sample")
     rendered = Renderer(TEMPLATES).render(course, course.lessons[0])
-    values = {k: f"https://learn.example.com/{k.lower()}" for k in recipient_keys(rendered)} | {"NAME": "Ada"}
+    values = {k: f"https://learn.example.com/{k.lower()}" for k in recipient_keys(rendered)} | {
+        "NAME": "Ada"
+    }
     return MessageTemplate.of(rendered, "Drip <lessons@example.com>").build(
-        to_name="Ada", to_address="ada@example.com", date=datetime(2026, 12, 1, tzinfo=UTC),
-        message_id=message_id, values=values,
+        to_name="Ada",
+        to_address="ada@example.com",
+        date=datetime(2026, 12, 1, tzinfo=UTC),
+        message_id=message_id,
+        values=values,
     )
 
 
@@ -44,10 +47,15 @@ def test_message_arrives_intact_over_smtp(smtp: tuple[SmtpHandler, int]) -> None
 
 @pytest.mark.parametrize(
     ("reply", "outcome", "code"),
-    [("451 4.3.0 try later", Outcome.retry, 451), ("550 5.1.1 no such user", Outcome.rejected, 550),
-     ("drop", Outcome.retry, None)],
+    [
+        ("451 4.3.0 try later", Outcome.retry, 451),
+        ("550 5.1.1 no such user", Outcome.rejected, 550),
+        ("drop", Outcome.retry, None),
+    ],
 )
-def test_server_replies_map_to_outcomes(smtp: tuple[SmtpHandler, int], reply: str, outcome: Outcome, code: int | None) -> None:
+def test_server_replies_map_to_outcomes(
+    smtp: tuple[SmtpHandler, int], reply: str, outcome: Outcome, code: int | None
+) -> None:
     handler, port = smtp
     handler.replies = [reply]
     transport = open_transport(f"smtp://127.0.0.1:{port}")
@@ -56,7 +64,10 @@ def test_server_replies_map_to_outcomes(smtp: tuple[SmtpHandler, int], reply: st
     if code:
         assert result.code == code and reply.split(" ", 1)[1] in result.reply
     # The connection recovers for the next message.
-    assert transport.send("lessons@example.com", "ada@example.com", message()).outcome is Outcome.accepted
+    assert (
+        transport.send("lessons@example.com", "ada@example.com", message()).outcome
+        is Outcome.accepted
+    )
     transport.close()
     assert len(handler.messages) == 1
 
@@ -83,7 +94,13 @@ def test_silent_server_times_out_as_retry_later() -> None:
 def test_smtp_url_forms() -> None:
     o = smtp_options("smtp://user:p%40ss@mail.example.com:587", 10)
     assert (o.host, o.port, o.starttls, o.implicit_tls, o.username, o.password) == (
-        "mail.example.com", 587, True, False, "user", "p@ss")
+        "mail.example.com",
+        587,
+        True,
+        False,
+        "user",
+        "p@ss",
+    )
     assert smtp_options("smtps://mail.example.com", 10).port == 465
     assert smtp_options("smtps://mail.example.com", 10).implicit_tls
     assert not smtp_options("smtp://127.0.0.1:2525", 10).starttls
@@ -92,7 +109,10 @@ def test_smtp_url_forms() -> None:
 def test_outbox_names_sort_in_sending_order(tmp_path: Path) -> None:
     outbox = OutboxTransport(tmp_path / "out")
     for i in range(20):
-        assert outbox.send("a@example.com", "b@example.com", f"X-N: {i}\r\n\r\n".encode()).outcome is Outcome.accepted
+        assert (
+            outbox.send("a@example.com", "b@example.com", f"X-N: {i}\r\n\r\n".encode()).outcome
+            is Outcome.accepted
+        )
     files = sorted((tmp_path / "out").glob("*.eml"))
     assert [f.read_bytes() for f in files] == [f"X-N: {i}\r\n\r\n".encode() for i in range(20)]
 
@@ -100,7 +120,18 @@ def test_outbox_names_sort_in_sending_order(tmp_path: Path) -> None:
 def test_send_test_command_through_smtp(tmp_path: Path, smtp: tuple[SmtpHandler, int]) -> None:
     handler, port = smtp
     env = cli_env(make_settings(tmp_path, mail_url=f"smtp://127.0.0.1:{port}"))
-    result = run_drip(["send-test", "sample", "what-a-drip-course-is", "--to", "Ada@Example.com", "--name", "Ada"], env)
+    result = run_drip(
+        [
+            "send-test",
+            "sample",
+            "what-a-drip-course-is",
+            "--to",
+            "Ada@Example.com",
+            "--name",
+            "Ada",
+        ],
+        env,
+    )
     assert result.returncode == 0, result.stderr
     assert len(handler.messages) == 1 and handler.messages[0].rcpt_tos == ["ada@example.com"]
 
@@ -108,14 +139,38 @@ def test_send_test_command_through_smtp(tmp_path: Path, smtp: tuple[SmtpHandler,
 def test_send_test_refuses_injected_name(tmp_path: Path, smtp: tuple[SmtpHandler, int]) -> None:
     handler, port = smtp
     env = cli_env(make_settings(tmp_path, mail_url=f"smtp://127.0.0.1:{port}"))
-    result = run_drip(["send-test", "sample", "what-a-drip-course-is", "--to", "a@example.com", "--name", "Eve\nBcc: x@evil.example"], env)
-    assert result.returncode == 1 and "line break" in result.stderr and "Traceback" not in result.stderr
+    result = run_drip(
+        [
+            "send-test",
+            "sample",
+            "what-a-drip-course-is",
+            "--to",
+            "a@example.com",
+            "--name",
+            "Eve\nBcc: x@evil.example",
+        ],
+        env,
+    )
+    assert (
+        result.returncode == 1
+        and "line break" in result.stderr
+        and "Traceback" not in result.stderr
+    )
     assert handler.messages == [] and handler.attempts == []
 
 
 def test_send_test_to_outbox_writes_eml(tmp_path: Path) -> None:
     env = cli_env(make_settings(tmp_path))
-    result = run_drip(["send-test", "social-media-for-executives", "why-it-matters-now", "--to", "ceo@example.com"], env)
+    result = run_drip(
+        [
+            "send-test",
+            "social-media-for-executives",
+            "why-it-matters-now",
+            "--to",
+            "ceo@example.com",
+        ],
+        env,
+    )
     assert result.returncode == 0, result.stderr
     (eml,) = (tmp_path / "outbox").glob("*.eml")
     msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
