@@ -284,7 +284,7 @@ def lessons_check(course: str | None, fmt: str) -> None:
                 rows,
                 fmt,
                 title=f"{loaded.title} ({slug}): {len(rows)} lessons, "
-                f"{sum(r['words'] for r in rows)} words",
+                f"{sum(lesson.words for lesson in loaded.lessons)} words",
             )
     if failed:
         raise click.exceptions.Exit(1)

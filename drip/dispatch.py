@@ -277,7 +277,7 @@ def _prepare(
     with d.engine.begin() as conn:
         rows = conn.execute(query).all()
         existing: dict[int, dict[str, dict[str, Any]]] = {}
-        for row in conn.execute(
+        for mapping in conn.execute(
             sa.select(
                 D.c.id,
                 D.c.enrollment_id,
@@ -289,7 +289,9 @@ def _prepare(
                 D.c.next_attempt_at,
             ).where(D.c.enrollment_id.in_(ids))
         ).mappings():
-            existing.setdefault(row["enrollment_id"], {})[row["lesson_slug"]] = dict(row)
+            existing.setdefault(mapping["enrollment_id"], {})[mapping["lesson_slug"]] = dict(
+                mapping
+            )
         completed: list[int] = []
         courses: dict[str, Course | DripError] = {}
         for row in rows:

@@ -13,7 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from drip.db import session as open_session
 from drip.errors import InputError, NotFound
@@ -128,8 +128,8 @@ def list_cohorts(engine: Engine) -> list[CohortRow]:
     with open_session(engine) as db:
         cohorts = db.exec(select(Cohort).order_by(Cohort.name)).all()
         rows = db.execute(
-            sa.select(Enrollment.cohort_id, Enrollment.status, sa.func.count()).group_by(
-                Enrollment.cohort_id, Enrollment.status
+            sa.select(col(Enrollment.cohort_id), col(Enrollment.status), sa.func.count()).group_by(
+                col(Enrollment.cohort_id), col(Enrollment.status)
             )
         ).all()
     counts: dict[int, dict[str, int]] = {}
@@ -153,7 +153,7 @@ def set_cohort_paused(engine: Engine, name: str, paused: bool, now: datetime) ->
 def _reschedule(db: Session, cohort: Cohort, now: datetime) -> None:
     rows = db.exec(
         select(Enrollment, Person)
-        .join(Person, Person.id == Enrollment.person_id)
+        .join(Person, col(Person.id) == col(Enrollment.person_id))
         .where(
             Enrollment.cohort_id == cohort.id, Enrollment.status == EnrollmentStatus.active.value
         )
@@ -234,7 +234,9 @@ def read_people_csv(path: Path, progress: Callable[[int, int], None] | None = No
     for column in ("email", "name", "timezone"):
         if header.count(column) > 1:
             raise InputError([f"{path}:1: the column '{column}' appears twice in the header"])
-    index = {name: header.index(name) for name in ("email", "name", "timezone") if name in header}
+    index: dict[str, int] = {
+        name: header.index(name) for name in ("email", "name", "timezone") if name in header
+    }
     problems: list[str] = []
     rows: list[Row] = []
     seen: dict[str, int] = {}
@@ -415,7 +417,7 @@ def get_person(engine: Engine, email: str) -> PersonView:
             raise NotFound(f"no person with e-mail '{address}'; see drip people list")
         pairs = db.exec(
             select(Enrollment, Cohort)
-            .join(Cohort, Cohort.id == Enrollment.cohort_id)
+            .join(Cohort, col(Cohort.id) == col(Enrollment.cohort_id))
             .where(Enrollment.person_id == person.id)
             .order_by(Cohort.name)
         ).all()
@@ -429,8 +431,8 @@ def list_people(
     with open_session(engine) as db:
         query = (
             select(Person, Enrollment, Cohort)
-            .join(Enrollment, Enrollment.person_id == Person.id)
-            .join(Cohort, Cohort.id == Enrollment.cohort_id)
+            .join(Enrollment, col(Enrollment.person_id) == col(Person.id))
+            .join(Cohort, col(Cohort.id) == col(Enrollment.cohort_id))
             .order_by(Cohort.name, Person.email)
         )
         if cohort_name:
