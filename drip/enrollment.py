@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -266,7 +267,7 @@ def read_people_csv(path: Path, progress: Callable[[int, int], None] | None = No
                 f"{path}:{line}: '{address}' needs SMTPUTF8, which drip does not send; use an ASCII address"
             )
             continue
-        if any(c in name for c in "\r\n\x00") or not name.isprintable():
+        if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
             problems.append(
                 f"{path}:{line}: the name {name!r} holds a line break or control character; remove it"
             )

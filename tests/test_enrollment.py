@@ -145,3 +145,34 @@ def test_enroll_command_reports_problems_and_exit_1(
     assert (
         "enrolled 2 of 2 people in 'board' (2 new, 0 already enrolled and skipped)" in result.stdout
     )
+
+
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st  # noqa: E402
+
+from drip.enrollment import read_people_csv  # noqa: E402
+
+names = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=40).map(str.strip)
+locals_ = st.from_regex(r"[a-z][a-z0-9._+-]{0,20}[a-z0-9]", fullmatch=True).filter(lambda s: ".." not in s)
+
+
+@given(
+    people=st.lists(st.tuples(locals_, names, st.sampled_from(["", "Asia/Kolkata", "Pacific/Chatham"])), min_size=1, max_size=30, unique_by=lambda p: p[0]),
+    delimiter=st.sampled_from([",", ";"]),
+    bom=st.booleans(),
+)
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_valid_file_round_trips(tmp_path: Path, people: list[tuple[str, str, str]], delimiter: str, bom: bool) -> None:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter)
+    writer.writerow(["name", "timezone", "email"])
+    for local, name, zone in people:
+        writer.writerow([name, zone, f"{local}@Example.com"])
+    path = tmp_path / "round.csv"
+    path.write_bytes(("\ufeff" if bom else "").encode() + buffer.getvalue().encode("utf-8"))
+    rows = read_people_csv(path)
+    assert [(r.email, r.name, r.timezone) for r in rows] == [
+        (f"{local}@example.com", name, zone or None) for local, name, zone in people
+    ]
