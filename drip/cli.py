@@ -20,6 +20,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from drip import __version__
+from drip.cli_report import log_cmd, report_cmd
 from drip.config import CONFIG_FILE, SETTINGS, Settings, load_settings, mask, require_secret
 from drip.errors import DripError, InputError
 
@@ -775,6 +776,10 @@ def demo_cmd(folder: Path, days: int) -> None:
         f"  DRIP_DATABASE_URL=sqlite:///{result.database} drip people list\n"
         f"  drip lessons preview social-media-for-executives why-it-matters-now -o lesson.html"
     )
+
+
+main.add_command(report_cmd, "report")
+main.add_command(log_cmd, "log")
 
 
 def run() -> None:

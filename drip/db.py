@@ -55,7 +55,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers take the lock up front (no upgrade deadlocks); readers that say so (reports) don't.
+    read_only = connection.get_execution_options().get("drip_read_only", False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def session(engine: Engine) -> Session:
@@ -98,11 +100,19 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def _known(script: ScriptDirectory, revision: str) -> bool:
+    """Whether this code has the migration the database is at."""
+    try:
+        return script.get_revision(revision) is not None
+    except Exception:  # alembic raises a ResolutionError/CommandError for an unknown id
+        return False
+
+
 def migrate(engine: Engine) -> tuple[str | None, str]:
     """Upgrade the database to the newest schema; return the revisions before and after."""
     before = current_revision(engine)
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    if before is not None and script.get_revision(before) is None:
+    if before is not None and not _known(script, before):
         raise SchemaError(
             f"the database is at migration {before}, newer than this drip ({head_revision()}); "
             "upgrade drip before using this database"
@@ -126,7 +136,7 @@ def check_schema(engine: Engine) -> None:
     if current is None:
         raise SchemaError("the database has no drip tables; run `drip init` (or `drip migrate`)")
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    if script.get_revision(current) is None:
+    if not _known(script, current):
         raise SchemaError(
             f"the database is at migration {current}, newer than this drip ({head}); upgrade drip"
         )

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
+
 import sqlalchemy as sa
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -17,11 +18,15 @@ from sqlalchemy.engine import Engine
 
 from drip.app import App
 from drip.config import Settings
+from drip.db import insert_ignoring_conflicts
 from drip.errors import DripError, HeaderError
 from drip.message import sender_domain
+from drip.models import DigestLog
 from drip.report_html import render_html
 from drip.reports import C, CohortReport, cohort_report
 from drip.transports import Transport
+
+DL = DigestLog.__table__  # type: ignore[attr-defined]
 
 log = logging.getLogger("drip.digest")
 
@@ -59,8 +64,7 @@ def digest_text(report: CohortReport) -> str:
     )
     return "\n".join(
         [
-            f"Weekly progress of {s.cohort} ({s.course_title}), "
-            f"{report.generated_at:%d %B %Y}.",
+            f"Weekly progress of {s.cohort} ({s.course_title}), {report.generated_at:%d %B %Y}.",
             "",
             f"Enrolled: {s.enrolled} ({s.active} active, {s.paused} paused, {s.completed} completed,"
             f" {s.unsubscribed} unsubscribed, {s.bounced} bounced)",
@@ -111,8 +115,12 @@ def send_digests(
     settings: Settings,
     now: datetime,
     cohort_id: int | None = None,
+    once_per_week: bool = False,
 ) -> list[DigestResult]:
-    """Mail every cohort's manager (or one cohort's) its digest; a failure never stops the rest."""
+    """Mail every cohort's manager (or one cohort's) its digest; a failure never stops the rest.
+
+    With once_per_week, a cohort's digest is first claimed for the ISO week in digest_log, so
+    several workers running the same cron job send it once."""
     query = sa.select(C.c.id, C.c.name, C.c.manager_email).where(
         C.c.manager_email.is_not(None), C.c.manager_email != ""
     )
@@ -122,7 +130,10 @@ def send_digests(
         cohorts = conn.execute(query.order_by(C.c.name)).all()
     envelope_from = parseaddr(settings.sender)[1]
     results = []
-    for _, name, manager in cohorts:
+    for cid, name, manager in cohorts:
+        if once_per_week and not claim_week(engine, cid, now):
+            results.append(DigestResult(name, manager, "skipped", "already sent this week"))
+            continue
         try:
             data = build_digest(engine, settings, name, now, manager).as_bytes()
         except DripError as exc:
@@ -133,6 +144,18 @@ def send_digests(
         results.append(DigestResult(name, manager, sent.outcome.value, sent.reply))
         log.info("digest of cohort %r to %s: %s", name, manager, sent)
     return results
+
+
+def claim_week(engine: Engine, cohort_id: int, now: datetime) -> bool:
+    """Record that this cohort's digest for now's ISO week is being sent; False if it already was."""
+    year, week, _ = now.isocalendar()
+    with engine.begin() as conn:
+        result = conn.execute(
+            insert_ignoring_conflicts(conn, DL).values(
+                cohort_id=cohort_id, week=f"{year}-W{week:02d}", sent_at=now
+            )
+        )
+        return bool(result.rowcount)
 
 
 def add_digest_jobs(scheduler: BaseScheduler, app: App) -> None:
@@ -174,7 +197,9 @@ def _send_one(app: App, cohort_id: int) -> None:
     """The job: one cohort's digest through a fresh transport, with the real clock."""
     transport = app.transport()
     try:
-        send_digests(app.engine, transport, app.settings, datetime.now(UTC), cohort_id)
+        send_digests(
+            app.engine, transport, app.settings, datetime.now(UTC), cohort_id, once_per_week=True
+        )
     except Exception:  # a failed digest must not kill the scheduler
         log.exception("digest of cohort %s failed", cohort_id)
     finally:

@@ -222,6 +222,7 @@ class Job:
     course: Course | None = None
     lesson: Lesson | None = None
     delivery: dict[str, Any] | None = None
+    sent_at: datetime | None = None
 
 
 def _process(
@@ -239,7 +240,10 @@ def _process(
             # Hand the rest back rather than risk another worker reclaiming a lease we still use.
             _release(d.engine, [(j.enrollment_id, None) for j in jobs[index:]], keep_due=True)
             break
-        pending.append((job, _send(d, job)))
+        outcome = _send(d, job)
+        # When this message went out, so the web's "seconds since send" holds in a long batch.
+        job.sent_at = now + timedelta(seconds=time.monotonic() - started)
+        pending.append((job, outcome))
         if len(pending) >= d.flush_every:
             _record(d, pending, now, result)
             pending = []
@@ -547,7 +551,7 @@ def _record(
         event = {
             "enrollment_id": job.enrollment_id,
             "delivery_id": delivery["id"],
-            "at": now,
+            "at": job.sent_at or now,
             "method": "smtp",
             "seconds_since_send": None,
             "verdict": "unknown",
@@ -567,7 +571,7 @@ def _record(
             sent_slugs = job.sent_slugs | {job.lesson.slug}
             sent_count = len(sent_slugs)
             done = all(x.slug in sent_slugs for x in job.course.lessons)
-            base.update(status=DeliveryStatus.sent.value, sent_at=now)
+            base.update(status=DeliveryStatus.sent.value, sent_at=job.sent_at or now)
             event.update(kind=EventKind.sent.value, seconds_since_send=0.0)
             change.update(sent=sent_count, last=today)
             if done:

@@ -472,6 +472,7 @@ def change_enrollment(
     delivery_id: int | None = None,
     verdict: Verdict = Verdict.human,
     reason: str = "",
+    seconds_since_send: float | None = None,
 ) -> bool:
     """Pause, resume or unsubscribe one enrolment and log it; False when it was already so."""
     allowed, target, kind = CHANGES[action]
@@ -504,6 +505,7 @@ def change_enrollment(
             kind=kind.value,
             at=now,
             method=method,
+            seconds_since_send=seconds_since_send,
             verdict=verdict.value,
             reason=reason or f"{action} via {method}",
         )

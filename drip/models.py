@@ -37,7 +37,7 @@ def utc_column(*, nullable: bool = True, index: bool = False) -> Any:
     return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index))
 
 
-class EnrollmentStatus(str, enum.Enum):
+class EnrollmentStatus(enum.StrEnum):
     active = "active"
     paused = "paused"
     completed = "completed"
@@ -45,14 +45,14 @@ class EnrollmentStatus(str, enum.Enum):
     bounced = "bounced"
 
 
-class DeliveryStatus(str, enum.Enum):
+class DeliveryStatus(enum.StrEnum):
     sending = "sending"
     sent = "sent"
     retry = "retry"
     failed = "failed"
 
 
-class EventKind(str, enum.Enum):
+class EventKind(enum.StrEnum):
     sent = "sent"
     retry = "retry"
     bounce = "bounce"
@@ -66,7 +66,7 @@ class EventKind(str, enum.Enum):
     complete = "complete"
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     human = "human"
     machine = "machine"
     unknown = "unknown"
@@ -161,3 +161,15 @@ class Event(SQLModel, table=True):
     verdict: str = Field(default=Verdict.unknown.value, max_length=10)
     reason: str = Field(default="")
     detail: str = Field(default="")
+
+
+class DigestLog(SQLModel, table=True):
+    """One row per cohort and ISO week: the claim that makes a weekly digest go out once."""
+
+    __tablename__ = "digest_log"
+    __table_args__ = (sa.UniqueConstraint("cohort_id", "week", name="uq_digest_cohort_week"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    cohort_id: int = Field(foreign_key="cohort.id")
+    week: str = Field(max_length=10)
+    sent_at: datetime | None = utc_column(nullable=False)

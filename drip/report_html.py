@@ -28,7 +28,9 @@ def _svg(height: int, label: str, body: list[str]) -> Markup:
 
 
 def _text(x: float, y: float, value: object, anchor: str = "start", extra: str = "") -> str:
-    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" {extra}>{escape(str(value))}</text>'
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" {extra}>{escape(str(value))}</text>'
+    )
 
 
 def _rect(x: float, y: float, w: float, h: float, fill: str) -> str:
@@ -45,7 +47,7 @@ def _legend(y: float, items: list[tuple[str, str]]) -> list[str]:
 
 def progress_chart(progress: list[tuple[int, int]]) -> Markup:
     """Bars of how many people have received 0, 1, ... N lessons."""
-    height, top, bottom, left = 220, 20, 34, 36
+    height, top, bottom, left = 200, 20, 34, 4
     plot_h, plot_w = height - top - bottom, WIDTH - left - 4
     most = max((k for _, k in progress), default=0) or 1
     step = plot_w / max(len(progress), 1)
@@ -57,9 +59,12 @@ def progress_chart(progress: list[tuple[int, int]]) -> Markup:
         if people:
             parts.append(_text(x + step / 2, top + plot_h - h - 4, people, "middle"))
         if len(progress) <= 31 or i % 2 == 0:
-            parts.append(_text(x + step / 2, top + plot_h + 14, lessons, "middle", 'fill="#475569"'))
-    parts.append(_text(left + plot_w / 2, height - 4, "lessons received", "middle", 'fill="#475569"'))
-    parts.append(_text(0, top + plot_h / 2, "people", "start", 'fill="#475569"'))
+            parts.append(
+                _text(x + step / 2, top + plot_h + 14, lessons, "middle", 'fill="#475569"')
+            )
+    parts.append(
+        _text(left + plot_w / 2, height - 4, "lessons received", "middle", 'fill="#475569"')
+    )
     return _svg(height, "How many people have received each number of lessons", parts)
 
 
@@ -69,7 +74,7 @@ def _line(x1: float, y1: float, x2: float, y2: float) -> str:
 
 def funnel_chart(lessons: list[LessonRow], human_only: bool) -> Markup:
     """Nested bars per lesson: sent, opened, confirmed and answered right."""
-    row, top, label_w, number_w = 26, 26, 230, 118
+    row, top, label_w, number_w = 26, 26, 236, 96
     height = top + row * len(lessons) + 6
     plot_w = WIDTH - label_w - number_w
     most = max((x.sent for x in lessons), default=0) or 1
@@ -80,16 +85,16 @@ def funnel_chart(lessons: list[LessonRow], human_only: bool) -> Markup:
         y = top + i * row
         opened = lesson.opened_human if human_only else lesson.opened_all
         title = f"{lesson.position}. {lesson.title}"
-        if len(title) > 36:
-            title = title[:35] + "…"
+        if len(title) > 34:
+            title = title[:33].rstrip() + "…"
         parts.append(_text(0, y + 15, title))
         for value, colour, h in (
             (lesson.sent, GREY, 20), (opened, BLUE, 14), (lesson.confirmed, GREEN, 8),
             (lesson.answered_right, AMBER, 3),
         ):  # fmt: skip
             parts.append(_rect(label_w, y + (20 - h) / 2 + 1, plot_w * value / most, h, colour))
-        share = f"{opened / lesson.sent:.0%} opened" if lesson.sent else "not sent yet"
-        parts.append(_text(WIDTH, y + 15, f"{lesson.sent} sent · {share}", "end", 'fill="#334155"'))
+        share = f"{opened / lesson.sent:.0%} of {lesson.sent}" if lesson.sent else "not sent yet"
+        parts.append(_text(WIDTH, y + 15, share, "end", 'fill="#334155"'))
     return _svg(height, "Lesson funnel: sent, opened, got it and answered right", parts)
 
 
@@ -116,7 +121,7 @@ def activity_chart(days: list[DayRow]) -> Markup:
     parts.append(_line(left, top + plot_h, WIDTH, top + plot_h))
     parts.append(_text(left - 4, top + 10, most, "end", 'fill="#475569"'))
     for i, day in enumerate(filled):
-        x, base = left + i * step, top + plot_h
+        x, base = left + i * step, float(top + plot_h)
         for value, colour in ((day.sent, GREY), (day.opened, BLUE), (day.responded, GREEN),
                               (day.other, RED)):  # fmt: skip
             h = plot_h * value / most
@@ -133,7 +138,9 @@ def render_html(report: CohortReport, templates: Path) -> str:
     """The report as one HTML page that needs nothing from the network."""
     folder = templates / "report"
     if not (folder / TEMPLATE).is_file():
-        raise RenderError(f"{folder / TEMPLATE} is missing; reinstall drip or set DRIP_TEMPLATES_DIR")
+        raise RenderError(
+            f"{folder / TEMPLATE} is missing; reinstall drip or set DRIP_TEMPLATES_DIR"
+        )
     env = Environment(
         loader=FileSystemLoader(folder),
         autoescape=select_autoescape(default=True, default_for_string=True),

@@ -163,31 +163,23 @@ def _flag(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
     return sa.func.max(sa.case((condition, 1), else_=0))
 
 
-def _delivery_stats(cohort_id: int, human_only: bool) -> sa.Subquery:
+def _delivery_stats(cohort_id: int, human_only: bool) -> sa.Select[Any]:
     """One row per sent delivery of the cohort with 0/1 flags: opened, confirmed, answered."""
-    mine = sa.select(E.c.id).where(E.c.cohort_id == cohort_id)
     is_open = EV.c.kind == EventKind.open.value
+    # The answer of record is the first one not judged a machine, as the answer page shows it.
+    is_answer = sa.and_(EV.c.kind == "answer", EV.c.verdict != Verdict.machine.value)
     flags = (
         sa.select(
             EV.c.delivery_id,
             _flag(sa.and_(is_open, EV.c.verdict == Verdict.human.value)).label("opened_human"),
             _flag(is_open).label("opened_all"),
             _flag(sa.and_(EV.c.kind == "confirm", counted(human_only))).label("confirmed"),
+            sa.func.min(sa.case((is_answer, EV.c.id))).label("first_answer"),
         )
-        .where(EV.c.enrollment_id.in_(mine), EV.c.kind.in_(["open", "confirm"]))
+        .join(E, E.c.id == EV.c.enrollment_id)
+        .where(E.c.cohort_id == cohort_id, EV.c.kind.in_(["open", "confirm", "answer"]))
         .group_by(EV.c.delivery_id)
         .subquery("flags")
-    )
-    # The answer of record is the first one not judged a machine, as the answer page shows it.
-    first = (
-        sa.select(EV.c.delivery_id, sa.func.min(EV.c.id).label("first_id"))
-        .where(
-            EV.c.enrollment_id.in_(mine),
-            EV.c.kind == EventKind.answer.value,
-            EV.c.verdict != Verdict.machine.value,
-        )
-        .group_by(EV.c.delivery_id)
-        .subquery("first")
     )
     answer = EV.alias("answer")
     right = sa.or_(answer.c.detail.like(RIGHT_DETAIL), answer.c.reason.like("right%"))
@@ -209,15 +201,13 @@ def _delivery_stats(cohort_id: int, human_only: bool) -> sa.Subquery:
         .select_from(
             D.join(E, E.c.id == D.c.enrollment_id)
             .outerjoin(flags, flags.c.delivery_id == D.c.id)
-            .outerjoin(first, first.c.delivery_id == D.c.id)
-            .outerjoin(answer, answer.c.id == first.c.first_id)
+            .outerjoin(answer, answer.c.id == flags.c.first_answer)
         )
         .where(E.c.cohort_id == cohort_id, D.c.status == DeliveryStatus.sent.value)
-        .subquery("stats")
     )
 
 
-def _behind(stats: sa.Subquery) -> sa.Subquery:
+def _behind(stats: sa.FromClause) -> sa.Select[Any]:
     """Enrolments whose three most recent sent lessons were all left unopened."""
     ranked = sa.select(
         stats.c.enrollment_id,
@@ -234,16 +224,31 @@ def _behind(stats: sa.Subquery) -> sa.Subquery:
         .where(ranked.c.recent <= BEHIND_AFTER)
         .group_by(ranked.c.enrollment_id)
         .having(sa.func.count() == BEHIND_AFTER, sa.func.max(ranked.c.opened) == 0)
-        .subquery("behind")
     )
+
+
+def _materialize(
+    conn: sa.Connection, name: str, query: sa.Select[Any], key: str | None = None
+) -> sa.Table:
+    """Copy a query's rows into a temporary table, so the queries after it read them once made.
+
+    The table lives in the connection's transaction, which is rolled back when it closes.
+    """
+    columns = [sa.Column(c.name, c.type, primary_key=c.name == key) for c in query.selected_columns]
+    table = sa.Table(name, sa.MetaData(), *columns, prefixes=["TEMPORARY"])
+    table.create(conn)
+    conn.execute(table.insert().from_select([c.name for c in columns], query))
+    return table
 
 
 def _course(lessons_root: Path, cohort: Cohort, notes: list[str]) -> Course | None:
     try:
         return load_course(lessons_root, cohort.course)
     except DripError as exc:
-        notes.append(f"course '{cohort.course}' cannot be loaded ({str(exc).splitlines()[0]});"
-                     " lesson titles and course length come from what was sent")
+        notes.append(
+            f"course '{cohort.course}' cannot be loaded ({str(exc).splitlines()[0]});"
+            " lesson titles and course length come from what was sent"
+        )
         return None
 
 
@@ -256,9 +261,11 @@ def cohort_report(
     assert cohort.id is not None
     notes: list[str] = []
     course = _course(lessons_root, cohort, notes)
-    stats = _delivery_stats(cohort.id, human_only)
-    behind = _behind(stats)
     with engine.connect() as conn:
+        # Report queries only read; the option lets db.py start them without a write lock.
+        conn.execution_options(drip_read_only=True)
+        stats = _materialize(conn, "drip_report_stats", _delivery_stats(cohort.id, human_only))
+        behind = _materialize(conn, "drip_report_behind", _behind(stats), "enrollment_id")
         lessons = _lessons(conn, cohort.id, stats, course)
         total = len(course.lessons) if course else max((x.position for x in lessons), default=0)
         people = _people(conn, cohort.id, stats, behind, total, human_only)
@@ -269,19 +276,28 @@ def cohort_report(
 
 
 def _summary(
-    conn: sa.Connection, cohort: Cohort, course: Course | None, stats: sa.Subquery,
-    behind: sa.Subquery, total: int,
+    conn: sa.Connection,
+    cohort: Cohort,
+    course: Course | None,
+    stats: sa.FromClause,
+    behind: sa.FromClause,
+    total: int,
 ) -> Summary:
-    statuses = dict(
-        conn.execute(  # type: ignore[arg-type]
-            sa.select(E.c.status, sa.func.count()).where(E.c.cohort_id == cohort.id).group_by(E.c.status)
-        ).all()
-    )
+    statuses: dict[str, int] = {
+        status: int(n)
+        for status, n in conn.execute(
+            sa.select(E.c.status, sa.func.count())
+            .where(E.c.cohort_id == cohort.id)
+            .group_by(E.c.status)
+        )
+    }
     sums = conn.execute(
         sa.select(
             sa.func.count(),
-            *(sa.func.coalesce(sa.func.sum(stats.c[name]), 0) for name in
-              ("opened_human", "opened_all", "confirmed", "answered", "right")),
+            *(
+                sa.func.coalesce(sa.func.sum(stats.c[name]), 0)
+                for name in ("opened_human", "opened_all", "confirmed", "answered", "right")
+            ),
         )
     ).one()
     capped = sa.case((E.c.lessons_sent > total, total), else_=E.c.lessons_sent)
@@ -297,44 +313,66 @@ def _summary(
     ).one()
     sent, human, anyone, confirmed, answered, right = (int(x) for x in sums)
     return Summary(
-        cohort=cohort.name, course=cohort.course, course_title=course.title if course else cohort.course,
-        course_lessons=total, enrolled=sum(statuses.values()),
+        cohort=cohort.name,
+        course=cohort.course,
+        course_title=course.title if course else cohort.course,
+        course_lessons=total,
+        enrolled=sum(statuses.values()),
         **{status: int(statuses.get(status, 0)) for status in STATUSES},
-        lessons_sent=sent, opened_human=human, opened_all=anyone,
-        open_rate_human=human / sent if sent else 0.0, open_rate_all=anyone / sent if sent else 0.0,
-        confirmed=confirmed, answered=answered, answered_right=right,
+        lessons_sent=sent,
+        opened_human=human,
+        opened_all=anyone,
+        open_rate_human=human / sent if sent else 0.0,
+        open_rate_all=anyone / sent if sent else 0.0,
+        confirmed=confirmed,
+        answered=answered,
+        answered_right=right,
         average_progress=float(progress or 0) / total if total else 0.0,
-        on_track=int(reading_count) - int(late), behind=int(late),
+        on_track=int(reading_count) - int(late),
+        behind=int(late),
     )
 
 
 def _lessons(
-    conn: sa.Connection, cohort_id: int, stats: sa.Subquery, course: Course | None
+    conn: sa.Connection, cohort_id: int, stats: sa.FromClause, course: Course | None
 ) -> list[LessonRow]:
     rows = conn.execute(
         sa.select(
-            stats.c.lesson_slug, sa.func.min(stats.c.position), sa.func.count(),
-            *(sa.func.sum(stats.c[name]) for name in
-              ("opened_human", "opened_all", "confirmed", "answered", "right")),
+            stats.c.lesson_slug,
+            sa.func.min(stats.c.position),
+            sa.func.count(),
+            *(
+                sa.func.sum(stats.c[name])
+                for name in ("opened_human", "opened_all", "confirmed", "answered", "right")
+            ),
         ).group_by(stats.c.lesson_slug)
     ).all()
     found = {r[0]: r for r in rows}
     unsubscribed = _unsubscribes_by_lesson(conn, cohort_id)
-    titles = dict(
-        conn.execute(  # type: ignore[arg-type]
-            sa.select(LV.c.slug, sa.func.max(LV.c.title)).where(LV.c.slug.in_(list(found)))
+    titles: dict[str, str] = {
+        str(slug): str(title)
+        for slug, title in conn.execute(
+            sa.select(LV.c.slug, sa.func.max(LV.c.title))
+            .where(LV.c.slug.in_(list(found)))
             .group_by(LV.c.slug)
-        ).all()
-    )
+        )
+    }
     order = [(x.slug, i, x.title) for i, x in enumerate(course.lessons, 1)] if course else []
     known = {slug for slug, _, _ in order}
-    order += sorted(((s, r[1], titles.get(s, s)) for s, r in found.items() if s not in known),
-                    key=lambda x: x[1])
+    order += sorted(
+        ((s, r[1], titles.get(s, s)) for s, r in found.items() if s not in known),
+        key=lambda x: x[1],
+    )
     result = []
     for slug, position, title in order:
         r = found.get(slug)
-        figures = [int(x or 0) for x in r[2:]] if r else [0] * 6
-        result.append(LessonRow(position, slug, title, *figures, unsubscribed.get(slug, 0)))
+        sent, human, anyone, confirmed, answered, right = (
+            (int(x or 0) for x in r[2:]) if r else (0, 0, 0, 0, 0, 0)
+        )
+        result.append(
+            LessonRow(position, slug, title, sent, human, anyone, confirmed, answered, right,
+                      unsubscribed.get(slug, 0))
+        )  # fmt: skip
     return result
 
 
@@ -369,7 +407,11 @@ def _unsubscribes_by_lesson(conn: sa.Connection, cohort_id: int) -> dict[str, in
 
 
 def _people(
-    conn: sa.Connection, cohort_id: int, stats: sa.Subquery, behind: sa.Subquery, total: int,
+    conn: sa.Connection,
+    cohort_id: int,
+    stats: sa.FromClause,
+    behind: sa.FromClause,
+    total: int,
     human_only: bool,
 ) -> list[PersonRow]:
     per = (
@@ -384,15 +426,24 @@ def _people(
     last = (
         sa.select(EV.c.enrollment_id, sa.func.max(EV.c.at).label("at"))
         .join(E, E.c.id == EV.c.enrollment_id)
-        .where(E.c.cohort_id == cohort_id, EV.c.kind.in_(READER_KINDS),
-               sa.or_(EV.c.kind.not_in(["open", *RESPONSE_KINDS]), counted(human_only)))
+        .where(
+            E.c.cohort_id == cohort_id,
+            EV.c.kind.in_(READER_KINDS),
+            sa.or_(EV.c.kind.not_in(["open", *RESPONSE_KINDS]), counted(human_only)),
+        )
         .group_by(EV.c.enrollment_id)
         .subquery("last")
     )
     query = (
         sa.select(
-            P.c.email, P.c.name, E.c.status, E.c.status_reason, E.c.lessons_sent, last.c.at,
-            sa.func.coalesce(per.c.opened, 0), sa.func.coalesce(per.c.confirmed, 0),
+            P.c.email,
+            P.c.name,
+            E.c.status,
+            E.c.status_reason,
+            E.c.lessons_sent,
+            last.c.at,
+            sa.func.coalesce(per.c.opened, 0),
+            sa.func.coalesce(per.c.confirmed, 0),
             sa.func.coalesce(behind.c.behind, 0),
         )
         .select_from(
@@ -410,8 +461,21 @@ def _people(
         if isinstance(at, str):  # max() over a SQLite column loses the column type
             at = at_type.process_result_value(at, None)
         reading = status in ("active", "paused", "completed")
-        rows.append(PersonRow(email, name, status, reason, sent, total, f"{sent} of {total}", at,
-                              int(opened), int(confirmed), bool(late) and reading))
+        rows.append(
+            PersonRow(
+                email,
+                name,
+                status,
+                reason,
+                sent,
+                total,
+                f"{sent} of {total}",
+                at,
+                int(opened),
+                int(confirmed),
+                bool(late) and reading,
+            )
+        )
     return rows
 
 
@@ -444,13 +508,14 @@ def _activity(conn: sa.Connection, cohort_id: int, human_only: bool) -> list[Day
 
 def _progress(conn: sa.Connection, cohort_id: int, total: int) -> list[tuple[int, int]]:
     """How many people have received 0, 1, ... N lessons."""
-    found = dict(
-        conn.execute(  # type: ignore[arg-type]
+    found: dict[int, int] = {
+        int(n): int(k)
+        for n, k in conn.execute(
             sa.select(E.c.lessons_sent, sa.func.count())
             .where(E.c.cohort_id == cohort_id)
             .group_by(E.c.lessons_sent)
-        ).all()
-    )
+        )
+    }
     top = max([total, *found])
     return [(n, int(found.get(n, 0))) for n in range(top + 1)]
 
@@ -461,7 +526,9 @@ def cohort_summaries(
     """The summary of every cohort, by name."""
     with engine.connect() as conn:
         names = list(conn.execute(sa.select(C.c.name).order_by(C.c.name)).scalars())
-    return [cohort_report(engine, n, lessons_root, now, human_only=human_only).summary for n in names]
+    return [
+        cohort_report(engine, n, lessons_root, now, human_only=human_only).summary for n in names
+    ]
 
 
 # -- the completion log ---------------------------------------------------------------------
@@ -480,9 +547,17 @@ class LogFilter:
 def _log_query(f: LogFilter) -> sa.Select[Any]:
     return (
         sa.select(
-            EV.c.id, EV.c.at, C.c.name, P.c.email, EV.c.kind, D.c.position,
-            sa.func.coalesce(LV.c.title, D.c.lesson_slug, ""), EV.c.method, EV.c.verdict,
-            EV.c.reason, EV.c.detail,
+            EV.c.id,
+            EV.c.at,
+            C.c.name,
+            P.c.email,
+            EV.c.kind,
+            D.c.position,
+            sa.func.coalesce(LV.c.title, D.c.lesson_slug, ""),
+            EV.c.method,
+            EV.c.verdict,
+            EV.c.reason,
+            EV.c.detail,
         )
         .select_from(
             EV.join(E, E.c.id == EV.c.enrollment_id)
@@ -512,10 +587,13 @@ def check_filter(engine: Engine, f: LogFilter) -> None:
                 raise NotFound(f"no person with e-mail '{address}'; see drip people list")
 
 
-def log_events(engine: Engine, f: LogFilter, after_id: int = 0, limit: int | None = None) -> list[EventRow]:
+def log_events(
+    engine: Engine, f: LogFilter, after_id: int = 0, limit: int | None = None
+) -> list[EventRow]:
     """Events matching the filter, oldest first, with an id above `after_id`."""
     query = _log_query(f).where(EV.c.id > after_id).limit(limit)
     with engine.connect() as conn:
+        conn.execution_options(drip_read_only=True)
         return [EventRow(*row) for row in conn.execute(query)]
 
 

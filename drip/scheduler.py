@@ -13,6 +13,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from drip.app import App
+from drip.digest import add_digest_jobs
 from drip.dispatch import send_due
 
 log = logging.getLogger("drip.run")
@@ -50,6 +51,7 @@ def start_scheduler(app: App, stop: threading.Event) -> BackgroundScheduler:
         misfire_grace_time=None,
         next_run_time=datetime.now(UTC),
     )
+    add_digest_jobs(scheduler, app)
     scheduler.start()
     return scheduler
 

@@ -6,7 +6,7 @@ import base64
 import hashlib
 import hmac
 import re
-from enum import Enum
+from enum import StrEnum
 from functools import lru_cache
 
 from drip.errors import TokenError
@@ -15,7 +15,7 @@ PAYLOAD = re.compile(r"^[0-9]{1,18}(?:-[0-9]{1,6}){0,2}$")
 SIGNATURE_CHARS = 22  # 128 bits of HMAC-SHA256, base64url
 
 
-class Purpose(str, Enum):
+class Purpose(StrEnum):
     open = "o"
     click = "c"
     confirm = "r"

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
+import queue
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -37,6 +41,8 @@ E = Enrollment.__table__  # type: ignore[attr-defined]
 P = Person.__table__  # type: ignore[attr-defined]
 C = Cohort.__table__  # type: ignore[attr-defined]
 
+log = logging.getLogger("drip.tracking")
+
 PAUSES = {"pause1": 7, "pause2": 14}
 IMPLIED = "implied by "
 
@@ -56,6 +62,7 @@ class Sent:
 
     enrollment_id: int
     sent_at: datetime | None
+    settled: bool = True  # False while sent_at is only the row's creation time
 
 
 class SentCache:
@@ -74,7 +81,7 @@ class SentCache:
             return found
 
     def put(self, delivery_id: int, sent: Sent) -> None:
-        if sent.sent_at is None:
+        if not sent.settled:
             return
         with self._lock:
             self._items[delivery_id] = sent
@@ -142,24 +149,105 @@ def _sent(conn: sa.Connection, delivery_id: int) -> Sent | None:
     if row is None:
         return None
     # Mail can be fetched before the pass records sent_at; the row's creation is the best bound.
-    return Sent(row.enrollment_id, row.sent_at or row.created_at)
+    return Sent(row.enrollment_id, row.sent_at or row.created_at, row.sent_at is not None)
 
 
-def record_open(engine: Engine, cache: SentCache, delivery_id: int, req: Request) -> bool:
-    """Record an open of a delivery (one transaction, core only); False for an unknown one."""
+def sent_of(engine: Engine, cache: SentCache, delivery_id: int) -> Sent | None:
+    """The delivery's enrollment and send time, from the cache or the database."""
     sent = cache.get(delivery_id)
     if sent is None:
         with engine.connect() as conn:
             sent = _sent(conn, delivery_id)
-        if sent is None:
-            return False
-        cache.put(delivery_id, sent)
-    if not counts(req.method):
-        return True
+        if sent is not None:
+            cache.put(delivery_id, sent)
+    return sent
+
+
+def open_event(sent: Sent, delivery_id: int, req: Request) -> dict[str, Any]:
+    """The judged open event row of one hit on the pixel."""
     hit = Hit("open", req.method, req.user_agent, _seconds(sent.sent_at, req.now))
-    with engine.begin() as conn:
-        conn.execute(EV.insert(), _event(sent, delivery_id, "open", req, judge(hit)))
-    return True
+    return _event(sent, delivery_id, "open", req, judge(hit))
+
+
+class Waiter(Protocol):
+    """Something to tell when an event is committed: an asyncio or concurrent Future."""
+
+    def done(self) -> bool: ...
+    def set_result(self, result: None) -> None: ...
+    def set_exception(self, exception: BaseException) -> None: ...
+
+
+Handoff = Callable[[Callable[[], None]], object]  # runs a callable where the waiters live
+
+
+def _settle(waiters: list[Waiter], error: BaseException | None) -> None:
+    for waiter in waiters:
+        if waiter.done():  # the request went away meanwhile
+            continue
+        if error is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(error)
+
+
+class EventWriter:
+    """One thread writing queued events in batches (group commit) and telling the waiters once a
+    batch is committed; threads taking turns on SQLite's write lock are far slower."""
+
+    def __init__(self, engine: Engine, max_batch: int = 500) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Waiter, Handoff] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, row: dict[str, Any], waiter: Waiter, handoff: Handoff) -> None:
+        """Queue an event row; `handoff` later settles the waiter once the row is committed."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="drip-events", daemon=True)
+                self._thread.start()
+        self._queue.put((row, waiter, handoff))
+
+    def close(self) -> None:
+        """Write what is queued and stop the thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            error: BaseException | None = None
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(EV.insert(), [row for row, _, _ in batch])
+            except Exception as exc:  # each waiter answers 500; the thread goes on
+                log.error("cannot write %d events: %s", len(batch), exc)
+                error = exc
+            # One wake-up per batch and event loop, not one per request.
+            groups: dict[Handoff, list[Waiter]] = {}
+            for _, waiter, handoff in batch:
+                groups.setdefault(handoff, []).append(waiter)
+            for handoff, waiters in groups.items():
+                handoff(partial(_settle, waiters, error))
 
 
 def _record_link_hit(
@@ -300,6 +388,18 @@ def enrollment_status(engine: Engine, delivery_id: int) -> Status | None:
         return None if enrollment_id is None else _status(conn, enrollment_id)
 
 
+def _plan(action: str, status: str, today: date) -> tuple[str, date | None, str] | None:
+    """What a page action does to an enrollment in this status: (change, until, reason)."""
+    if action in PAUSES and status in (EnrollmentStatus.active, EnrollmentStatus.paused):
+        until = today + timedelta(days=PAUSES[action])
+        return "pause", until, f"paused until {until.isoformat()} via the pause page"
+    if action == "resume" and status == EnrollmentStatus.paused:
+        return "resume", None, "resumed via the pause page"
+    if action == "unsubscribe":
+        return "unsubscribe", None, "unsubscribed via the page"
+    return None
+
+
 def change(
     engine: Engine, delivery_id: int, action: str, req: Request, reason: str = ""
 ) -> Status | None:
@@ -316,27 +416,25 @@ def change(
             return None
         enrollment, cohort, person = found
         changed = False
-        method = req.method.upper()[:10]
-        if action in PAUSES and enrollment.status in (
-            EnrollmentStatus.active.value,
-            EnrollmentStatus.paused.value,
-        ):
-            today = local_date(req.now, person.timezone or cohort.timezone)
-            until = today + timedelta(days=PAUSES[action])
+        delivery = db.get(Delivery, delivery_id)
+        sent_at = delivery.sent_at if delivery is not None else None
+        today = local_date(req.now, person.timezone or cohort.timezone)
+        plan = _plan(action, enrollment.status, today)
+        if plan is not None:
+            name, until, default = plan
             changed = change_enrollment(
-                db, enrollment, cohort, person, "pause", now=req.now, method=method,
-                until=until, delivery_id=delivery_id, reason=reason or f"paused until {until}",
-            )  # fmt: skip
-        elif action == "resume" and enrollment.status == EnrollmentStatus.paused.value:
-            changed = change_enrollment(
-                db, enrollment, cohort, person, "resume", now=req.now, method=method,
-                delivery_id=delivery_id, reason=reason or "resumed via the pause page",
-            )  # fmt: skip
-        elif action == "unsubscribe":
-            changed = change_enrollment(
-                db, enrollment, cohort, person, "unsubscribe", now=req.now, method=method,
-                delivery_id=delivery_id, reason=reason or "unsubscribed via the page",
-            )  # fmt: skip
+                db,
+                enrollment,
+                cohort,
+                person,
+                name,
+                now=req.now,
+                method=req.method.upper()[:10],
+                until=until,
+                delivery_id=delivery_id,
+                reason=reason or default,
+                seconds_since_send=_seconds(sent_at, req.now),
+            )
         db.commit()
         enrollment_id = enrollment.id
     with engine.connect() as conn:

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from drip.errors import ConfigError
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     accepted = "accepted"
     retry = "retry-later"
     rejected = "rejected"

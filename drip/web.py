@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +33,7 @@ from drip.app import App
 from drip.config import Settings, load_settings, require_secret
 from drip.errors import DripError, TokenError
 from drip.tokens import Purpose, read_token
+from drip.verdict import counts
 
 log = logging.getLogger("drip.web")
 
@@ -112,6 +115,7 @@ def create_app(
         undefined=StrictUndefined,
     )
     cache = tracking.SentCache()
+    writer = tracking.EventWriter(engine)
     by_token = RateLimiter(token_limit, window)
     by_ip = RateLimiter(ip_limit, window)
 
@@ -144,11 +148,19 @@ def create_app(
 
     async def open_gif(request: Request) -> Response:
         (delivery_id,) = ids(request, Purpose.open)
-        found = await run_in_threadpool(
-            tracking.record_open, engine, cache, delivery_id, hit(request)
+        sent = cache.get(delivery_id) or await run_in_threadpool(
+            tracking.sent_of, engine, cache, delivery_id
         )
-        if not found:
+        if sent is None:
             raise HTTPException(404)
+        req = hit(request)
+        if counts(req.method):
+            # The response waits for the commit, so a 200 means the open is stored.
+            loop = asyncio.get_running_loop()
+            committed = loop.create_future()
+            row = tracking.open_event(sent, delivery_id, req)
+            writer.submit(row, committed, loop.call_soon_threadsafe)
+            await committed
         return Response(GIF, headers=GIF_HEADERS)
 
     async def click(request: Request) -> Response:
@@ -166,9 +178,7 @@ def create_app(
         shown = await run_in_threadpool(tracking.record_confirm, engine, delivery_id, hit(request))
         if shown is None:
             raise HTTPException(404)
-        return page(
-            "confirm.html.j2", lesson=shown, status=shown.status, when=_when(shown.status)
-        )
+        return page("confirm.html.j2", lesson=shown, status=shown.status, when=_when(shown.status))
 
     async def answer(request: Request) -> Response:
         delivery_id, option = _pair(ids(request, Purpose.answer))
@@ -251,8 +261,15 @@ def create_app(
         Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(writer.close)
+
     return Starlette(
         routes=routes,
+        lifespan=lifespan,
         # Expected failures are answered inside the app so the connection stays usable;
         # anything else reaches the last-resort handler, which also answers with a page.
         exception_handlers={

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-
 from conftest import cli_env, make_settings, run_drip
 
 
@@ -35,14 +34,36 @@ def test_run_sends_due_lessons_and_stops_cleanly_on_sigterm(tmp_path: Path) -> N
     assert run_drip(["init"], env, cwd=tmp_path).returncode == 0
     today = datetime.now(UTC).date().isoformat()
     # A cohort that sends every day around the clock, so a lesson is due now whatever the time.
-    created = run_drip(["cohort", "create", "now", "--course", "sample", "--start", today, "--days", "mon-sun",
-                        "--send-time", "00:00", "--window-end", "23:59"], env)
+    created = run_drip(
+        [
+            "cohort",
+            "create",
+            "now",
+            "--course",
+            "sample",
+            "--start",
+            today,
+            "--days",
+            "mon-sun",
+            "--send-time",
+            "00:00",
+            "--window-end",
+            "23:59",
+        ],
+        env,
+    )
     assert created.returncode == 0, created.stderr
     csv = tmp_path / "p.csv"
     csv.write_text("email,name\nada@example.com,Ada\n")
     assert run_drip(["enroll", "now", str(csv)], env).returncode == 0
-    proc = subprocess.Popen([sys.executable, "-m", "drip.cli", "run", "--no-web"], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drip.cli", "run", "--no-web"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     outbox = tmp_path / "outbox"
     while time.monotonic() < deadline and not list(outbox.glob("*.eml")):

@@ -4,8 +4,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from conftest import cli_env, run_drip, utc
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from drip.enrollment import create_cohort, enroll_csv
+from drip.enrollment import create_cohort, enroll_csv, read_people_csv
 from drip.errors import InputError, NotFound
 
 NOW = utc(2026, 11, 30, 6, 0)  # a Monday
@@ -147,21 +150,30 @@ def test_enroll_command_reports_problems_and_exit_1(
     )
 
 
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st  # noqa: E402
-
-from drip.enrollment import read_people_csv  # noqa: E402
-
-names = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=40).map(str.strip)
-locals_ = st.from_regex(r"[a-z][a-z0-9._+-]{0,20}[a-z0-9]", fullmatch=True).filter(lambda s: ".." not in s)
+names = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=40
+).map(str.strip)
+locals_ = st.from_regex(r"[a-z][a-z0-9._+-]{0,20}[a-z0-9]", fullmatch=True).filter(
+    lambda s: ".." not in s
+)
 
 
 @given(
-    people=st.lists(st.tuples(locals_, names, st.sampled_from(["", "Asia/Kolkata", "Pacific/Chatham"])), min_size=1, max_size=30, unique_by=lambda p: p[0]),
+    people=st.lists(
+        st.tuples(locals_, names, st.sampled_from(["", "Asia/Kolkata", "Pacific/Chatham"])),
+        min_size=1,
+        max_size=30,
+        unique_by=lambda p: p[0],
+    ),
     delimiter=st.sampled_from([",", ";"]),
     bom=st.booleans(),
 )
-@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_any_valid_file_round_trips(tmp_path: Path, people: list[tuple[str, str, str]], delimiter: str, bom: bool) -> None:
+@hsettings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_any_valid_file_round_trips(
+    tmp_path: Path, people: list[tuple[str, str, str]], delimiter: str, bom: bool
+) -> None:
     import csv
     import io
 

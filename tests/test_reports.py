@@ -18,12 +18,13 @@ import pytest
 import sqlalchemy as sa
 import uvicorn
 from apscheduler.schedulers.background import BackgroundScheduler
+from conftest import LESSONS, SmtpHandler, free_port, make_settings, utc
 
 from drip.app import App
 from drip.config import Settings
 from drip.curriculum import load_course
 from drip.digest import add_digest_jobs, build_digest, send_digests
-from drip.dispatch import D, EV, link_values, send_due
+from drip.dispatch import EV, D, link_values, send_due
 from drip.enrollment import Row, change_person, create_cohort, enroll_rows
 from drip.errors import HeaderError, NotFound
 from drip.report_html import render_html
@@ -37,8 +38,6 @@ from drip.reports import (
 )
 from drip.transports import open_transport
 from drip.web import create_app
-
-from conftest import LESSONS, SmtpHandler, free_port, make_settings, utc
 
 HUMAN_AGENT = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 Safari/605.1"
 APPLE_PREFETCH = "Mozilla/5.0"  # Apple Mail Privacy Protection: judged a machine
@@ -129,7 +128,7 @@ def build_cohort(
 
     def hit(at: datetime, name: str, position: int, key: str, agent: str = HUMAN_AGENT) -> None:
         clock.now = at
-        url = link_values(dispatcher, delivery(name, position), 3, 0)[key]
+        url = link_values(web, settings.secret_key, delivery(name, position), 3, 0)[key]
         headers = {"User-Agent": agent}
         if key == "UNSUBSCRIBE":
             response = httpx.post(url, data={"List-Unsubscribe": "One-Click"}, headers=headers)
@@ -151,7 +150,9 @@ def build_cohort(
     handler.replies[:] = ["250 OK", "250 OK", "550 5.1.1 no such user", "250 OK", "250 OK"]
     result = send_due(dispatcher, day2)
     assert (result.sent, result.failed) == (5, 1)
-    enroll_rows(engine, cohort, [Row(2, "ivy@example.com", "Ivy", None)], now=utc(2026, 3, 3, 8, 30))
+    enroll_rows(
+        engine, cohort, [Row(2, "ivy@example.com", "Ivy", None)], now=utc(2026, 3, 3, 8, 30)
+    )
     hit(utc(2026, 3, 3, 9), "ann", 2, "OPEN")
     hit(utc(2026, 3, 3, 9, 1), "ann", 2, "CONFIRM")
     hit(utc(2026, 3, 3, 8, 0, 3), "bob", 2, "OPEN", APPLE_PREFETCH)
@@ -350,7 +351,9 @@ def test_html_report_is_self_contained_with_charts(scenario: Scenario) -> None:
 
 def test_html_escapes_names(scenario: Scenario) -> None:
     with scenario.engine.begin() as conn:
-        conn.execute(sa.text("UPDATE person SET name = '<script>x</script>' WHERE email LIKE 'fay%'"))
+        conn.execute(
+            sa.text("UPDATE person SET name = '<script>x</script>' WHERE email LIKE 'fay%'")
+        )
     report = cohort_report(scenario.engine, COHORT, LESSONS, NOW)
     html = render_html(report, scenario.settings.templates_path)
     assert "<script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
@@ -362,7 +365,9 @@ def test_unknown_cohort(engine: sa.Engine) -> None:
         cohort_report(engine, "Nope", LESSONS, NOW)
 
 
-def test_weekly_digest_goes_to_the_manager(scenario: Scenario, smtp: tuple[SmtpHandler, int]) -> None:
+def test_weekly_digest_goes_to_the_manager(
+    scenario: Scenario, smtp: tuple[SmtpHandler, int]
+) -> None:
     handler, _ = smtp
     handler.messages.clear()
     transport = open_transport(scenario.settings.mail_url)

@@ -7,6 +7,8 @@ import json
 import re
 import shutil
 import string
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
-from conftest import LESSONS, SECRET, free_port, make_settings, utc
+from conftest import LESSONS, SECRET, cli_env, free_port, make_settings, utc
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -29,7 +31,7 @@ from starlette.applications import Starlette
 from drip.app import App
 from drip.config import Settings
 from drip.db import make_engine
-from drip.dispatch import D, E, EV, send_due
+from drip.dispatch import EV, D, E, send_due
 from drip.enrollment import Row, create_cohort, enroll_rows
 from drip.tokens import Purpose, make_token
 from drip.web import RateLimiter, create_app
@@ -43,7 +45,9 @@ IPHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"
 )
-GMAIL_PROXY = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+GMAIL_PROXY = (
+    "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+)
 BROWSER = {"User-Agent": IPHONE}
 
 
@@ -179,7 +183,7 @@ def test_open_returns_a_gif_and_records_an_open(site: Site) -> None:
     [event] = site.events()
     assert event["kind"] == "open" and event["method"] == "GET"
     assert event["delivery_id"] == delivery and event["verdict"] == "human"
-    assert event["seconds_since_send"] == pytest.approx(7200)
+    assert event["seconds_since_send"] == pytest.approx(7200, abs=2)  # sent_at includes the send time
     assert "set-cookie" not in response.headers
 
 
@@ -221,9 +225,10 @@ def test_click_redirects_to_the_recorded_link_and_implies_an_open(site: Site) ->
         "implied by click",
     )
     site.clock[0] = LATER + timedelta(minutes=5)
-    assert site.http.get(site.url(Purpose.click, delivery, 1), headers=BROWSER).headers[
-        "location"
-    ] == OFCOM
+    assert (
+        site.http.get(site.url(Purpose.click, delivery, 1), headers=BROWSER).headers["location"]
+        == OFCOM
+    )
     assert [e["kind"] for e in site.events()] == ["click", "open", "click"]
 
 
@@ -270,6 +275,8 @@ def test_confirm_shows_the_takeaway_and_the_next_lesson_in_local_time(site: Site
     assert "so learning fits around your work" in response.text
     # Tuesday 07:30 in Berlin is 06:30 UTC.
     assert "Tuesday 1 December at 07:30 (Europe/Berlin)" in response.text
+    assert "src=" not in response.text and "href=" not in response.text  # nothing external
+    assert "default-src 'none'" in response.headers["content-security-policy"]
     assert [(e["kind"], e["verdict"]) for e in site.events()] == [
         ("confirm", "human"),
         ("open", "human"),
@@ -297,7 +304,9 @@ def test_the_first_answer_stands(site: Site) -> None:
 def test_a_wrong_answer_shows_the_right_one(site: Site) -> None:
     delivery = site.delivery("ada@example.com")
     response = site.http.get(site.url(Purpose.answer, delivery, 2), headers=BROWSER)
-    assert "Not quite" in response.text and "The answer is: One lesson each weekday" in response.text
+    assert (
+        "Not quite" in response.text and "The answer is: One lesson each weekday" in response.text
+    )
 
 
 def test_a_scanner_answer_does_not_take_the_persons_answer(site: Site) -> None:
@@ -337,6 +346,7 @@ def test_one_click_unsubscribe_urlencoded(site: Site) -> None:
     assert site.enrollment(delivery)["status"] == "unsubscribed"
     [event] = site.events()
     assert (event["kind"], event["method"], event["verdict"]) == ("unsubscribe", "POST", "human")
+    assert event["seconds_since_send"] == pytest.approx(7200, abs=2)  # sent_at includes the send time
     assert event["reason"] == "one-click unsubscribe (RFC 8058)"
     assert site.send(utc(2026, 12, 1, 7, 30)) == ["bo@example.com:reading-a-lesson-in-two-minutes"]
 
@@ -444,14 +454,20 @@ def test_forged_and_mutated_tokens_get_404_and_write_nothing(site: Site) -> None
             (Purpose.unsubscribe, False),
         ]
     }
-    states = [site.enrollment(site.delivery(a))["status"] for a in ("ada@example.com", "bo@example.com")]
+    states = [
+        site.enrollment(site.delivery(a))["status"] for a in ("ada@example.com", "bo@example.com")
+    ]
     before = len(site.events())
     tested = []
 
     def mutate(token: str, position: int, char: str, how: str) -> str:
         position %= len(token)
         if how == "replace":
-            return token[:position] + char + token[position + 1 :] if token[position] != char else token[:position]
+            return (
+                token[:position] + char + token[position + 1 :]
+                if token[position] != char
+                else token[:position]
+            )
         if how == "insert":
             return token[:position] + char + token[position:]
         return token[:position]  # truncate
@@ -475,7 +491,9 @@ def test_forged_and_mutated_tokens_get_404_and_write_nothing(site: Site) -> None
             return
         path = f"/{target.value}/{token}" + (".gif" if target is Purpose.open else "")
         if post and target in (Purpose.pause, Purpose.unsubscribe):
-            response = site.http.post(path, data={"action": "pause1", "List-Unsubscribe": "One-Click"})
+            response = site.http.post(
+                path, data={"action": "pause1", "List-Unsubscribe": "One-Click"}
+            )
         else:
             response = site.http.get(path, headers=BROWSER)
         assert response.status_code == 404, path
@@ -485,10 +503,14 @@ def test_forged_and_mutated_tokens_get_404_and_write_nothing(site: Site) -> None
     attempt()
     assert len(tested) > 900
     assert len(site.events()) == before
-    assert states == [site.enrollment(site.delivery(a))["status"] for a in ("ada@example.com", "bo@example.com")]
+    assert states == [
+        site.enrollment(site.delivery(a))["status"] for a in ("ada@example.com", "bo@example.com")
+    ]
 
 
-def test_rate_limit_per_token_and_per_client(tmp_path: Path, db_url: str, engine: sa.Engine) -> None:
+def test_rate_limit_per_token_and_per_client(
+    tmp_path: Path, db_url: str, engine: sa.Engine
+) -> None:
     made = start_site(tmp_path, db_url, engine)
     app = create_app(engine, made.settings, clock=lambda: LATER, token_limit=3, ip_limit=5)
     delivery = made.delivery("ada@example.com")
@@ -523,3 +545,26 @@ def test_no_traceback_reaches_a_client(tmp_path: Path) -> None:
         assert "Traceback" not in response.text and "no such table" not in response.text
         assert http.get("/healthz").text == "ok"
     broken.dispose()
+
+
+def test_the_factory_serves_from_the_environment(site: Site) -> None:
+    port = free_port()
+    env = cli_env(site.settings)
+    command = [sys.executable, "-m", "uvicorn", "drip.web:asgi", "--factory", "--port", str(port)]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, "no server"
+                time.sleep(0.1)
+        assert response.text == "ok"
+        delivery = site.delivery("ada@example.com")
+        url = f"http://127.0.0.1:{port}" + site.url(Purpose.click, delivery, 0)
+        assert httpx.get(url).headers["location"] == PEW
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -1,0 +1,182 @@
+"""Open-pixel rate with every hit committed to SQLite vs a bare Starlette GIF endpoint.
+
+Run: python bench/track.py [--seconds 5] [--rounds 3] [--connections 8] [--deliveries 200]
+Each app runs under uvicorn in this process; the load generator is a separate process
+(multiprocessing, http.client keep-alive connections in threads). The same run measures the bare
+endpoint and drip's /o/<token>.gif in alternating rounds (a shared machine is noisy), prints the
+median rates, their ratio (target >= 0.5), and checks that the events written equal the 200s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import multiprocessing
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from drip.app import App
+from drip.config import load_settings
+from drip.db import migrate
+from drip.dispatch import EV, D, send_due
+from drip.enrollment import Row, create_cohort, enroll_rows
+from drip.tokens import Purpose, make_token
+from drip.web import GIF, GIF_HEADERS, create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # a Monday, inside everyone's window
+SECRET = "bench-secret-key-0123456789"
+IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 Mobile"
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bare_app() -> Starlette:
+    """The baseline: the same GIF and headers, nothing else."""
+
+    async def gif(request: Request) -> Response:
+        return Response(GIF, headers=GIF_HEADERS)
+
+    return Starlette(routes=[Route("/o/{token}.gif", gif, methods=["GET"])])
+
+
+def serve(app: Starlette) -> tuple[uvicorn.Server, threading.Thread, int]:
+    """Start uvicorn on a free port in a thread and wait until it listens."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    return server, thread, port
+
+
+def client_connection(port: int, paths: list[str], stop_at: float, counts: list[int]) -> None:
+    """One keep-alive connection issuing GETs until the deadline; counts 200s and others."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"User-Agent": IPHONE}
+    i = 0
+    while time.perf_counter() < stop_at:
+        conn.request("GET", paths[i % len(paths)], headers=headers)
+        response = conn.getresponse()
+        response.read()
+        counts[0 if response.status == 200 else 1] += 1
+        i += 1
+    conn.close()
+
+
+def load(port: int, paths: list[str], seconds: float, connections: int, out: object) -> None:
+    """The load generator process: `connections` threads for `seconds`; sends (ok, other)."""
+    stop_at = time.perf_counter() + seconds
+    tallies = [[0, 0] for _ in range(connections)]
+    threads = [
+        threading.Thread(target=client_connection, args=(port, paths[i::connections], stop_at, t))
+        for i, t in enumerate(tallies)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.send((sum(t[0] for t in tallies), sum(t[1] for t in tallies)))  # type: ignore[attr-defined]
+
+
+def measure(app: Starlette, paths: list[str], seconds: float, connections: int) -> tuple[int, int]:
+    """Serve the app and run the load process against it; return (200 responses, others)."""
+    server, thread, port = serve(app)
+    receive, send = multiprocessing.Pipe(duplex=False)
+    process = multiprocessing.Process(target=load, args=(port, paths, seconds, connections, send))
+    process.start()
+    ok, other = receive.recv()
+    process.join()
+    server.should_exit = True
+    thread.join(10)
+    return ok, other
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--deliveries", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(
+            env={
+                "DRIP_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+                "DRIP_MAIL_URL": f"outbox:{tmp}/outbox",
+                "DRIP_SECRET_KEY": SECRET,
+                "DRIP_LESSONS_DIR": str(ROOT / "lessons"),
+                "DRIP_TEMPLATES_DIR": str(ROOT / "templates"),
+                "DRIP_BASE_URL": "https://learn.example.com",
+                "DRIP_FROM": "Drip Lessons <lessons@example.com>",
+            },
+            config_path=Path(tmp) / "none.toml",
+        )
+        app = App.open(settings, check=False)
+        migrate(app.engine)
+        cohort = create_cohort(
+            app.engine, name="bench", course="sample", start=date(2026, 11, 30),
+            timezone="UTC", now=NOW,
+        )  # fmt: skip
+        people = [Row(i, f"p{i}@example.com", f"P {i}", None) for i in range(args.deliveries)]
+        enroll_rows(app.engine, cohort, people, now=NOW)
+        result = send_due(app.dispatcher(), NOW)
+        assert result.sent == args.deliveries, result.summary()
+        with app.engine.connect() as conn:
+            ids = list(conn.execute(sa.select(D.c.id)).scalars())
+        paths = [f"/o/{make_token(SECRET, Purpose.open, i)}.gif" for i in ids]
+
+        bare_rates, drip_rates, drip_ok, drip_other, bare_other = [], [], 0, 0, 0
+        for _ in range(args.rounds):
+            ok, other = measure(bare_app(), paths, args.seconds, args.connections)
+            bare_rates.append(ok / args.seconds)
+            bare_other += other
+            drip_app = create_app(app.engine, settings, token_limit=10**9, ip_limit=10**9)
+            ok, other = measure(drip_app, paths, args.seconds, args.connections)
+            drip_rates.append(ok / args.seconds)
+            drip_ok += ok
+            drip_other += other
+        with app.engine.connect() as conn:
+            events = conn.execute(
+                sa.select(sa.func.count()).select_from(EV).where(EV.c.kind == "open")
+            ).scalar_one()
+        app.engine.dispose()
+
+    bare_rate, drip_rate = statistics.median(bare_rates), statistics.median(drip_rates)
+    ratio = drip_rate / bare_rate if bare_rate else 0.0
+    print(
+        f"load: {args.connections} keep-alive connections from a separate process, "
+        f"{args.rounds} rounds of {args.seconds:g} s each, {len(paths)} delivery tokens"
+    )
+    rounds = ", ".join(f"{b:,.0f}/{d:,.0f}" for b, d in zip(bare_rates, drip_rates, strict=True))
+    print(f"rounds (bare/drip req/s)    : {rounds}")
+    print(f"bare Starlette GIF endpoint : {bare_rate:9,.0f} req/s median ({bare_other} non-200)")
+    print(f"drip /o/<token>.gif (SQLite): {drip_rate:9,.0f} req/s median ({drip_other} non-200)")
+    print(f"ratio drip/bare             : {ratio:9.2f} (target >= 0.5)")
+    print(f"events written {events:,} == 200 responses {drip_ok:,}: {events == drip_ok}")
+    if events != drip_ok or drip_other:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
