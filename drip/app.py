@@ -8,8 +8,9 @@ from datetime import timedelta
 from sqlalchemy.engine import Engine
 
 from drip.config import Settings, require_secret
+from drip.curriculum import Catalog
 from drip.db import check_schema, make_engine
-from drip.dispatch import Catalog, Dispatcher
+from drip.dispatch import Dispatcher
 from drip.render import Renderer
 from drip.transports import Transport, open_transport
 

@@ -429,3 +429,24 @@ def _watch_words(lesson: Lesson, problems: list[Problem]) -> None:
                     lesson.path, 1, f"'{word}' reads as hype or jargon; say it plainly", "warning"
                 )
             )
+
+
+class Catalog:
+    """Courses loaded from the lessons folder, reloaded when a file changes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._cache: dict[str, tuple[float, Course]] = {}
+
+    def get(self, slug: str) -> Course:
+        folder = self.root / slug
+        try:
+            stamp = max((p.stat().st_mtime_ns for p in folder.iterdir()), default=0)
+        except OSError:
+            stamp = -1
+        cached = self._cache.get(slug)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        course = load_course(self.root, slug)
+        self._cache[slug] = (stamp, course)
+        return course

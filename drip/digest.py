@@ -21,12 +21,10 @@ from drip.config import Settings
 from drip.db import insert_ignoring_conflicts
 from drip.errors import DripError, HeaderError
 from drip.message import sender_domain
-from drip.models import DigestLog
+from drip.models import DIGEST_LOG as DL
 from drip.report_html import render_html
 from drip.reports import C, CohortReport, cohort_report
 from drip.transports import Transport
-
-DL = DigestLog.__table__  # type: ignore[attr-defined]
 
 log = logging.getLogger("drip.digest")
 

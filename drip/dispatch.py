@@ -10,27 +10,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from drip.curriculum import Course, Lesson, load_course
+from drip.curriculum import Catalog, Course, Lesson
 from drip.db import insert_ignoring_conflicts
 from drip.enrollment import cadence_for
 from drip.errors import DripError
 from drip.message import MessageTemplate, new_message_id, sender_domain
+from drip.models import COHORT as C
+from drip.models import DELIVERY as D
+from drip.models import ENROLLMENT as E
+from drip.models import EVENT as EV
+from drip.models import LESSON_VERSION as LV
+from drip.models import PERSON as P
 from drip.models import (
-    Cohort,
-    Delivery,
     DeliveryStatus,
-    Enrollment,
     EnrollmentStatus,
-    Event,
     EventKind,
-    LessonVersion,
-    Person,
 )
 from drip.render import Renderer
 from drip.schedule import Cadence, local_date, next_slot
@@ -39,13 +38,18 @@ from drip.transports import Outcome, SendResult, Transport
 
 log = logging.getLogger("drip.dispatch")
 
-E = Enrollment.__table__  # type: ignore[attr-defined]
-P = Person.__table__  # type: ignore[attr-defined]
-C = Cohort.__table__  # type: ignore[attr-defined]
-D = Delivery.__table__  # type: ignore[attr-defined]
-EV = Event.__table__  # type: ignore[attr-defined]
-LV = LessonVersion.__table__  # type: ignore[attr-defined]
 
+# What a pass needs to know of a delivery to send it again with the same Message-ID and Date.
+DELIVERY_STATE = (
+    D.c.id,
+    D.c.enrollment_id,
+    D.c.lesson_slug,
+    D.c.status,
+    D.c.attempts,
+    D.c.message_id,
+    D.c.created_at,
+    D.c.next_attempt_at,
+)
 FIRST_RETRY = timedelta(minutes=5)
 MAX_RETRY = timedelta(hours=1)
 COURSE_ERROR_DELAY = timedelta(hours=1)
@@ -59,27 +63,6 @@ def backoff(attempts: int) -> timedelta:
 def worker_name() -> str:
     """This process's name in claims: host and pid."""
     return f"{socket.gethostname()}:{os.getpid()}"[:100]
-
-
-class Catalog:
-    """Courses loaded from the lessons folder, reloaded when a file changes."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._cache: dict[str, tuple[float, Course]] = {}
-
-    def get(self, slug: str) -> Course:
-        folder = self.root / slug
-        try:
-            stamp = max((p.stat().st_mtime_ns for p in folder.iterdir()), default=0)
-        except OSError:
-            stamp = -1
-        cached = self._cache.get(slug)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-        course = load_course(self.root, slug)
-        self._cache[slug] = (stamp, course)
-        return course
 
 
 @dataclass
@@ -241,8 +224,8 @@ def _process(
             _release(d.engine, [(j.enrollment_id, None) for j in jobs[index:]], keep_due=True)
             break
         outcome = _send(d, job)
-        # When this message went out, so the web's "seconds since send" holds in a long batch.
-        job.sent_at = now + timedelta(seconds=time.monotonic() - started)
+        # When this message went out (to the second), so "seconds since send" holds in a long batch.
+        job.sent_at = now + timedelta(seconds=int(time.monotonic() - started))
         pending.append((job, outcome))
         if len(pending) >= d.flush_every:
             _record(d, pending, now, result)
@@ -282,16 +265,7 @@ def _prepare(
         rows = conn.execute(query).all()
         existing: dict[int, dict[str, dict[str, Any]]] = {}
         for mapping in conn.execute(
-            sa.select(
-                D.c.id,
-                D.c.enrollment_id,
-                D.c.lesson_slug,
-                D.c.status,
-                D.c.attempts,
-                D.c.message_id,
-                D.c.created_at,
-                D.c.next_attempt_at,
-            ).where(D.c.enrollment_id.in_(ids))
+            sa.select(*DELIVERY_STATE).where(D.c.enrollment_id.in_(ids))
         ).mappings():
             existing.setdefault(mapping["enrollment_id"], {})[mapping["lesson_slug"]] = dict(
                 mapping
@@ -380,16 +354,9 @@ def _prepare(
             fresh: dict[tuple[int, str], dict[str, Any]] = {
                 (r["enrollment_id"], r["lesson_slug"]): dict(r)
                 for r in conn.execute(
-                    sa.select(
-                        D.c.id,
-                        D.c.enrollment_id,
-                        D.c.lesson_slug,
-                        D.c.status,
-                        D.c.attempts,
-                        D.c.message_id,
-                        D.c.created_at,
-                        D.c.next_attempt_at,
-                    ).where(D.c.enrollment_id.in_([j.enrollment_id for j in new]))
+                    sa.select(*DELIVERY_STATE).where(
+                        D.c.enrollment_id.in_([j.enrollment_id for j in new])
+                    )
                 ).mappings()
             }
             for j in new:

@@ -173,3 +173,14 @@ class DigestLog(SQLModel, table=True):
     cohort_id: int = Field(foreign_key="cohort.id")
     week: str = Field(max_length=10)
     sent_at: datetime | None = utc_column(nullable=False)
+
+
+# SQLAlchemy core handles of the tables, for the hot paths (per recipient, per hit) and the
+# aggregate queries; SQLModel objects serve everywhere else.
+PERSON: sa.Table = Person.__table__  # type: ignore[attr-defined]
+COHORT: sa.Table = Cohort.__table__  # type: ignore[attr-defined]
+ENROLLMENT: sa.Table = Enrollment.__table__  # type: ignore[attr-defined]
+DELIVERY: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
+EVENT: sa.Table = Event.__table__  # type: ignore[attr-defined]
+LESSON_VERSION: sa.Table = LessonVersion.__table__  # type: ignore[attr-defined]
+DIGEST_LOG: sa.Table = DigestLog.__table__  # type: ignore[attr-defined]

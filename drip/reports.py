@@ -19,25 +19,20 @@ from drip.curriculum import Course, load_course
 from drip.db import session as open_session
 from drip.enrollment import get_cohort
 from drip.errors import DripError, NotFound
+from drip.models import COHORT as C
+from drip.models import DELIVERY as D
+from drip.models import ENROLLMENT as E
+from drip.models import EVENT as EV
+from drip.models import LESSON_VERSION as LV
+from drip.models import PERSON as P
 from drip.models import (
     Cohort,
-    Delivery,
     DeliveryStatus,
-    Enrollment,
     EnrollmentStatus,
     Event,
     EventKind,
-    LessonVersion,
-    Person,
     Verdict,
 )
-
-E = Enrollment.__table__  # type: ignore[attr-defined]
-P = Person.__table__  # type: ignore[attr-defined]
-C = Cohort.__table__  # type: ignore[attr-defined]
-D = Delivery.__table__  # type: ignore[attr-defined]
-EV = Event.__table__  # type: ignore[attr-defined]
-LV = LessonVersion.__table__  # type: ignore[attr-defined]
 
 # Tracking writes an implied human open for every human click, "got it" and answer.
 RESPONSE_KINDS = ("click", "confirm", "answer")

@@ -20,26 +20,23 @@ from sqlmodel import select
 
 from drip.db import session as open_session
 from drip.enrollment import change_enrollment
+from drip.models import COHORT as C
+from drip.models import DELIVERY as D
+from drip.models import ENROLLMENT as E
+from drip.models import EVENT as EV
+from drip.models import LESSON_VERSION as LV
+from drip.models import PERSON as P
 from drip.models import (
     Cohort,
     Delivery,
     Enrollment,
     EnrollmentStatus,
-    Event,
     EventKind,
-    LessonVersion,
     Person,
     Verdict,
 )
 from drip.schedule import local_date
 from drip.verdict import BURST_SECONDS, LINK_KINDS, Hit, Judgement, counts, judge
-
-D = Delivery.__table__  # type: ignore[attr-defined]
-EV = Event.__table__  # type: ignore[attr-defined]
-LV = LessonVersion.__table__  # type: ignore[attr-defined]
-E = Enrollment.__table__  # type: ignore[attr-defined]
-P = Person.__table__  # type: ignore[attr-defined]
-C = Cohort.__table__  # type: ignore[attr-defined]
 
 log = logging.getLogger("drip.tracking")
 
