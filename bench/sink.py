@@ -61,7 +61,7 @@ def message_id(data: bytes) -> str:
         if line[:11].lower() == b"message-id:":
             value = line[11:]
             for more in lines[index + 1 :]:
-                if not more[:1] in (b" ", b"\t"):
+                if more[:1] not in (b" ", b"\t"):
                     break
                 value += more
             return value.decode("ascii", "replace").strip()
@@ -172,15 +172,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_sink_process(port: int, stats_path: Path | None = None) -> tuple[subprocess.Popen[bytes], Path]:
-    """Start the sink in a child process listening on 127.0.0.1:port; return it and its stats file."""
+def start_sink_process(
+    port: int, stats_path: Path | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start the sink as a child process on 127.0.0.1:port; return it and its stats file."""
     if stats_path is None:
         stats_path = Path(tempfile.mkdtemp(prefix="drip-sink-")) / "stats.json"
     ready = stats_path.with_name(stats_path.name + ".ready")
     ready.unlink(missing_ok=True)
     process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--port", str(port),
-         "--stats-file", str(stats_path), "--ready-file", str(ready)],
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--port",
+            str(port),
+            "--stats-file",
+            str(stats_path),
+            "--ready-file",
+            str(ready),
+        ],
     )
     deadline = time.monotonic() + 20
     while not ready.exists():
@@ -247,8 +257,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.selftest:
         rate = selftest(args.count)
-        print(f"sink self-test: {args.count} messages of ~8 KB over one smtplib connection: "
-              f"{rate:,.0f} msg/s")
+        print(
+            f"sink self-test: {args.count} messages of ~8 KB over one smtplib connection: "
+            f"{rate:,.0f} msg/s"
+        )
         return
     asyncio.run(serve(args.host, args.port, Stats(args.stats_file), args.ready_file))
 

@@ -102,7 +102,7 @@ def _write(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
         return
-    from drip.cli import say
+    from drip.cli_base import say
 
     output.write_text(text, encoding="utf-8")
     say(f"wrote {output}")
@@ -110,7 +110,7 @@ def _write(text: str, output: Path | None) -> None:
 
 def _render(renderables: Iterable[Any], output: Path | None) -> None:
     if output is None:
-        from drip.cli import console
+        from drip.cli_base import console
 
         for item in renderables:
             console.print(item)
@@ -119,7 +119,7 @@ def _render(renderables: Iterable[Any], output: Path | None) -> None:
         file_console = Console(file=handle, width=140, highlight=False, soft_wrap=True)
         for item in renderables:
             file_console.print(item)
-    from drip.cli import say
+    from drip.cli_base import say
 
     say(f"wrote {output}")
 
@@ -144,7 +144,7 @@ def report_cmd(
     section: str | None,
 ) -> None:
     """Report completion: every cohort, one COHORT in detail, or one --person's timeline."""
-    from drip.cli import now_utc, open_app
+    from drip.cli_base import now_utc, open_app
 
     app = open_app()
     lessons = app.settings.lessons_path
@@ -214,7 +214,7 @@ def log_cmd(
     fmt: str,
 ) -> None:
     """Print the completion log event by event, oldest first; --follow streams new events."""
-    from drip.cli import open_app, parse_now
+    from drip.cli_base import open_app, parse_now
 
     since = parse_now(since_text) if since_text else None
     engine = open_app().engine

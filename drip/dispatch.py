@@ -178,9 +178,16 @@ def send_due(
     total = PassResult()
     wake_paused(dispatcher.engine, now)
     batches = 0
+    started = time.monotonic()
     while not should_stop():
+        # A lease runs from the claim, not from the start of the pass, which may outlast it.
+        claimed_at = now + timedelta(seconds=time.monotonic() - started)
         ids = claim(
-            dispatcher.engine, now, dispatcher.batch_size, dispatcher.lease, dispatcher.worker
+            dispatcher.engine,
+            claimed_at,
+            dispatcher.batch_size,
+            dispatcher.lease,
+            dispatcher.worker,
         )
         if not ids:
             break

@@ -16,7 +16,14 @@ from alembic.script import ScriptDirectory
 from conftest import BACKENDS, PG_URL, cli_env, make_settings, run_drip, utc
 from sqlmodel import SQLModel
 
-from drip.db import alembic_config, check_schema, current_revision, head_revision, make_engine, migrate
+from drip.db import (
+    alembic_config,
+    check_schema,
+    current_revision,
+    head_revision,
+    make_engine,
+    migrate,
+)
 from drip.enrollment import Row, create_cohort, enroll_rows
 from drip.errors import SchemaError
 
@@ -78,8 +85,12 @@ def assert_usable(engine: sa.Engine) -> None:
     assert schema_drift(engine) == []
     now = utc(2026, 3, 3, 10, 0)
     cohort = create_cohort(
-        engine, name=f"c-{uuid.uuid4().hex[:6]}", course="sample", start=now.date(),
-        timezone="UTC", now=now,
+        engine,
+        name=f"c-{uuid.uuid4().hex[:6]}",
+        course="sample",
+        start=now.date(),
+        timezone="UTC",
+        now=now,
     )
     rows = [Row(2, f"p-{uuid.uuid4().hex[:6]}@example.com", "P", None)]
     assert enroll_rows(engine, cohort, rows, now=now).enrolled == 1
@@ -114,7 +125,9 @@ def test_downgrade_to_base_step_by_step_then_up_again(empty_engine: sa.Engine) -
     assert_usable(empty_engine)
 
 
-def test_drip_migrate_creates_then_says_the_database_is_up_to_date(tmp_path: Path, empty_url: str) -> None:
+def test_drip_migrate_creates_then_says_the_database_is_up_to_date(
+    tmp_path: Path, empty_url: str
+) -> None:
     env = cli_env(make_settings(tmp_path, empty_url))
 
     first = run_drip(["migrate"], env)
@@ -128,7 +141,13 @@ def test_drip_migrate_creates_then_says_the_database_is_up_to_date(tmp_path: Pat
 
 @pytest.mark.parametrize(
     "args",
-    [["migrate"], ["cohort", "list"], ["people", "list"], ["send-due"], ["init", "--config", "x.toml"]],
+    [
+        ["migrate"],
+        ["cohort", "list"],
+        ["people", "list"],
+        ["send-due"],
+        ["init", "--config", "x.toml"],
+    ],
     ids=lambda a: " ".join(a[:2]),
 )
 def test_a_database_from_a_newer_drip_is_refused_clearly(

@@ -68,7 +68,7 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture
 def sink_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
-    """The fast SMTP sink from bench/sink.py in its own process; yields (process, port, stats file)."""
+    """The fast SMTP sink (bench/sink.py) in its own process: (process, port, stats file)."""
     port = sink.free_port()
     process, stats_path = sink.start_sink_process(port, tmp_path / "sink.json")
     yield process, port, stats_path
@@ -77,23 +77,32 @@ def sink_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int,
         process.wait()
 
 
-def enroll_everyone(url: str) -> None:
-    """One cohort on the sample course with PEOPLE people, all due at NOW."""
+def enroll_everyone(url: str, people: int = PEOPLE, name: str = "load") -> None:
+    """One cohort on the sample course with `people` people, all due at NOW."""
     engine = make_engine(url)
     cohort = create_cohort(
-        engine, name="load", course="sample", start=NOW.date(), timezone="UTC", now=NOW
+        engine, name=name, course="sample", start=NOW.date(), timezone="UTC", now=NOW
     )
-    rows = [Row(n + 2, f"person{n:05d}@example.com", f"Person {n}", None) for n in range(PEOPLE)]
-    result = enroll_rows(engine, cohort, rows, now=NOW)
-    assert result.enrolled == PEOPLE
+    rows = [Row(n + 2, f"{name}{n:05d}@example.com", f"Reader {n}", None) for n in range(people)]
+    assert enroll_rows(engine, cohort, rows, now=NOW).enrolled == people
     engine.dispose()
 
 
-def start_worker(env: dict[str, str], now: datetime) -> subprocess.Popen[str]:
-    """One `drip send-due` pass in its own process, reporting each message as JSON."""
+def start_worker(env: dict[str, str], now: datetime, cwd: Path) -> subprocess.Popen[str]:
+    """One `drip send-due` pass in its own process (in folder cwd), reporting each message as JSON."""
     return subprocess.Popen(
-        [sys.executable, "-m", "drip.cli", "send-due", "--now", now.isoformat(), "--format", "json"],
+        [
+            sys.executable,
+            "-m",
+            "drip.cli",
+            "send-due",
+            "--now",
+            now.isoformat(),
+            "--format",
+            "json",
+        ],
         env=env,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -114,7 +123,9 @@ def database_state(url: str) -> dict[str, Any]:
     e = Enrollment.__table__  # type: ignore[attr-defined]
     with engine.connect() as conn:
         deliveries = conn.execute(sa.select(d.c.enrollment_id, d.c.status, d.c.message_id)).all()
-        enrollments = conn.execute(sa.select(e.c.id, e.c.lessons_sent, e.c.claimed_by)).all()
+        enrollments = conn.execute(
+            sa.select(e.c.id, e.c.lessons_sent, e.c.claimed_by, e.c.claimed_until)
+        ).all()
     engine.dispose()
     return {"deliveries": deliveries, "enrollments": enrollments}
 
@@ -156,7 +167,7 @@ def test_four_workers_deliver_each_lesson_exactly_once(
     enroll_everyone(pg_url)
     env = worker_env(tmp_path, pg_url, port)
 
-    workers = [start_worker(env, NOW) for _ in range(WORKERS)]
+    workers = [start_worker(env, NOW, tmp_path) for _ in range(WORKERS)]
     reports = [finish(w) for w in workers]
 
     stats = sink.stop_sink(process, stats_path)
@@ -175,7 +186,7 @@ def test_a_killed_worker_loses_nothing_and_resends_only_its_messages_in_flight(
     enroll_everyone(pg_url)
     env = worker_env(tmp_path, pg_url, port)
 
-    workers = [start_worker(env, NOW) for _ in range(WORKERS)]
+    workers = [start_worker(env, NOW, tmp_path) for _ in range(WORKERS)]
     deadline = time.monotonic() + 120
     while sink.request_stats(port, stats_path)["count"] < PEOPLE // 5:
         assert time.monotonic() < deadline, "the workers sent too little to test a crash"
@@ -183,29 +194,36 @@ def test_a_killed_worker_loses_nothing_and_resends_only_its_messages_in_flight(
         time.sleep(0.02)
     # Freeze a worker, and kill it only while it holds claimed enrolments, so it dies mid-batch.
     victim = workers[0]
-    in_flight: set[int] = set()
-    while not in_flight:
+    claims: list[Any] = []
+    while not claims:
         assert victim.poll() is None, "the worker finished before it could be killed"
         victim.send_signal(signal.SIGSTOP)
-        in_flight = {
-            row.id for row in database_state(pg_url)["enrollments"]
+        claims = [
+            row
+            for row in database_state(pg_url)["enrollments"]
             if row.claimed_by and row.claimed_by.endswith(f":{victim.pid}")
-        }
-        if not in_flight:
+        ]
+        if not claims:
             victim.send_signal(signal.SIGCONT)
             time.sleep(0.01)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
+    in_flight = {row.id for row in claims}
+    lease_ends = max(row.claimed_until for row in claims)
+    assert lease_ends >= NOW + timedelta(seconds=LEASE_SECONDS)
     for worker in workers[1:]:
         finish(worker)
     before = sink.request_stats(port, stats_path)["count"]
     assert PEOPLE - len(in_flight) <= before <= PEOPLE
 
-    # A pass before the lease ends leaves the killed worker's claims alone.
-    early = start_worker(env, NOW + timedelta(seconds=LEASE_SECONDS - 1))
+    # A pass before the lease ends leaves the killed worker's claims alone...
+    early = start_worker(
+        env, min(row.claimed_until for row in claims) - timedelta(seconds=1), tmp_path
+    )
     assert [i for i in finish(early) if i["outcome"] == "sent"] == []
 
-    recovery = start_worker(env, NOW + timedelta(seconds=LEASE_SECONDS + 1))
+    # ...and one after it sends them.
+    recovery = start_worker(env, lease_ends + timedelta(seconds=1), tmp_path)
     recovered = [i for i in finish(recovery) if i["outcome"] == "sent"]
     assert len(recovered) == len(in_flight)
 
@@ -216,5 +234,42 @@ def test_a_killed_worker_loses_nothing_and_resends_only_its_messages_in_flight(
     assert duplicates == sum(n - 1 for n in received.values())
     assert 0 <= duplicates <= len(in_flight)
     assert max(received.values()) <= 2
-    twice = {recipients[0] for message_id, recipients in stats["messages"] if received[message_id] > 1}
+    twice = {
+        recipients[0] for message_id, recipients in stats["messages"] if received[message_id] > 1
+    }
     assert twice <= {item["email"] for item in recovered}
+
+
+def test_a_pass_longer_than_the_lease_keeps_its_claims(
+    tmp_path: Path, pg_url: str, sink_process: tuple[subprocess.Popen[bytes], int, Path]
+) -> None:
+    """A rate-limited worker whose pass outlasts the lease still holds the batch it is sending."""
+    # Each `drip run` tick passes its start time as `now`, and a later tick of another worker a
+    # later one; here B's `now` is A's plus the real time since A started, as in production.
+    process, port, stats_path = sink_process
+    people, lease = 1000, 4
+    enroll_everyone(pg_url, people, "slow")
+    settings = make_settings(
+        tmp_path,
+        pg_url,
+        mail_url=f"smtp://127.0.0.1:{port}",
+        batch_size="25",
+        lease_seconds=str(lease),
+        smtp_max_per_second="100",
+    )
+    env = cli_env(settings)
+
+    started = time.monotonic()
+    a = start_worker(env, NOW, tmp_path)
+    while sink.request_stats(port, stats_path)["count"] < people // 2:
+        assert a.poll() is None, "worker A finished before its pass outlasted the lease"
+        time.sleep(0.05)
+    assert time.monotonic() - started > lease + 1
+    b = start_worker(env, NOW + timedelta(seconds=time.monotonic() - started), tmp_path)
+    sent = [item for item in finish(a) + finish(b) if item["outcome"] == "sent"]
+
+    stats = sink.stop_sink(process, stats_path)
+    received = Counter(message_id for message_id, _ in stats["messages"])
+    assert [m for m, n in received.items() if n > 1] == []
+    assert stats["count"] == people
+    assert len(sent) == people

@@ -1,0 +1,115 @@
+"""Shared pieces of the drip commands: settings, the clock, errors and output."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from drip.config import Settings, load_settings
+from drip.errors import DripError, InputError
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def now_utc() -> datetime:
+    """The real clock; only entry points read it."""
+    return datetime.now(UTC)
+
+
+def parse_now(value: str | None) -> datetime:
+    """--now ISO, else the real clock; a naive time is taken as UTC."""
+    if not value:
+        return now_utc()
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"'{value}' is not an ISO time like 2026-12-01T07:30:00Z"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class DripGroup(click.Group):
+    """A click group that turns DripError into a clean message and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InputError as exc:
+            for problem in exc.problems:
+                err_console.print(f"[red]error:[/red] {problem}", markup=True, soft_wrap=True)
+            ctx.exit(1)
+        except DripError as exc:
+            for line in str(exc).splitlines():
+                err_console.print(f"[red]error:[/red] {line}", markup=True, soft_wrap=True)
+            ctx.exit(1)
+
+
+def settings() -> Settings:
+    """The settings, read now."""
+    return load_settings()
+
+
+def open_app(check: bool = True) -> Any:
+    from drip.app import App
+
+    return App.open(settings(), check=check)
+
+
+def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--format table|csv|json, shared by the listing commands."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "csv", "json"]),
+        default="table",
+        show_default=True,
+        help="Output format.",
+    )(func)
+
+
+def emit(
+    rows: Sequence[dict[str, Any]],
+    fmt: str,
+    title: str | None = None,
+    columns: Sequence[str] | None = None,
+) -> None:
+    """Print rows as a rich table, CSV or JSON."""
+    columns = list(columns or (rows[0].keys() if rows else []))
+    if fmt == "json":
+        click.echo(json.dumps(list(rows), default=str, indent=2, ensure_ascii=False))
+        return
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+        click.echo(buffer.getvalue(), nl=False)
+        return
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column.replace("_", " "), overflow="fold")
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    console.print(table)
+
+
+def quiet() -> bool:
+    ctx = click.get_current_context()
+    return bool(ctx.find_root().obj and ctx.find_root().obj.get("quiet"))
+
+
+def say(message: str) -> None:
+    """Print a human message unless --quiet."""
+    if not quiet():
+        console.print(message, markup=False)
