@@ -190,8 +190,8 @@ def test_the_build_context_has_what_the_image_copies_and_no_secrets() -> None:
     assert {".git", ".venv", ".env", "drip.toml", "*.db"} <= ignored
 
 
-def test_deploy_docs_cover_every_compose_variable() -> None:
-    docs = (ROOT / "docs" / "DEPLOY.md").read_text(encoding="utf-8")
+def test_readme_deploy_section_covers_every_compose_variable() -> None:
+    docs = (ROOT / "README.md").read_text(encoding="utf-8")
     variables = set(SERVICES["worker"]["environment"]) | {"POSTGRES_PASSWORD"}
     missing = sorted(v for v in variables if v not in docs)
     assert missing == []
