@@ -11,19 +11,21 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from drip.completion_log import (
+    EventRow,
+    LogFilter,
+    check_filter,
+    follow_events,
+    log_events,
+    person_timeline,
+)
 from drip.models import EventKind
 from drip.reports import (
     SECTIONS,
     CohortReport,
-    EventRow,
-    LogFilter,
     as_dict,
-    check_filter,
     cohort_report,
     cohort_summaries,
-    follow_events,
-    log_events,
-    person_timeline,
     report_json,
     rows_csv,
     section_rows,

@@ -21,6 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from conftest import LESSONS, SmtpHandler, free_port, make_settings, utc
 
 from drip.app import App
+from drip.completion_log import LogFilter, follow_events, log_events, person_timeline
 from drip.config import Settings
 from drip.curriculum import load_course
 from drip.digest import add_digest_jobs, build_digest, send_digests
@@ -28,14 +29,7 @@ from drip.dispatch import EV, D, link_values, send_due
 from drip.enrollment import Row, change_person, create_cohort, enroll_rows
 from drip.errors import HeaderError, NotFound
 from drip.report_html import render_html
-from drip.reports import (
-    LogFilter,
-    cohort_report,
-    cohort_summaries,
-    follow_events,
-    log_events,
-    person_timeline,
-)
+from drip.reports import cohort_report, cohort_summaries
 from drip.transports import open_transport
 from drip.web import create_app
 
