@@ -142,13 +142,13 @@ def send_test(course: str, slug: str, to: str, name: str) -> None:
     """Send one lesson to one address through the configured transport."""
     from drip.curriculum import load_course
     from drip.dispatch import link_values
-    from drip.enrollment import _valid_address
     from drip.message import MessageTemplate, new_message_id, sender_domain
+    from drip.people_csv import valid_address
     from drip.render import Renderer
     from drip.transports import Outcome, open_transport
 
     s = settings()
-    address = _valid_address(to)
+    address = valid_address(to)
     c = load_course(s.lessons_path, course)
     lesson = c.lesson(slug)
     rendered = Renderer(s.templates_path).render(c, lesson)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -12,13 +9,13 @@ from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from drip.db import session as open_session
 from drip.errors import InputError, NotFound
 from drip.models import Cohort, Enrollment, EnrollmentStatus, Event, EventKind, Person, Verdict
+from drip.people_csv import Row, read_people_csv, valid_address
 from drip.schedule import (
     Cadence,
     format_days,
@@ -29,7 +26,6 @@ from drip.schedule import (
     parse_timezone,
 )
 
-MAX_NAME = 200
 CHUNK = 500
 
 
@@ -81,7 +77,7 @@ def create_cohort(
     day_set = parse_days(days)
     skipped = parse_dates(skip)
     if manager:
-        manager = _valid_address(manager)
+        manager = valid_address(manager)
     cohort = Cohort(
         name=name,
         course=course,
@@ -169,16 +165,6 @@ def _reschedule(db: Session, cohort: Cohort, now: datetime) -> None:
 # -- CSV import ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Row:
-    """One valid CSV row."""
-
-    line: int
-    email: str
-    name: str
-    timezone: str | None
-
-
 @dataclass
 class ImportResult:
     """What an enrolment did (or would do, on a dry run)."""
@@ -189,112 +175,6 @@ class ImportResult:
     new_people: int = 0
     dry_run: bool = False
     emails: list[str] = field(default_factory=list)
-
-
-def _valid_address(value: str) -> str:
-    try:
-        return validate_email(value.strip(), check_deliverability=False).normalized.lower()
-    except EmailNotValidError as exc:
-        raise InputError([f"'{value}' is not a valid e-mail address: {exc}"]) from None
-
-
-def read_people_csv(path: Path, progress: Callable[[int, int], None] | None = None) -> list[Row]:
-    """Parse and validate a people CSV; raise InputError with every FILE:LINE problem."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError([f"{path}: cannot read: {exc.strerror}"]) from None
-    if b"\x00" in raw[:4096]:
-        raise InputError(
-            [f"{path}:1: this is a binary file, not CSV; export the sheet as CSV (UTF-8)"]
-        )
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InputError(
-            [f"{path}:{line}: not UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as CSV UTF-8"]
-        ) from None
-    if not text.strip():
-        raise InputError(
-            [
-                f"{path}:1: the file is empty; the first line must be a header like email,name,timezone"
-            ]
-        )
-    first_line = text.split("\n", 1)[0]
-    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = [h.strip().lower() for h in next(reader)]
-    if "email" not in header:
-        shown = ",".join(header)[:80]
-        raise InputError(
-            [
-                f"{path}:1: no 'email' column in the header '{shown}'; the first line must name the columns, like email,name,timezone"
-            ]
-        )
-    for column in ("email", "name", "timezone"):
-        if header.count(column) > 1:
-            raise InputError([f"{path}:1: the column '{column}' appears twice in the header"])
-    index: dict[str, int] = {
-        name: header.index(name) for name in ("email", "name", "timezone") if name in header
-    }
-    problems: list[str] = []
-    rows: list[Row] = []
-    seen: dict[str, int] = {}
-    total = text.count("\n")
-    for record in reader:
-        line = reader.line_num
-        if progress is not None and line % 500 == 0:
-            progress(line, total)
-        if not any(cell.strip() for cell in record):
-            continue
-
-        def cell(column: str, record: list[str] = record) -> str:
-            i = index.get(column)
-            return record[i].strip() if i is not None and i < len(record) else ""
-
-        address, name, zone = cell("email"), cell("name"), cell("timezone")
-        if not address:
-            problems.append(f"{path}:{line}: the email is empty; fill it in or delete the row")
-            continue
-        try:
-            address = validate_email(address, check_deliverability=False).normalized.lower()
-        except EmailNotValidError as exc:
-            problems.append(f"{path}:{line}: '{address}' is not a valid e-mail address: {exc}")
-            continue
-        if not address.isascii():
-            problems.append(
-                f"{path}:{line}: '{address}' needs SMTPUTF8, which drip does not send; use an ASCII address"
-            )
-            continue
-        if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
-            problems.append(
-                f"{path}:{line}: the name {name!r} holds a line break or control character; remove it"
-            )
-            continue
-        if len(name) > MAX_NAME:
-            problems.append(
-                f"{path}:{line}: the name is {len(name)} characters; shorten it to {MAX_NAME}"
-            )
-            continue
-        if zone:
-            try:
-                zone = parse_timezone(zone)
-            except InputError as exc:
-                problems.append(f"{path}:{line}: {exc.problems[0]}")
-                continue
-        if address in seen:
-            problems.append(
-                f"{path}:{line}: '{address}' is already on line {seen[address]}; remove the duplicate"
-            )
-            continue
-        seen[address] = line
-        rows.append(Row(line, address, name, zone or None))
-    if problems:
-        raise InputError(problems)
-    if not rows:
-        raise InputError([f"{path}:2: the file has a header but no people"])
-    return rows
 
 
 def enroll_csv(
