@@ -132,3 +132,20 @@ def test_lessons_check_prints_table(tmp_path: Path) -> None:
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "n,slug,title,words,minutes,check"
     assert len(lines) == 21
+
+
+def test_course_rules_are_enforced(tmp_path: Path) -> None:
+    root = course_with(tmp_path, {"01-a.md": GOOD})
+    (root / "c" / "course.yml").write_text(
+        "title: T\nrules:\n  min_words: 150\n  max_words: 300\n  require_check: true\n  min_options: 3\n"
+    )
+    found = problems_of(root)
+    assert f"{root}/c/01-a.md:7: error: the check has 2 options; give 3-5" in found
+    assert any("the body has 7 words; this course wants 150-300" in p for p in found)
+
+
+def test_hype_words_are_warnings_not_errors(tmp_path: Path) -> None:
+    root = course_with(tmp_path, {"01-a.md": GOOD.replace("Body text", "A game-changer body text")})
+    course, problems = inspect_course(root, "c")
+    assert course is not None
+    assert [p.message for p in problems] == ["'game-changer' reads as hype or jargon; say it plainly"]
