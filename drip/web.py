@@ -307,10 +307,14 @@ def serve_function(app: App, host: str, port: int, workers: int = 1) -> Callable
     }
 
     def serve() -> None:
-        if workers > 1:
-            uvicorn.run("drip.web:asgi", factory=True, workers=workers, **options)
+        try:
+            if workers > 1:
+                uvicorn.run("drip.web:asgi", factory=True, workers=workers, **options)
+                return
+            uvicorn.Server(uvicorn.Config(create_app(app.engine, app.settings), **options)).run()
+        except KeyboardInterrupt:
+            # uvicorn re-raises the SIGINT it handled once it has shut down: that is a clean stop.
             return
-        uvicorn.Server(uvicorn.Config(create_app(app.engine, app.settings), **options)).run()
 
     return serve
 

@@ -77,3 +77,37 @@ def test_run_sends_due_lessons_and_stops_cleanly_on_sigterm(tmp_path: Path) -> N
     engine = sa.create_engine(f"sqlite:///{db}")
     with engine.connect() as conn:
         assert conn.execute(sa.text("select lessons_sent from enrollment")).scalar_one() == 1
+
+
+def test_run_serves_the_web_endpoint_and_stops_on_sigint(tmp_path: Path) -> None:
+    import httpx
+    from conftest import free_port
+
+    port = free_port()
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'drip.db'}", web_port=str(port))
+    env = cli_env(settings)
+    assert run_drip(["init"], env, cwd=tmp_path).returncode == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drip.cli", "run"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                reply = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "drip run did not serve"
+                time.sleep(0.2)
+        assert reply.status_code == 200 and reply.text == "ok"
+        assert httpx.get(f"http://127.0.0.1:{port}/o/1.forged.gif", timeout=2).status_code == 404
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopped" in err and "Traceback" not in err
