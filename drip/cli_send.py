@@ -131,7 +131,8 @@ def demo_cmd(folder: Path, days: int) -> None:
     elapsed = (now_utc() - started).total_seconds()
     say(
         f"{result.messages} lesson emails in {result.outbox}/ ({result.passes} dispatcher passes, {elapsed:.1f}s).\n"
-        f"Open any .eml file in a mail client, or try:\n"
-        f"  DRIP_DATABASE_URL=sqlite:///{result.database} drip people list\n"
+        f"Open any .eml file in a mail client. The folder has its own drip.toml, so in it:\n"
+        f"  cd {result.folder} && drip people list && drip report demo\n"
+        f"  cd {result.folder} && drip serve    # then the links in the emails work\n"
         f"  drip lessons preview social-media-for-executives why-it-matters-now -o lesson.html"
     )

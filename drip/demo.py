@@ -78,6 +78,16 @@ def run_demo(
         mail_url=f"outbox:{outbox}",
         secret_key=secrets.token_urlsafe(32),
     )
+    # The demo's own settings, so `drip serve` run in the folder answers the links in its emails.
+    (folder / "drip.toml").write_text(
+        "# written by drip demo\n"
+        f'database_url = "sqlite:///{database.resolve()}"\n'
+        f'mail_url = "outbox:{outbox.resolve()}"\n'
+        f'secret_key = "{settings.secret_key}"\n'
+        f'base_url = "{settings.base_url}"\n',
+        encoding="utf-8",
+    )
+    (folder / "drip.toml").chmod(0o600)
     app = App.open(settings, check=False)
     migrate(app.engine)
     create_cohort(
