@@ -12,6 +12,7 @@ from drip.curriculum import Catalog
 from drip.db import check_schema, make_engine
 from drip.dispatch import Dispatcher
 from drip.render import Renderer
+from drip.send_budget import SharedRateLimit, SharedRateLimited
 from drip.transports import Transport, open_transport
 
 
@@ -31,7 +32,11 @@ class App:
 
     def transport(self) -> Transport:
         s = self.settings
-        return open_transport(s.mail_url, s.smtp_timeout, s.smtp_max_per_second)
+        transport = open_transport(s.mail_url, s.smtp_timeout, s.smtp_max_per_second)
+        if s.smtp_max_per_second_total > 0:
+            limit = SharedRateLimit(self.engine, s.smtp_max_per_second_total)
+            transport = SharedRateLimited(transport, limit)
+        return transport
 
     def renderer(self) -> Renderer:
         return Renderer(self.settings.templates_path)

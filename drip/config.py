@@ -207,6 +207,13 @@ SETTINGS: tuple[Setting, ...] = (
         "use 0 or a number like 10",
     ),
     Setting(
+        "smtp_max_per_second_total",
+        "0",
+        _non_negative_float,
+        "Messages per second across all workers sharing the database (0: no limit).",
+        "use 0 or a number like 50",
+    ),
+    Setting(
         "web_host",
         "127.0.0.1",
         _url,

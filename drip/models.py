@@ -175,6 +175,17 @@ class DigestLog(SQLModel, table=True):
     sent_at: datetime | None = utc_column(nullable=False)
 
 
+class SendBudget(SQLModel, table=True):
+    """Sends used in one window of time by all workers, for the overall SMTP rate limit."""
+
+    __tablename__ = "send_budget"
+
+    window_no: int = Field(
+        primary_key=True, sa_type=sa.BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
+    used: int = Field(default=0)
+
+
 # SQLAlchemy core handles of the tables, for the hot paths (per recipient, per hit) and the
 # aggregate queries; SQLModel objects serve everywhere else.
 PERSON: sa.Table = Person.__table__  # type: ignore[attr-defined]
@@ -184,3 +195,4 @@ DELIVERY: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
 EVENT: sa.Table = Event.__table__  # type: ignore[attr-defined]
 LESSON_VERSION: sa.Table = LessonVersion.__table__  # type: ignore[attr-defined]
 DIGEST_LOG: sa.Table = DigestLog.__table__  # type: ignore[attr-defined]
+SEND_BUDGET: sa.Table = SendBudget.__table__  # type: ignore[attr-defined]
