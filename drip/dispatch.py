@@ -7,7 +7,9 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -50,6 +52,7 @@ DELIVERY_STATE = (
     D.c.created_at,
     D.c.next_attempt_at,
 )
+IN_FLIGHT = 1  # messages built ahead of the one being sent
 FIRST_RETRY = timedelta(minutes=5)
 MAX_RETRY = timedelta(hours=1)
 COURSE_ERROR_DELAY = timedelta(hours=1)
@@ -218,25 +221,45 @@ class Job:
 def _process(
     d: Dispatcher, ids: list[int], now: datetime, should_stop: Callable[[], bool]
 ) -> PassResult:
+    """Send a claimed batch: build each message while the previous one is on the wire."""
     result = PassResult()
     started = time.monotonic()
     jobs, releases = _prepare(d, ids, now, result)
     if releases:
         _release(d.engine, releases)
     pending: list[tuple[Job, SendResult]] = []
-    for index, job in enumerate(jobs):
-        late = time.monotonic() - started > d.lease.total_seconds() * 0.5
-        if should_stop() or late:
-            # Hand the rest back rather than risk another worker reclaiming a lease we still use.
-            _release(d.engine, [(j.enrollment_id, None) for j in jobs[index:]], keep_due=True)
-            break
-        outcome = _send(d, job)
-        # When this message went out (to the second), so "seconds since send" holds in a long batch.
-        job.sent_at = now + timedelta(seconds=int(time.monotonic() - started))
-        pending.append((job, outcome))
-        if len(pending) >= d.flush_every:
-            _record(d, pending, now, result)
-            pending = []
+    in_flight: deque[tuple[Job, Future[SendResult]]] = deque()
+
+    def collect(limit: int) -> None:
+        nonlocal pending
+        while len(in_flight) > limit:
+            job, future = in_flight.popleft()
+            # When it went out (to the second), so "seconds since send" holds in a long batch.
+            job.sent_at = now + timedelta(seconds=int(time.monotonic() - started))
+            pending.append((job, future.result()))
+            if len(pending) >= d.flush_every:
+                _record(d, pending, now, result)
+                pending = []
+
+    # One thread talks SMTP (one connection, messages in order); this one builds and records.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drip-smtp") as sender:
+        for index, job in enumerate(jobs):
+            late = time.monotonic() - started > d.lease.total_seconds() * 0.5
+            if should_stop() or late:
+                # Hand the rest back rather than risk another worker reclaiming a lease we use.
+                rest = [(j.enrollment_id, None) for j in jobs[index:]]
+                _release(d.engine, rest, keep_due=True)
+                break
+            built = _build(d, job)
+            future: Future[SendResult]
+            if isinstance(built, SendResult):
+                future = Future()
+                future.set_result(built)
+            else:
+                future = sender.submit(d.transport.send, built[0], job.email, built[1])
+            in_flight.append((job, future))
+            collect(IN_FLIGHT)
+        collect(0)
     if pending:
         _record(d, pending, now, result)
     return result
@@ -444,7 +467,7 @@ def _record_versions(d: Dispatcher, conn: sa.Connection, jobs: list[Job]) -> Non
 
 
 def _release(
-    engine: Engine, releases: list[tuple[int, datetime | None]], keep_due: bool = False
+    engine: Engine, releases: Sequence[tuple[int, datetime | None]], keep_due: bool = False
 ) -> None:
     with engine.begin() as conn:
         if keep_due:
@@ -487,7 +510,8 @@ def _template(d: Dispatcher, course: Course, lesson: Lesson) -> MessageTemplate:
     return template
 
 
-def _send(d: Dispatcher, job: Job) -> SendResult:
+def _build(d: Dispatcher, job: Job) -> tuple[str, bytes] | SendResult:
+    """The envelope sender and message bytes for a job, or the reason it cannot be built."""
     assert job.course is not None and job.lesson is not None and job.delivery is not None
     try:
         template = _template(d, job.course, job.lesson)
@@ -504,7 +528,7 @@ def _send(d: Dispatcher, job: Job) -> SendResult:
         )
     except DripError as exc:
         return SendResult(Outcome.rejected, None, f"cannot build the message: {exc}")
-    return d.transport.send(template.envelope_from, job.email, data)
+    return template.envelope_from, data
 
 
 def _record(

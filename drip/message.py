@@ -18,6 +18,7 @@ from drip.render import Part, RenderedLesson
 
 ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 FORBIDDEN = ("\r", "\n", "\x00")
+LINE_BREAK = re.compile("[\r\n\x00]")
 ATEXT_SAFE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ .-]*$")
 PHRASE_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
 ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$")
@@ -116,6 +117,8 @@ def _qp(text: str) -> str:
 
 
 SOFT_BREAK = "=" + CRLF
+# Printable ASCII but "=", not starting or ending with a space, short enough for one QP line.
+QP_SAFE = re.compile(r"[!-<>-~](?:[ !-<>-~]{0,73}[!-<>-~])?")
 
 
 def _soft_end(encoded: str) -> str:
@@ -152,7 +155,10 @@ class EncodedPart:
             value = values[key]
             if self.escape_html:
                 value = str(escape(value))
-            out.append(_soft_end(_qp(value)) if value else "")
+            if QP_SAFE.fullmatch(value):  # signed URLs and plain names need no encoding
+                out.append(value + SOFT_BREAK)
+            elif value:
+                out.append(_soft_end(_qp(value)))
             out.append(literal)
         return "".join(out)
 
@@ -213,9 +219,9 @@ class MessageTemplate:
         to_header = format_address(to_name, to_address)
         check_header_value("Message-ID", message_id)
         unsubscribe = check_header_value("List-Unsubscribe", values["UNSUBSCRIBE"])
-        for key, value in values.items():
-            if any(c in value for c in FORBIDDEN):
-                raise HeaderError(f"value {key} {value!r} contains a line break; remove it")
+        if LINE_BREAK.search("".join(values.values())):
+            key, value = next((k, v) for k, v in values.items() if LINE_BREAK.search(v))
+            raise HeaderError(f"value {key} {value!r} contains a line break; remove it")
         b = self.boundary
         return CRLF.join(
             [
