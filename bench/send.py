@@ -16,6 +16,7 @@ import tempfile
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -26,9 +27,33 @@ from drip.config import load_settings  # noqa: E402
 from drip.db import migrate, session  # noqa: E402
 from drip.dispatch import send_due  # noqa: E402
 from drip.enrollment import Row, create_cohort, enroll_rows, get_cohort  # noqa: E402
+from drip.message import MessageTemplate  # noqa: E402
+from drip.render import recipient_keys  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # a Monday, inside everyone's window
+
+
+def raw_rate(port: int, data: bytes, count: int) -> float:
+    """Messages per second sending the same bytes over one smtplib connection."""
+    started = time.perf_counter()
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        for i in range(count):
+            client.sendmail("lessons@example.com", [f"raw{i}@example.com"], data)
+    return count / (time.perf_counter() - started)
+
+
+def _first_lesson(dispatcher: Any) -> tuple[Any, Any]:
+    course = dispatcher.catalog.get("social-media-for-executives")
+    return course, course.lessons[0]
+
+
+def _values(rendered: Any) -> dict[str, str]:
+    values = dict.fromkeys(
+        recipient_keys(rendered), "https://learn.example.com/x/1.abcdefghijklmnopqrstuv"
+    )
+    values["NAME"] = "Person"
+    return values
 
 
 def main() -> None:
@@ -70,39 +95,33 @@ def main() -> None:
                 now=NOW,
             )
             dispatcher = app.dispatcher()
+            warm = dispatcher.renderer.render(*_first_lesson(dispatcher))
+            raw_before = raw_rate(port, MessageTemplate.of(warm, settings.sender).build(
+                to_name="Person", to_address="raw@example.com", date=NOW,
+                message_id="<raw@example.com>", values=_values(warm),
+            ), args.people)  # fmt: skip
             started = time.perf_counter()
             result = send_due(dispatcher, NOW)
             dispatcher.transport.close()
             pipeline = time.perf_counter() - started
             assert result.sent == args.people, result.summary()
-            # The same messages, pre-built, over one connection with nothing else.
-            template = next(iter(dispatcher._templates.values()))
-            values = dict.fromkeys(["OPEN", "CONFIRM", "PAUSE", "UNSUBSCRIBE", "ANSWER-0", "ANSWER-1", "ANSWER-2", "ANSWER-3"], "https://learn.example.com/x/1.abcdefghijklmnopqrstuv")
-            values["NAME"] = "Person"
-            data = template.build(
-                to_name="Person",
-                to_address="raw@example.com",
-                date=NOW,
-                message_id="<raw@example.com>",
-                values=values,
-            )
-            started = time.perf_counter()
-            with smtplib.SMTP("127.0.0.1", port) as client:
-                for i in range(args.people):
-                    client.sendmail("lessons@example.com", [f"raw{i}@example.com"], data)
-            bare = time.perf_counter() - started
+            # The same message, pre-built, over one connection with nothing else: measured
+            # before and after the pipeline (the machine drifts), and averaged.
+            raw_after = raw_rate(port, MessageTemplate.of(warm, settings.sender).build(
+                to_name="Person", to_address="raw@example.com", date=NOW,
+                message_id="<raw@example.com>", values=_values(warm),
+            ), args.people)  # fmt: skip
+            bare = (raw_before + raw_after) / 2
             stats = request_stats(port, stats_path)
     finally:
         stop_sink(sink, stats_path)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"people due:               {args.people:,}")
-    print(
-        f"end to end (claim, render, send, record): {args.people / pipeline:8,.0f} msg/s  ({pipeline:.1f} s)"
-    )
-    print(
-        f"raw sends of pre-built bytes:             {args.people / bare:8,.0f} msg/s  ({bare:.1f} s)"
-    )
-    print(f"ratio: {bare / pipeline:.2f} (target >= 0.5)")
+    rate = args.people / pipeline
+    print(f"end to end (claim, render, send, record): {rate:8,.0f} msg/s  ({pipeline:.1f} s)")
+    print(f"raw sends of pre-built bytes, before:     {raw_before:8,.0f} msg/s")
+    print(f"raw sends of pre-built bytes, after:      {raw_after:8,.0f} msg/s")
+    print(f"ratio to their mean: {rate / bare:.2f} (target >= 0.5)")
     print(
         f"sink received {stats['count']:,} messages; peak memory {peak_mb:.0f} MB (target < 300 MB)"
     )
