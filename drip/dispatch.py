@@ -55,7 +55,7 @@ DELIVERY_STATE = (
 IN_FLIGHT = 1  # messages built ahead of the one being sent
 FIRST_RETRY = timedelta(minutes=5)
 MAX_RETRY = timedelta(hours=1)
-COURSE_ERROR_DELAY = timedelta(hours=1)
+HOLD = timedelta(hours=1)  # how long a lesson that cannot be built or loaded waits
 
 
 def backoff(attempts: int) -> timedelta:
@@ -125,27 +125,44 @@ class PassResult:
 
 
 def wake_paused(engine: Engine, now: datetime) -> int:
-    """Resume enrolments whose timed pause is over; the claim then finds their slot."""
+    """Resume enrolments whose timed pause is over on their own calendar; the claim then finds
+    their slot."""
     with engine.begin() as conn:
-        result = conn.execute(
-            E.update()
+        candidates = conn.execute(
+            sa.select(E.c.id, E.c.paused_until, P.c.timezone, C.c.timezone)
+            .select_from(E.join(P, P.c.id == E.c.person_id).join(C, C.c.id == E.c.cohort_id))
             .where(
                 E.c.status == EnrollmentStatus.paused.value,
                 E.c.paused_until.is_not(None),
-                E.c.paused_until <= now.date(),
+                E.c.paused_until <= now.date() + timedelta(days=1),  # the earliest zones
             )
-            .values(
-                status=EnrollmentStatus.active.value,
-                paused_until=None,
-                status_reason="",
-                next_due_at=now,
+        ).all()
+        ready = [row[0] for row in candidates if local_date(now, row[2] or row[3]) >= row[1]]
+        if ready:
+            conn.execute(
+                E.update()
+                .where(E.c.id.in_(ready), E.c.status == EnrollmentStatus.paused.value)
+                .values(
+                    status=EnrollmentStatus.active.value,
+                    paused_until=None,
+                    status_reason="",
+                    next_due_at=now,
+                )
             )
-        )
-        return int(result.rowcount or 0)
+        return len(ready)
 
 
-def claim(engine: Engine, now: datetime, limit: int, lease: timedelta, worker: str) -> list[int]:
-    """Claim up to `limit` due enrollments under a lease; concurrent claimers never share one."""
+def claim(
+    engine: Engine,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+    worker: str,
+    claimed_at: datetime | None = None,
+) -> list[int]:
+    """Claim up to `limit` enrollments due at `now` under a lease that runs from `claimed_at`
+    (the real moment of the claim, later than `now` in a long pass); claimers never share one."""
+    claimed_at = claimed_at or now
     due = (
         sa.select(E.c.id)
         .select_from(E.join(C, C.c.id == E.c.cohort_id))
@@ -153,7 +170,7 @@ def claim(engine: Engine, now: datetime, limit: int, lease: timedelta, worker: s
             E.c.status == EnrollmentStatus.active.value,
             E.c.next_due_at <= now,
             C.c.paused == sa.false(),
-            sa.or_(E.c.claimed_until.is_(None), E.c.claimed_until < now),
+            sa.or_(E.c.claimed_until.is_(None), E.c.claimed_until < claimed_at),
         )
         .order_by(E.c.next_due_at)
         .limit(limit)
@@ -163,7 +180,7 @@ def claim(engine: Engine, now: datetime, limit: int, lease: timedelta, worker: s
     statement = (
         E.update()
         .where(E.c.id.in_(due.scalar_subquery()))
-        .values(claimed_until=now + lease, claimed_by=worker)
+        .values(claimed_until=claimed_at + lease, claimed_by=worker)
         .returning(E.c.id)
     )
     with engine.begin() as conn:
@@ -183,18 +200,20 @@ def send_due(
     batches = 0
     started = time.monotonic()
     while not should_stop():
-        # A lease runs from the claim, not from the start of the pass, which may outlast it.
+        # What is due is judged at the pass's time; a lease runs from the claim itself, since a
+        # long pass may outlast a lease.
         claimed_at = now + timedelta(seconds=time.monotonic() - started)
         ids = claim(
             dispatcher.engine,
-            claimed_at,
+            now,
             dispatcher.batch_size,
             dispatcher.lease,
             dispatcher.worker,
+            claimed_at,
         )
         if not ids:
             break
-        total.add(_process(dispatcher, ids, now, should_stop))
+        total.add(_process(dispatcher, ids, now, should_stop, started))
         batches += 1
         if max_batches is not None and batches >= max_batches:
             break
@@ -219,49 +238,75 @@ class Job:
 
 
 def _process(
-    d: Dispatcher, ids: list[int], now: datetime, should_stop: Callable[[], bool]
+    d: Dispatcher,
+    ids: list[int],
+    now: datetime,
+    should_stop: Callable[[], bool],
+    pass_started: float | None = None,
 ) -> PassResult:
     """Send a claimed batch: build each message while the previous one is on the wire."""
     result = PassResult()
     started = time.monotonic()
+    pass_started = started if pass_started is None else pass_started
     jobs, releases = _prepare(d, ids, now, result)
     if releases:
-        _release(d.engine, releases)
+        _release(d.engine, d.worker, releases)
     pending: list[tuple[Job, SendResult]] = []
     in_flight: deque[tuple[Job, Future[SendResult]]] = deque()
+
+    def moment() -> datetime:
+        # The pass's clock moved on by the real time spent, to the second.
+        return now + timedelta(seconds=int(time.monotonic() - pass_started))
 
     def collect(limit: int) -> None:
         nonlocal pending
         while len(in_flight) > limit:
             job, future = in_flight.popleft()
-            # When it went out (to the second), so "seconds since send" holds in a long batch.
-            job.sent_at = now + timedelta(seconds=int(time.monotonic() - started))
             pending.append((job, future.result()))
             if len(pending) >= d.flush_every:
                 _record(d, pending, now, result)
                 pending = []
 
     # One thread talks SMTP (one connection, messages in order); this one builds and records.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drip-smtp") as sender:
-        for index, job in enumerate(jobs):
-            late = time.monotonic() - started > d.lease.total_seconds() * 0.5
-            if should_stop() or late:
-                # Hand the rest back rather than risk another worker reclaiming a lease we use.
-                rest = [(j.enrollment_id, None) for j in jobs[index:]]
-                _release(d.engine, rest, keep_due=True)
-                break
-            built = _build(d, job)
-            future: Future[SendResult]
-            if isinstance(built, SendResult):
-                future = Future()
-                future.set_result(built)
-            else:
-                future = sender.submit(d.transport.send, built[0], job.email, built[1])
-            in_flight.append((job, future))
-            collect(IN_FLIGHT)
-        collect(0)
-    if pending:
-        _record(d, pending, now, result)
+    # Whatever happens, what was sent is recorded: an unrecorded send would go out again.
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drip-smtp") as sender:
+            try:
+                for index, job in enumerate(jobs):
+                    late = time.monotonic() - started > d.lease.total_seconds() * 0.5
+                    if should_stop() or late:
+                        # Hand the rest back rather than risk another worker reclaiming them.
+                        rest = [(j.enrollment_id, None) for j in jobs[index:]]
+                        _release(d.engine, d.worker, rest, keep_due=True)
+                        break
+                    current = moment()
+                    slot = next_slot(job.cadence, current, job.last_sent_on)
+                    if slot > current:  # the window closed (or the day turned) during the batch
+                        _release(d.engine, d.worker, [(job.enrollment_id, slot)])
+                        result.rescheduled += 1
+                        continue
+                    try:
+                        built = _build(d, job)
+                    except Exception as exc:  # a bug or a broken template: hold, never loop
+                        log.exception("cannot build lesson %s for %s", job.lesson, job.email)
+                        _release(d.engine, d.worker, [(job.enrollment_id, now + HOLD)])
+                        slug = job.lesson.slug if job.lesson else ""
+                        result.items.append(Item(job.email, slug, "held", str(exc)[:200]))
+                        continue
+                    job.sent_at = current
+                    future: Future[SendResult]
+                    if isinstance(built, SendResult):
+                        future = Future()
+                        future.set_result(built)
+                    else:
+                        future = sender.submit(d.transport.send, built[0], job.email, built[1])
+                    in_flight.append((job, future))
+                    collect(IN_FLIGHT)
+            finally:
+                collect(0)
+    finally:
+        if pending:
+            _record(d, pending, now, result)
     return result
 
 
@@ -328,7 +373,7 @@ def _prepare(
                     row.course,
                     course,
                 )
-                releases.append((row.id, now + COURSE_ERROR_DELAY))
+                releases.append((row.id, now + HOLD))
                 result.items.append(
                     Item(row.email, row.course, "held", str(course).splitlines()[0])
                 )
@@ -395,11 +440,25 @@ def _prepare(
         fresh_ids = {id(j) for j in new}
         reused = [j for j in jobs if id(j) not in fresh_ids]
         if reused:
+            # A resend is built from the lesson as it is now: record that version, so clicks and
+            # answers resolve against the links and options this message carries.
             conn.execute(
                 D.update()
                 .where(D.c.id == sa.bindparam("did"))
-                .values(status=DeliveryStatus.sending.value, attempts=D.c.attempts + 1),
-                [{"did": j.delivery["id"]} for j in reused],  # type: ignore[index]
+                .values(
+                    status=DeliveryStatus.sending.value,
+                    attempts=D.c.attempts + 1,
+                    content_hash=sa.bindparam("hash"),
+                    position=sa.bindparam("pos"),
+                ),
+                [
+                    {
+                        "did": j.delivery["id"],  # type: ignore[index]
+                        "hash": j.lesson.content_hash,  # type: ignore[union-attr]
+                        "pos": j.course.position(j.lesson.slug),  # type: ignore[union-attr]
+                    }
+                    for j in reused
+                ],
             )
             # A lesson that failed before and was resumed by hand gets a fresh retry lifetime.
             failed = [
@@ -418,7 +477,11 @@ def _prepare(
         if completed:
             conn.execute(
                 E.update()
-                .where(E.c.id.in_(completed))
+                .where(
+                    E.c.id.in_(completed),
+                    E.c.claimed_by == d.worker,
+                    E.c.status == EnrollmentStatus.active.value,
+                )
                 .values(
                     status=EnrollmentStatus.completed.value,
                     next_due_at=None,
@@ -467,19 +530,24 @@ def _record_versions(d: Dispatcher, conn: sa.Connection, jobs: list[Job]) -> Non
 
 
 def _release(
-    engine: Engine, releases: Sequence[tuple[int, datetime | None]], keep_due: bool = False
+    engine: Engine,
+    worker: str,
+    releases: Sequence[tuple[int, datetime | None]],
+    keep_due: bool = False,
 ) -> None:
+    """Give claims back, with a new due time unless keep_due; only claims this worker holds."""
+    mine = E.c.claimed_by == worker
     with engine.begin() as conn:
         if keep_due:
             conn.execute(
                 E.update()
-                .where(E.c.id.in_([r[0] for r in releases]))
+                .where(E.c.id.in_([r[0] for r in releases]), mine)
                 .values(claimed_until=None, claimed_by=None)
             )
             return
         conn.execute(
             E.update()
-            .where(E.c.id == sa.bindparam("eid"))
+            .where(E.c.id == sa.bindparam("eid"), mine)
             .values(next_due_at=sa.bindparam("due"), claimed_until=None, claimed_by=None),
             [{"eid": eid, "due": due} for eid, due in releases],
         )
@@ -513,12 +581,14 @@ def _template(d: Dispatcher, course: Course, lesson: Lesson) -> MessageTemplate:
 def _build(d: Dispatcher, job: Job) -> tuple[str, bytes] | SendResult:
     """The envelope sender and message bytes for a job, or the reason it cannot be built."""
     assert job.course is not None and job.lesson is not None and job.delivery is not None
+    # The lesson's template failing (a bad DRIP_FROM, a broken template) is not the recipient's
+    # fault: it raises, and the caller holds the lesson instead of bouncing the person.
+    template = _template(d, job.course, job.lesson)
+    rendered = template.rendered
+    options = len(job.lesson.check.options) if job.lesson.check else 0
+    values = link_values(d.base_url, d.secret, job.delivery["id"], options, len(rendered.links))
+    values["NAME"] = job.name or "there"
     try:
-        template = _template(d, job.course, job.lesson)
-        rendered = template.rendered
-        options = len(job.lesson.check.options) if job.lesson.check else 0
-        values = link_values(d.base_url, d.secret, job.delivery["id"], options, len(rendered.links))
-        values["NAME"] = job.name or "there"
         data = template.build(
             to_name=job.name,
             to_address=job.email,
@@ -558,14 +628,14 @@ def _record(
         }
         change = {
             "eid": job.enrollment_id,
-            "status": EnrollmentStatus.active.value,
+            "new_status": EnrollmentStatus.active.value,
             "reason": "",
             "sent": job.lessons_sent,
             "last": job.last_sent_on,
             "due": None,
         }
         if outcome.outcome is Outcome.accepted:
-            today = local_date(now, job.cadence.timezone)
+            today = local_date(job.sent_at or now, job.cadence.timezone)
             sent_slugs = job.sent_slugs | {job.lesson.slug}
             sent_count = len(sent_slugs)
             done = all(x.slug in sent_slugs for x in job.course.lessons)
@@ -573,14 +643,14 @@ def _record(
             event.update(kind=EventKind.sent.value, seconds_since_send=0.0)
             change.update(sent=sent_count, last=today)
             if done:
-                change.update(status=EnrollmentStatus.completed.value, due=None)
+                change.update(new_status=EnrollmentStatus.completed.value, due=None)
                 result.completed += 1
             else:
-                change["due"] = next_slot(job.cadence, now, today)
+                change["due"] = next_slot(job.cadence, job.sent_at or now, today)
             result.sent += 1
             result.items.append(Item(job.email, job.lesson.slug, "sent", outcome.reply))
         elif outcome.outcome is Outcome.retry and now - delivery["created_at"] < d.retry_lifetime:
-            retry_at = now + backoff(delivery["attempts"] + 1)
+            retry_at = (job.sent_at or now) + backoff(delivery["attempts"] + 1)
             base.update(status=DeliveryStatus.retry.value, next_attempt_at=retry_at)
             event.update(kind=EventKind.retry.value)
             change["due"] = next_slot(job.cadence, retry_at, job.last_sent_on)
@@ -594,7 +664,7 @@ def _record(
                 reason = f"lesson '{job.lesson.slug}' {outcome}"
             base.update(status=DeliveryStatus.failed.value)
             event.update(kind=EventKind.bounce.value, reason=reason[:1000])
-            change.update(status=EnrollmentStatus.bounced.value, reason=reason[:1000])
+            change.update(new_status=EnrollmentStatus.bounced.value, reason=reason[:1000])
             result.failed += 1
             result.items.append(Item(job.email, job.lesson.slug, "failed", str(outcome)))
             log.warning("%s: %s", job.email, reason)
@@ -614,15 +684,25 @@ def _record(
             deliveries,
         )
         conn.execute(EV.insert(), events)
+        mine = sa.and_(E.c.id == sa.bindparam("eid"), E.c.claimed_by == d.worker)
+        # The schedule and status change only while the person is still active: a pause or an
+        # unsubscribe that arrived while the message was on the wire stands.
         conn.execute(
             E.update()
-            .where(E.c.id == sa.bindparam("eid"))
+            .where(mine, E.c.status == EnrollmentStatus.active.value)
             .values(
-                status=sa.bindparam("status"),
+                status=sa.bindparam("new_status"),
                 status_reason=sa.bindparam("reason"),
+                next_due_at=sa.bindparam("due"),
+            ),
+            enrollments,
+        )
+        conn.execute(
+            E.update()
+            .where(mine)
+            .values(
                 lessons_sent=sa.bindparam("sent"),
                 last_sent_on=sa.bindparam("last"),
-                next_due_at=sa.bindparam("due"),
                 claimed_until=None,
                 claimed_by=None,
             ),

@@ -363,7 +363,6 @@ def change_enrollment(
             return True
         return False
     enrollment.status = target.value
-    enrollment.claimed_until = None
     if target is EnrollmentStatus.active:
         enrollment.status_reason = ""
         enrollment.paused_until = None
