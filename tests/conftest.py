@@ -160,8 +160,11 @@ class SmtpHandler:
     replies: list[str] = field(default_factory=list)
     attempts: list[bytes] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    on_data: Any = None  # called with the recipients while a message is on the wire
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.on_data is not None:
+            self.on_data(list(envelope.rcpt_tos))
         with self.lock:
             self.attempts.append(envelope.content)
             reply = self.replies.pop(0) if self.replies else "250 OK"

@@ -295,3 +295,94 @@ def test_demo_runs_a_fortnight(tmp_path: Path) -> None:
         assert subjects[0] == "Why social media is now a leadership issue"
         assert len(subjects) == len(set(subjects))
     assert "lesson emails in" in result.stdout
+
+
+def test_an_unsubscribe_while_the_lesson_is_on_the_wire_stands(
+    tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]
+) -> None:
+    from drip.enrollment import change_person
+
+    handler, port = smtp
+    app = smtp_app(tmp_path, db_url, port)
+    setup_cohort(app, [("ada@example.com", None)])
+    now = utc(2026, 11, 30, 8, 0)
+    handler.on_data = lambda rcpts: change_person(app.engine, rcpts[0], "unsubscribe", now=now)
+    assert send_due(app.dispatcher(), now).sent == 1
+    handler.on_data = None
+    assert rows(app.engine, "select status, next_due_at from enrollment") == [
+        ("unsubscribed", None)
+    ]
+    assert send_due(app.dispatcher(), utc(2026, 12, 1, 8, 0)).sent == 0
+    assert len(handler.messages) == 1
+
+
+def test_pause_and_resume_during_a_send_never_send_twice(
+    tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]
+) -> None:
+    from drip.enrollment import change_person
+
+    handler, port = smtp
+    app = smtp_app(tmp_path, db_url, port)
+    setup_cohort(app, [("ada@example.com", None)])
+    now = utc(2026, 11, 30, 8, 0)
+    other = App.open(make_settings(tmp_path / "w2", db_url)).dispatcher()  # a second worker
+    second: list[int] = []
+
+    def meanwhile(rcpts: list[str]) -> None:
+        change_person(app.engine, rcpts[0], "pause", now=now)
+        change_person(app.engine, rcpts[0], "resume", now=now)
+        second.append(send_due(other, now).sent)
+
+    handler.on_data = meanwhile
+    assert send_due(app.dispatcher(), now).sent == 1
+    handler.on_data = None
+    assert second == [0] and not list((tmp_path / "w2" / "outbox").glob("*.eml"))
+    assert rows(app.engine, "select lesson_slug, status from delivery") == [
+        ("what-a-drip-course-is", "sent")
+    ]
+    assert len(handler.messages) == 1
+
+
+def test_a_timed_pause_ends_on_the_persons_own_calendar(tmp_path: Path, db_url: str) -> None:
+    app = App.open(make_settings(tmp_path, db_url))
+    setup_cohort(app, [("kate@example.com", "America/Los_Angeles")])
+    with app.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "update enrollment set status = 'paused', paused_until = '2026-12-08', next_due_at = null"
+            )
+        )
+    d = app.dispatcher()
+    assert send_due(d, utc(2026, 12, 8, 0, 30)).sent == 0  # Monday 16:30 in Los Angeles
+    assert rows(app.engine, "select status from enrollment") == [("paused",)]
+    assert send_due(d, utc(2026, 12, 8, 15, 30)).sent == 1  # Tuesday 07:30 there
+
+
+def test_a_resend_records_the_lesson_version_it_carries(
+    tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]
+) -> None:
+    import shutil
+
+    from conftest import LESSONS
+
+    handler, port = smtp
+    lessons = tmp_path / "lessons"
+    shutil.copytree(LESSONS / "sample", lessons / "sample")
+    first = lessons / "sample" / "01-what-a-drip-course-is.md"
+    first.write_text(first.read_text() + "\nRead [the brief](https://old.example/brief).\n")
+    app = smtp_app(tmp_path, db_url, port, lessons_dir=str(lessons))
+    setup_cohort(app, [("ada@example.com", None)])
+    handler.replies = ["451 later"]
+    now = utc(2026, 11, 30, 8, 0)
+    assert send_due(app.dispatcher(), now).retried == 1
+    first.write_text(
+        first.read_text().replace("https://old.example/brief", "https://new.example/memo")
+    )
+    assert send_due(app.dispatcher(), now + timedelta(minutes=6)).sent == 1
+    with app.engine.connect() as conn:
+        links = conn.execute(
+            sa.text(
+                "select v.links from delivery d join lesson_version v on v.content_hash = d.content_hash"
+            )
+        ).scalar_one()
+    assert "https://new.example/memo" in links
