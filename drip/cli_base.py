@@ -12,6 +12,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from drip.config import Settings, load_settings
 from drip.errors import DripError, InputError
@@ -46,11 +47,13 @@ class DripGroup(click.Group):
             return super().invoke(ctx)
         except InputError as exc:
             for problem in exc.problems:
-                err_console.print(f"[red]error:[/red] {problem}", markup=True, soft_wrap=True)
+                err_console.print(
+                    Text.assemble(("error:", "red"), " ", str(problem)), soft_wrap=True
+                )
             ctx.exit(1)
         except DripError as exc:
             for line in str(exc).splitlines():
-                err_console.print(f"[red]error:[/red] {line}", markup=True, soft_wrap=True)
+                err_console.print(Text.assemble(("error:", "red"), " ", line), soft_wrap=True)
             ctx.exit(1)
 
 
@@ -96,11 +99,12 @@ def emit(
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
         click.echo(buffer.getvalue(), nl=False)
         return
-    table = Table(title=title, title_justify="left")
+    # Text() keeps data literal: a name like "[/red]" is shown, not read as markup.
+    table = Table(title=Text(title) if title else None, title_justify="left")
     for column in columns:
         table.add_column(column.replace("_", " "), overflow="fold")
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        table.add_row(*(Text("" if row.get(c) is None else str(row.get(c))) for c in columns))
     console.print(table)
 
 

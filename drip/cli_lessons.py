@@ -7,6 +7,7 @@ from email.utils import parseaddr
 from pathlib import Path
 
 import click
+from rich.text import Text
 
 from drip.cli_base import (
     DripGroup,
@@ -69,8 +70,10 @@ def lessons_check(course: str | None, fmt: str) -> None:
         for problem in problems:
             style = "red" if problem.severity == "error" else "yellow"
             err_console.print(
-                f"[{style}]{problem.severity}:[/{style}] {problem.path}:{problem.line}: {problem.message}",
-                markup=True,
+                Text.assemble(
+                    (f"{problem.severity}:", style),
+                    f" {problem.path}:{problem.line}: {problem.message}",
+                )
             )
         if loaded is None:
             failed = True
@@ -79,7 +82,7 @@ def lessons_check(course: str | None, fmt: str) -> None:
             try:
                 renderer.render(loaded, lesson)
             except DripError as exc:
-                err_console.print(f"[red]error:[/red] {exc}", markup=True)
+                err_console.print(Text.assemble(("error:", "red"), f" {exc}"))
                 failed = True
         rows = [
             {
@@ -127,7 +130,12 @@ def lessons_preview(course: str, slug: str, output: Path | None, text: bool, nam
     html, plain = rendered.personalize(values)
     content = plain if text else html
     if output:
-        output.write_text(content, encoding="utf-8")
+        try:
+            output.write_text(content, encoding="utf-8")
+        except OSError as exc:
+            raise DripError(
+                f"cannot write {output}: {exc.strerror}; pick a folder that exists"
+            ) from None
         say(f"wrote {output}")
     else:
         click.echo(content)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from drip.completion_log import (
     EventRow,
@@ -19,6 +20,7 @@ from drip.completion_log import (
     log_events,
     person_timeline,
 )
+from drip.errors import DripError
 from drip.models import EventKind
 from drip.reports import (
     SECTIONS,
@@ -65,14 +67,14 @@ def _shown(key: str, value: Any) -> str:
 
 
 def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(title), title_justify="left")
     for key, heading in columns:
         sample = rows[0].get(key) if rows else None
         numeric = isinstance(sample, int | float) and not isinstance(sample, bool)
         table.add_column(heading, justify="right" if numeric else "left",
                          no_wrap=key in ("email", "at", "last_activity", "progress"))  # fmt: skip
     for row in rows:
-        table.add_row(*(_shown(key, row.get(key)) for key, _ in columns))
+        table.add_row(*(Text(_shown(key, row.get(key))) for key, _ in columns))
     return table
 
 
@@ -87,13 +89,13 @@ def _tables(report: CohortReport, sections: Iterable[str]) -> Iterator[Any]:
     for section in sections:
         rows = section_rows(report, section)
         if section == "summary":
-            summary = Table(title=f"{s.cohort}: {s.course_title} ({mode})", title_justify="left",
+            summary = Table(title=Text(f"{s.cohort}: {s.course_title} ({mode})"), title_justify="left",
                             show_header=False)  # fmt: skip
             summary.add_column("figure")
             summary.add_column("value", justify="right")
             for key, value in rows[0].items():
                 if key not in ("cohort", "course", "course_title"):
-                    summary.add_row(key.replace("_", " "), _shown(key, value))
+                    summary.add_row(key.replace("_", " "), Text(_shown(key, value)))
             yield summary
         else:
             columns = TERMINAL_COLUMNS.get(section) or _plain(list(rows[0]) if rows else [])
@@ -106,7 +108,12 @@ def _write(text: str, output: Path | None) -> None:
         return
     from drip.cli_base import say
 
-    output.write_text(text, encoding="utf-8")
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise DripError(
+            f"cannot write {output}: {exc.strerror}; pick a folder that exists"
+        ) from None
     say(f"wrote {output}")
 
 
@@ -117,7 +124,13 @@ def _render(renderables: Iterable[Any], output: Path | None) -> None:
         for item in renderables:
             console.print(item)
         return
-    with output.open("w", encoding="utf-8") as handle:
+    try:
+        handle = output.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise DripError(
+            f"cannot write {output}: {exc.strerror}; pick a folder that exists"
+        ) from None
+    with handle:
         file_console = Console(file=handle, width=140, highlight=False, soft_wrap=True)
         for item in renderables:
             file_console.print(item)

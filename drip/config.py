@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,11 +52,21 @@ def _mail_url(value: str) -> str:
     return value
 
 
+SENDER_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
+
+
 def _from(value: str) -> str:
+    value = value.strip()
     name, addr = parseaddr(value)
-    if "@" not in addr or any(c in value for c in "\r\n"):
-        raise ValueError('not a sender like "Drip Lessons <lessons@example.com>"')
-    return value.strip()
+    bare = "<" not in value and value == addr
+    if (
+        not SENDER_ADDRESS.match(addr)
+        or not (bare or value.endswith(">"))
+        or any(c in value for c in "\r\n\x00")
+        or "=?" in value
+    ):
+        raise ValueError('not a sender like "Drip Lessons <lessons@example.com>" (ASCII address)')
+    return value
 
 
 def _base_url(value: str) -> str:
@@ -65,23 +77,40 @@ def _base_url(value: str) -> str:
     return value
 
 
-def _positive_float(value: str) -> float:
+MAX_NUMBER = 1_000_000_000
+
+
+def _finite(value: str) -> float:
     number = float(value)
+    if not math.isfinite(number) or abs(number) > MAX_NUMBER:
+        raise ValueError("must be an ordinary number")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = _finite(value)
     if number <= 0:
         raise ValueError("must be a number greater than 0")
     return number
 
 
 def _non_negative_float(value: str) -> float:
-    number = float(value)
+    number = _finite(value)
     if number < 0:
         raise ValueError("must be 0 (no limit) or a positive number")
     return number
 
 
+def _port(value: str) -> int:
+    number = int(value)
+    if not 1 <= number <= 65535:
+        raise ValueError("must be a port between 1 and 65535")
+    return number
+
+
 def _positive_int(value: str) -> int:
     number = int(value)
-    if number <= 0:
+    if number <= 0 or number > MAX_NUMBER:
         raise ValueError("must be a whole number greater than 0")
     return number
 
@@ -119,6 +148,7 @@ SETTINGS: tuple[Setting, ...] = (
         _database_url,
         "Database URL (SQLite file or PostgreSQL).",
         "use sqlite:///drip.db or postgresql://user@host/db",
+        secret=True,  # it may hold the database password
     ),
     Setting(
         "mail_url",
@@ -223,7 +253,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "web_port",
         "8080",
-        _positive_int,
+        _port,
         "Port the web endpoint listens on.",
         "use a port like 8080",
     ),
@@ -271,12 +301,9 @@ def mask(setting: Setting, value: Any) -> str:
     text = str(value)
     if not setting.secret or not text:
         return text
-    if setting.name == "mail_url":
-        try:
-            password = urlsplit(text).password if "://" in text else None
-        except ValueError:
-            return "****"
-        return text.replace(":" + password + "@", ":****@") if password else text
+    if setting.name in ("mail_url", "database_url"):
+        # Hide the password of any user:password@ in a URL, whatever its form.
+        return re.sub(r"(?<=:)[^:/@]*(?=@)", "****", text) if "@" in text else text
     return "****"
 
 
@@ -318,7 +345,12 @@ def load_settings(
     """Read the settings now from the environment, drip.toml and the defaults."""
     env = os.environ if env is None else env
     if config_path is None:
-        config_path = Path(env.get("DRIP_CONFIG", CONFIG_FILE))
+        named = env.get("DRIP_CONFIG")
+        if named and not Path(named).is_file():
+            raise ConfigError(
+                f"DRIP_CONFIG has value '{named}': no such file; name an existing drip.toml"
+            )
+        config_path = Path(named or CONFIG_FILE)
     file_values = read_config_file(config_path) if config_path.is_file() else {}
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}

@@ -232,6 +232,17 @@ def _load_course_meta(path: Path, problems: list[Problem]) -> dict[str, Any]:
             )
         )
         data["rules"] = {}
+    elif rules is not None:
+        for key, value in rules.items():
+            wanted = bool if key == "require_check" else int
+            if (
+                isinstance(value, bool) != (wanted is bool)
+                or not isinstance(value, wanted)
+                or (wanted is int and value < 0)
+            ):
+                kind = "true or false" if wanted is bool else "a whole number of 0 or more"
+                problems.append(Problem(path, 1, f"rule '{key}' is {value!r}; use {kind}"))
+                rules[key] = DEFAULT_RULES[key]
     return data
 
 
@@ -304,9 +315,13 @@ def _load_lesson(
                     Problem(path, line(key), f"missing '{key}'; add {key}: ... to the front matter")
                 )
             return ""
-        if not isinstance(value, str | int | float):
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
             problems.append(
-                Problem(path, line(key), f"'{key}' must be text, not {type(value).__name__}")
+                Problem(
+                    path,
+                    line(key),
+                    f"'{key}' must be text, not {type(value).__name__}; put it in quotes",
+                )
             )
             return ""
         value = str(value).strip()
@@ -336,6 +351,9 @@ def _load_lesson(
     if not body.strip():
         problems.append(Problem(path, body_line, "the lesson has no body below the front matter"))
     _check_jinja(body, path, body_line, problems)
+    for offset, text_line in enumerate(text.splitlines()):
+        if "%%DRIP-" in text_line:  # drip's own placeholder syntax would be filled in per recipient
+            problems.append(Problem(path, offset + 1, "'%%DRIP-' is reserved by drip; reword it"))
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
     lesson = Lesson(
         course, number, slug, title, summary, takeaway, body, body_line, check, path, digest
@@ -373,6 +391,12 @@ def _load_check(
     if missing:
         problems.append(Problem(path, line("check"), f"the check is missing '{missing[0]}'"))
         return None
+    for key in ("question", "answer", "explanation"):
+        if isinstance(raw[key], bool) or not isinstance(raw[key], str | int | float):
+            problems.append(
+                Problem(path, line(f"check.{key}"), f"the check's '{key}' must be text; quote it")
+            )
+            return None
     options = raw["options"]
     if not isinstance(options, list) or not all(isinstance(o, str | int | float) for o in options):
         problems.append(

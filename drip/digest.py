@@ -20,7 +20,7 @@ from drip.app import App
 from drip.config import Settings
 from drip.db import insert_ignoring_conflicts
 from drip.errors import DripError, HeaderError
-from drip.message import sender_domain
+from drip.message import check_header_value, sender_domain
 from drip.models import DIGEST_LOG as DL
 from drip.report_html import render_html
 from drip.reports import C, CohortReport, cohort_report
@@ -43,8 +43,12 @@ class DigestResult:
 
 
 def _header(name: str, value: str) -> str:
-    if any(c in value for c in "\r\n\x00"):
-        raise HeaderError(f"the {name} header {value!r} holds a line break; fix the cohort's data")
+    # EmailMessage decodes encoded words, so "=?...?=" is refused too, not only raw CR/LF.
+    check_header_value(name, value)
+    if "=?" in value:
+        raise HeaderError(
+            f"the {name} header {value!r} holds an encoded word; fix the cohort's data"
+        )
     return value
 
 

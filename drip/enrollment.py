@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -70,6 +71,8 @@ def create_cohort(
     name = name.strip()
     if not name or len(name) > 200:
         raise InputError([f"cohort name '{name}' must be 1-200 characters"])
+    if "=?" in name or any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+        raise InputError([f"cohort name {name!r} holds a control character or '=?'; remove it"])
     timezone = parse_timezone(timezone)
     opens, closes = parse_clock(send_time, "send time"), parse_clock(window_end, "window end")
     if closes <= opens:

@@ -60,7 +60,12 @@ def read_people_csv(path: Path, progress: Callable[[int, int], None] | None = No
     first_line = text.split("\n", 1)[0]
     delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = [h.strip().lower() for h in next(reader)]
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except csv.Error as exc:
+        raise InputError(
+            [f"{path}:1: {exc}; the first line must be a header like email,name"]
+        ) from None
     if "email" not in header:
         shown = ",".join(header)[:80]
         raise InputError(
@@ -78,8 +83,17 @@ def read_people_csv(path: Path, progress: Callable[[int, int], None] | None = No
     rows: list[Row] = []
     seen: dict[str, int] = {}
     total = text.count("\n")
-    for record in reader:
-        line = reader.line_num
+    records: list[tuple[int, list[str]]] = []
+    try:
+        for record in reader:
+            records.append((reader.line_num, record))
+    except csv.Error as exc:
+        raise InputError(
+            [
+                f"{path}:{reader.line_num}: {exc}; check the quotes on that line, or export the sheet again"
+            ]
+        ) from None
+    for line, record in records:
         if progress is not None and line % 500 == 0:
             progress(line, total)
         if not any(cell.strip() for cell in record):

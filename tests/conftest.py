@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -28,6 +29,9 @@ LESSONS = ROOT / "lessons"
 TEMPLATES = ROOT / "templates"
 PG_URL = os.environ.get("DRIP_TEST_DATABASE_URL", "")
 SECRET = "test-secret-key-0123456789abcdef"
+
+EMPTY_CONFIG = Path(tempfile.mkdtemp(prefix="drip-test-")) / "drip.toml"
+EMPTY_CONFIG.write_text("# settings come from the environment in tests\n")
 
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
@@ -123,7 +127,7 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIP_")}
     for name, value in settings.values.items():
         env["DRIP_" + name.upper()] = str(value)
-    env["DRIP_CONFIG"] = "/nonexistent/drip.toml"
+    env["DRIP_CONFIG"] = str(EMPTY_CONFIG)  # never a drip.toml from the working directory
     env.update(extra)
     return env
 
