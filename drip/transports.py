@@ -159,9 +159,19 @@ class SmtpTransport:
         return conn
 
     def send(self, sender: str, recipient: str, data: bytes) -> SendResult:
-        try:
-            if self._conn is None:
+        if self._conn is None:
+            try:
                 self._conn = self._connect()
+            except (OSError, smtplib.SMTPException) as exc:
+                # Failing to connect, greet, start TLS or log in is the relay's or our
+                # configuration's problem, never the recipient's: always retry later.
+                said = _text(getattr(exc, "smtp_error", b"")) or str(exc) or type(exc).__name__
+                return SendResult(
+                    Outcome.retry,
+                    getattr(exc, "smtp_code", None),
+                    f"cannot connect to {self.describe()}: {said}",
+                )
+        try:
             self._conn.sendmail(sender, [recipient], data)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = exc.recipients.get(recipient, (550, b"recipient refused"))

@@ -175,3 +175,32 @@ def test_send_test_to_outbox_writes_eml(tmp_path: Path) -> None:
     (eml,) = (tmp_path / "outbox").glob("*.eml")
     msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
     assert msg["To"] == "ceo@example.com"
+
+
+def test_a_relay_refusing_us_at_the_greeting_is_retry_later_not_a_bounce() -> None:
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+
+    def greet_and_refuse() -> None:
+        conn, _ = server.accept()
+        conn.sendall(b"554 5.7.1 no service for you\r\n")
+        conn.close()
+
+    thread = threading.Thread(target=greet_and_refuse, daemon=True)
+    thread.start()
+    try:
+        result = open_transport(f"smtp://127.0.0.1:{port}", timeout=5).send(
+            "a@example.com", "b@example.com", b"x\r\n"
+        )
+    finally:
+        thread.join(5)
+        server.close()
+    assert (
+        result.outcome is Outcome.retry
+        and "cannot connect" in result.reply
+        and "554" in str(result)
+    )
