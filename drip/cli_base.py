@@ -7,6 +7,7 @@ import io
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -117,3 +118,17 @@ def say(message: str) -> None:
     """Print a human message unless --quiet."""
     if not quiet():
         console.print(message, markup=False)
+
+
+def write_output(text: str, output: Path | None) -> None:
+    """Write text to the --output file, or print it when there is none."""
+    if output is None:
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise DripError(
+            f"cannot write {output}: {exc.strerror}; pick a folder that exists"
+        ) from None
+    say(f"wrote {output}")

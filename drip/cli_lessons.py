@@ -17,6 +17,7 @@ from drip.cli_base import (
     output_options,
     say,
     settings,
+    write_output,
 )
 from drip.errors import DripError
 
@@ -129,16 +130,7 @@ def lessons_preview(course: str, slug: str, output: Path | None, text: bool, nam
     values["NAME"] = name
     html, plain = rendered.personalize(values)
     content = plain if text else html
-    if output:
-        try:
-            output.write_text(content, encoding="utf-8")
-        except OSError as exc:
-            raise DripError(
-                f"cannot write {output}: {exc.strerror}; pick a folder that exists"
-            ) from None
-        say(f"wrote {output}")
-    else:
-        click.echo(content)
+    write_output(content, output)
 
 
 @click.command("send-test")

@@ -103,18 +103,9 @@ def _tables(report: CohortReport, sections: Iterable[str]) -> Iterator[Any]:
 
 
 def _write(text: str, output: Path | None) -> None:
-    if output is None:
-        click.echo(text, nl=not text.endswith("\n"))
-        return
-    from drip.cli_base import say
+    from drip.cli_base import write_output
 
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise DripError(
-            f"cannot write {output}: {exc.strerror}; pick a folder that exists"
-        ) from None
-    say(f"wrote {output}")
+    write_output(text, output)
 
 
 def _render(renderables: Iterable[Any], output: Path | None) -> None:
