@@ -141,10 +141,10 @@ def lessons_preview(course: str, slug: str, output: Path | None, text: bool, nam
 def send_test(course: str, slug: str, to: str, name: str) -> None:
     """Send one lesson to one address through the configured transport."""
     from drip.curriculum import load_course
-    from drip.dispatch import link_values
     from drip.message import MessageTemplate, new_message_id, sender_domain
     from drip.people_csv import valid_address
     from drip.render import Renderer
+    from drip.tokens import link_values
     from drip.transports import Outcome, open_transport
 
     s = settings()

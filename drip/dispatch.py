@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from drip.claims import claim, release, wake_paused, worker_name
 from drip.curriculum import Catalog, Course, Lesson
 from drip.db import insert_ignoring_conflicts
 from drip.enrollment import cadence_for
@@ -35,7 +34,7 @@ from drip.models import (
 )
 from drip.render import Renderer
 from drip.schedule import Cadence, local_date, next_slot
-from drip.tokens import Purpose, make_token
+from drip.tokens import link_values
 from drip.transports import Outcome, SendResult, Transport
 
 log = logging.getLogger("drip.dispatch")
@@ -61,11 +60,6 @@ HOLD = timedelta(hours=1)  # how long a lesson that cannot be built or loaded wa
 def backoff(attempts: int) -> timedelta:
     """Delay before the next attempt: 5 minutes, doubling, capped at one hour."""
     return min(FIRST_RETRY * (2 ** max(0, attempts - 1)), MAX_RETRY)
-
-
-def worker_name() -> str:
-    """This process's name in claims: host and pid."""
-    return f"{socket.gethostname()}:{os.getpid()}"[:100]
 
 
 @dataclass
@@ -122,69 +116,6 @@ class PassResult:
             f"sent {self.sent}, retry later {self.retried}, failed {self.failed}, "
             f"completed {self.completed}, rescheduled {self.rescheduled}"
         )
-
-
-def wake_paused(engine: Engine, now: datetime) -> int:
-    """Resume enrolments whose timed pause is over on their own calendar; the claim then finds
-    their slot."""
-    with engine.begin() as conn:
-        candidates = conn.execute(
-            sa.select(E.c.id, E.c.paused_until, P.c.timezone, C.c.timezone)
-            .select_from(E.join(P, P.c.id == E.c.person_id).join(C, C.c.id == E.c.cohort_id))
-            .where(
-                E.c.status == EnrollmentStatus.paused.value,
-                E.c.paused_until.is_not(None),
-                E.c.paused_until <= now.date() + timedelta(days=1),  # the earliest zones
-            )
-        ).all()
-        ready = [row[0] for row in candidates if local_date(now, row[2] or row[3]) >= row[1]]
-        if ready:
-            conn.execute(
-                E.update()
-                .where(E.c.id.in_(ready), E.c.status == EnrollmentStatus.paused.value)
-                .values(
-                    status=EnrollmentStatus.active.value,
-                    paused_until=None,
-                    status_reason="",
-                    next_due_at=now,
-                )
-            )
-        return len(ready)
-
-
-def claim(
-    engine: Engine,
-    now: datetime,
-    limit: int,
-    lease: timedelta,
-    worker: str,
-    claimed_at: datetime | None = None,
-) -> list[int]:
-    """Claim up to `limit` enrollments due at `now` under a lease that runs from `claimed_at`
-    (the real moment of the claim, later than `now` in a long pass); claimers never share one."""
-    claimed_at = claimed_at or now
-    due = (
-        sa.select(E.c.id)
-        .select_from(E.join(C, C.c.id == E.c.cohort_id))
-        .where(
-            E.c.status == EnrollmentStatus.active.value,
-            E.c.next_due_at <= now,
-            C.c.paused == sa.false(),
-            sa.or_(E.c.claimed_until.is_(None), E.c.claimed_until < claimed_at),
-        )
-        .order_by(E.c.next_due_at)
-        .limit(limit)
-    )
-    if engine.dialect.name == "postgresql":
-        due = due.with_for_update(of=E, skip_locked=True)
-    statement = (
-        E.update()
-        .where(E.c.id.in_(due.scalar_subquery()))
-        .values(claimed_until=claimed_at + lease, claimed_by=worker)
-        .returning(E.c.id)
-    )
-    with engine.begin() as conn:
-        return list(conn.execute(statement).scalars())
 
 
 def send_due(
@@ -250,7 +181,7 @@ def _process(
     pass_started = started if pass_started is None else pass_started
     jobs, releases = _prepare(d, ids, now, result)
     if releases:
-        _release(d.engine, d.worker, releases)
+        release(d.engine, d.worker, releases)
     pending: list[tuple[Job, SendResult]] = []
     in_flight: deque[tuple[Job, Future[SendResult]]] = deque()
 
@@ -277,19 +208,19 @@ def _process(
                     if should_stop() or late:
                         # Hand the rest back rather than risk another worker reclaiming them.
                         rest = [(j.enrollment_id, None) for j in jobs[index:]]
-                        _release(d.engine, d.worker, rest, keep_due=True)
+                        release(d.engine, d.worker, rest, keep_due=True)
                         break
                     current = moment()
                     slot = next_slot(job.cadence, current, job.last_sent_on)
                     if slot > current:  # the window closed (or the day turned) during the batch
-                        _release(d.engine, d.worker, [(job.enrollment_id, slot)])
+                        release(d.engine, d.worker, [(job.enrollment_id, slot)])
                         result.rescheduled += 1
                         continue
                     try:
                         built = _build(d, job)
                     except Exception as exc:  # a bug or a broken template: hold, never loop
                         log.exception("cannot build lesson %s for %s", job.lesson, job.email)
-                        _release(d.engine, d.worker, [(job.enrollment_id, now + HOLD)])
+                        release(d.engine, d.worker, [(job.enrollment_id, now + HOLD)])
                         slug = job.lesson.slug if job.lesson else ""
                         result.items.append(Item(job.email, slug, "held", str(exc)[:200]))
                         continue
@@ -529,45 +460,6 @@ def _record_versions(d: Dispatcher, conn: sa.Connection, jobs: list[Job]) -> Non
         conn.execute(insert_ignoring_conflicts(conn, LV), rows)
 
 
-def _release(
-    engine: Engine,
-    worker: str,
-    releases: Sequence[tuple[int, datetime | None]],
-    keep_due: bool = False,
-) -> None:
-    """Give claims back, with a new due time unless keep_due; only claims this worker holds."""
-    mine = E.c.claimed_by == worker
-    with engine.begin() as conn:
-        if keep_due:
-            conn.execute(
-                E.update()
-                .where(E.c.id.in_([r[0] for r in releases]), mine)
-                .values(claimed_until=None, claimed_by=None)
-            )
-            return
-        conn.execute(
-            E.update()
-            .where(E.c.id == sa.bindparam("eid"), mine)
-            .values(next_due_at=sa.bindparam("due"), claimed_until=None, claimed_by=None),
-            [{"eid": eid, "due": due} for eid, due in releases],
-        )
-
-
-def link_values(base: str, key: str, delivery_id: int, options: int, links: int) -> dict[str, str]:
-    """The signed per-recipient URLs of one delivery."""
-    values = {
-        "OPEN": f"{base}/o/{make_token(key, Purpose.open, delivery_id)}.gif",
-        "CONFIRM": f"{base}/r/{make_token(key, Purpose.confirm, delivery_id)}",
-        "PAUSE": f"{base}/p/{make_token(key, Purpose.pause, delivery_id)}",
-        "UNSUBSCRIBE": f"{base}/u/{make_token(key, Purpose.unsubscribe, delivery_id)}",
-    }
-    for i in range(options):
-        values[f"ANSWER-{i}"] = f"{base}/a/{make_token(key, Purpose.answer, delivery_id, i)}"
-    for i in range(links):
-        values[f"LINK-{i}"] = f"{base}/c/{make_token(key, Purpose.click, delivery_id, i)}"
-    return values
-
-
 def _template(d: Dispatcher, course: Course, lesson: Lesson) -> MessageTemplate:
     rendered = d.renderer.render(course, lesson)
     key = (course.slug, lesson.slug, lesson.content_hash, rendered.version)
@@ -708,8 +600,3 @@ def _record(
             ),
             enrollments,
         )
-
-
-def now_utc() -> datetime:
-    """The real clock, for entry points only."""
-    return datetime.now(UTC)

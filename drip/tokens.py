@@ -55,3 +55,18 @@ def read_token(secret: str, purpose: Purpose, token: str) -> tuple[int, ...]:
     if not hmac.compare_digest(_signature(secret, purpose, payload), signature):
         raise TokenError("bad signature")
     return tuple(int(part) for part in payload.split("-"))
+
+
+def link_values(base: str, key: str, delivery_id: int, options: int, links: int) -> dict[str, str]:
+    """The signed per-recipient URLs of one delivery."""
+    values = {
+        "OPEN": f"{base}/o/{make_token(key, Purpose.open, delivery_id)}.gif",
+        "CONFIRM": f"{base}/r/{make_token(key, Purpose.confirm, delivery_id)}",
+        "PAUSE": f"{base}/p/{make_token(key, Purpose.pause, delivery_id)}",
+        "UNSUBSCRIBE": f"{base}/u/{make_token(key, Purpose.unsubscribe, delivery_id)}",
+    }
+    for i in range(options):
+        values[f"ANSWER-{i}"] = f"{base}/a/{make_token(key, Purpose.answer, delivery_id, i)}"
+    for i in range(links):
+        values[f"LINK-{i}"] = f"{base}/c/{make_token(key, Purpose.click, delivery_id, i)}"
+    return values
