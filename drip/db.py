@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +61,6 @@ def _sqlite_begin(connection: Any) -> None:
 def session(engine: Engine) -> Session:
     """Open a SQLModel session that keeps objects usable after commit."""
     return Session(engine, expire_on_commit=False)
-
-
-@contextmanager
-def transaction(engine: Engine) -> Iterator[sa.Connection]:
-    """A core connection inside one transaction."""
-    with engine.begin() as conn:
-        yield conn
 
 
 def insert_ignoring_conflicts(engine: Engine | sa.Connection, table: sa.Table) -> Any:

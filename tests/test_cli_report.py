@@ -12,47 +12,20 @@ import threading
 from pathlib import Path
 from queue import Empty, Queue
 
-import click
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
-from conftest import SmtpHandler, cli_env, utc
-from test_reports import COHORT, Clock, Scenario, build_cohort
+from conftest import cli_env, utc
+from test_reports import COHORT, Scenario
+from test_reports import scenario as scenario  # the fixture, re-exported
 from test_reports import web_server as web_server  # the fixture, re-exported
 
-from drip.cli import DripGroup, main
-from drip.cli_report import log_cmd, report_cmd
+from drip.cli import main
 from drip.dispatch import EV, D
-
-# Until the lead registers the commands on `drip`, run them in a group of the same kind.
-GROUP_SCRIPT = """
-import sys
-from drip.cli import DripGroup, main
-from drip.cli_report import log_cmd, report_cmd
-group = main if "log" in main.commands else DripGroup(commands={"report": report_cmd, "log": log_cmd})
-sys.exit(group.main(sys.argv[1:], prog_name="drip"))
-"""
-
-
-def drip_cli() -> click.Group:
-    if "report" in main.commands and "log" in main.commands:
-        return main
-    return DripGroup(name="drip", commands={"report": report_cmd, "log": log_cmd})
-
-
-@pytest.fixture
-def scenario(
-    engine: sa.Engine,
-    tmp_path: Path,
-    db_url: str,
-    smtp: tuple[SmtpHandler, int],
-    web_server: tuple[str, Clock],
-) -> Scenario:
-    return build_cohort(engine, tmp_path, db_url, smtp, web_server)
 
 
 def run(scenario: Scenario, *args: str) -> Result:
-    return CliRunner().invoke(drip_cli(), list(args), env=cli_env(scenario.settings))
+    return CliRunner().invoke(main, list(args), env=cli_env(scenario.settings))
 
 
 def test_table_report(scenario: Scenario) -> None:
@@ -155,7 +128,7 @@ def test_log_filters(scenario: Scenario) -> None:
 def test_follow_streams_new_events_until_ctrl_c(scenario: Scenario) -> None:
     env = cli_env(scenario.settings)
     process = subprocess.Popen(
-        [sys.executable, "-c", GROUP_SCRIPT, "log", "--follow", "--format", "jsonl",
+        [sys.executable, "-m", "drip.cli", "log", "--follow", "--format", "jsonl",
          "--kind", "open", "--person", "fay@example.com"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
