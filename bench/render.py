@@ -53,7 +53,6 @@ def inline_per_recipient(renderer: Renderer, n: int) -> float:
     start = time.perf_counter()
     for i in range(n):
         renderer._cache.clear()
-        renderer._last.clear()
         rendered = renderer.render(course, lesson)  # renders and inlines again for this recipient
         template = MessageTemplate.of(rendered, SENDER)
         template.build(

@@ -6,6 +6,7 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -132,9 +133,13 @@ class Course:
         known = ", ".join(x.slug for x in self.lessons)
         raise NotFound(f"course '{self.slug}' has no lesson '{slug}'; its lessons are: {known}")
 
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        return {lesson.slug: place for place, lesson in enumerate(self.lessons, 1)}
+
     def position(self, slug: str) -> int:
         """Return the 1-based place of a lesson in the course."""
-        return [x.slug for x in self.lessons].index(slug) + 1
+        return self._positions[slug]
 
 
 def course_slugs(root: Path) -> list[str]:

@@ -93,13 +93,9 @@ class Renderer:
         self.version = _folder_hash(templates / "email")
         self.inline_calls = 0
         self._cache: dict[tuple[str, str, str, int, int], RenderedLesson] = {}
-        self._last: dict[tuple[int, str], RenderedLesson] = {}
 
     def render(self, course: Course, lesson: Lesson) -> RenderedLesson:
         """Return the lesson rendered and inlined, from the cache when this version was seen."""
-        quick = self._last.get((id(course), lesson.slug))
-        if quick is not None and quick.course is course and quick.lesson is lesson:
-            return quick
         position = course.position(lesson.slug)
         total = len(course.lessons)
         key = (course.slug, lesson.slug, lesson.content_hash, position, total)
@@ -107,7 +103,6 @@ class Renderer:
         if cached is None:
             cached = self._render(course, lesson, position, total)
             self._cache[key] = cached
-        self._last[(id(course), lesson.slug)] = cached
         return cached
 
     def _render(self, course: Course, lesson: Lesson, position: int, total: int) -> RenderedLesson:
