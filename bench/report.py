@@ -22,7 +22,12 @@ sys.path.insert(0, str(ROOT))
 
 from drip.curriculum import load_course  # noqa: E402
 from drip.db import make_engine, migrate  # noqa: E402
-from drip.dispatch import EV, LV, C, D, E, P  # noqa: E402
+from drip.models import COHORT as C  # noqa: E402
+from drip.models import DELIVERY as D  # noqa: E402
+from drip.models import ENROLLMENT as E  # noqa: E402
+from drip.models import EVENT as EV  # noqa: E402
+from drip.models import LESSON_VERSION as LV  # noqa: E402
+from drip.models import PERSON as P  # noqa: E402
 from drip.report_html import render_html  # noqa: E402
 from drip.reports import cohort_report  # noqa: E402
 

@@ -16,8 +16,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from drip.claims import claim
 from drip.db import make_engine, migrate
-from drip.dispatch import C, E, P, claim
+from drip.models import COHORT as C
+from drip.models import ENROLLMENT as E
+from drip.models import PERSON as P
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 

@@ -34,8 +34,10 @@ from starlette.routing import Route
 from drip.app import App
 from drip.config import load_settings
 from drip.db import migrate
-from drip.dispatch import EV, D, send_due
+from drip.dispatch import send_due
 from drip.enrollment import Row, create_cohort, enroll_rows
+from drip.models import DELIVERY as D
+from drip.models import EVENT as EV
 from drip.tokens import Purpose, make_token
 from drip.web import GIF, GIF_HEADERS, create_app
 

@@ -13,9 +13,10 @@ import sqlalchemy as sa
 from drip.app import App
 from drip.config import PACKAGE_DIR, Settings
 from drip.db import migrate
-from drip.dispatch import E, send_due
+from drip.dispatch import send_due
 from drip.enrollment import create_cohort, enroll_csv, list_people
 from drip.errors import InputError
+from drip.models import ENROLLMENT as E
 
 COURSE = "social-media-for-executives"
 MARKER = ".drip-demo"

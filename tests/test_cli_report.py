@@ -21,7 +21,8 @@ from test_reports import scenario as scenario  # the fixture, re-exported
 from test_reports import web_server as web_server  # the fixture, re-exported
 
 from drip.cli import main
-from drip.dispatch import EV, D
+from drip.models import DELIVERY as D
+from drip.models import EVENT as EV
 
 
 def run(scenario: Scenario, *args: str) -> Result:

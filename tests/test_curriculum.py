@@ -148,4 +148,6 @@ def test_hype_words_are_warnings_not_errors(tmp_path: Path) -> None:
     root = course_with(tmp_path, {"01-a.md": GOOD.replace("Body text", "A game-changer body text")})
     course, problems = inspect_course(root, "c")
     assert course is not None
-    assert [p.message for p in problems] == ["'game-changer' reads as hype or jargon; say it plainly"]
+    assert [p.message for p in problems] == [
+        "'game-changer' reads as hype or jargon; say it plainly"
+    ]

@@ -9,9 +9,10 @@ import sqlalchemy as sa
 from conftest import SmtpHandler, cli_env, make_settings, run_drip, utc
 
 from drip.app import App
+from drip.claims import claim
 from drip.config import Settings
 from drip.db import session
-from drip.dispatch import claim, send_due
+from drip.dispatch import send_due
 from drip.enrollment import Row, create_cohort, enroll_rows, get_cohort
 from drip.schedule import local_date
 

@@ -23,8 +23,10 @@ def commands(group: click.Group, prefix: str = "drip") -> list[str]:
 @pytest.mark.parametrize("command", commands(main))
 def test_every_command_is_in_the_readme(command: str) -> None:
     *parent, last = command.split()
-    assert command in README or (" ".join(parent) in README and f"| {last}" in README) or (
-        f"{' '.join(parent)} {last}" in README
+    assert (
+        command in README
+        or (" ".join(parent) in README and f"| {last}" in README)
+        or (f"{' '.join(parent)} {last}" in README)
     ), command
 
 

@@ -25,11 +25,14 @@ from drip.completion_log import LogFilter, follow_events, log_events, person_tim
 from drip.config import Settings
 from drip.curriculum import load_course
 from drip.digest import add_digest_jobs, build_digest, send_digests
-from drip.dispatch import EV, D, link_values, send_due
+from drip.dispatch import send_due
 from drip.enrollment import Row, change_person, create_cohort, enroll_rows
 from drip.errors import HeaderError, NotFound
+from drip.models import DELIVERY as D
+from drip.models import EVENT as EV
 from drip.report_html import render_html
 from drip.reports import cohort_report, cohort_summaries
+from drip.tokens import link_values
 from drip.transports import open_transport
 from drip.web import create_app
 

@@ -31,8 +31,11 @@ from starlette.applications import Starlette
 from drip.app import App
 from drip.config import Settings
 from drip.db import make_engine
-from drip.dispatch import EV, D, E, send_due
+from drip.dispatch import send_due
 from drip.enrollment import Row, create_cohort, enroll_rows
+from drip.models import DELIVERY as D
+from drip.models import ENROLLMENT as E
+from drip.models import EVENT as EV
 from drip.tokens import Purpose, make_token
 from drip.web import RateLimiter, create_app
 
