@@ -352,14 +352,19 @@ def _record_link_hit(
     return judgement
 
 
+def _delivery_and_version(conn: sa.Connection, delivery_id: int, *version: Any) -> Any:
+    """A delivery's enrollment and send time with the given columns of its lesson version."""
+    return conn.execute(
+        sa.select(D.c.enrollment_id, D.c.sent_at, D.c.created_at, *version)
+        .select_from(D.outerjoin(LV, LV.c.content_hash == D.c.content_hash))
+        .where(D.c.id == delivery_id)
+    ).first()
+
+
 def record_click(engine: Engine, delivery_id: int, index: int, req: Request) -> str | None:
     """Record a click and return the link recorded at send time, or None if there is none."""
     with engine.begin() as conn:
-        row = conn.execute(
-            sa.select(D.c.enrollment_id, D.c.sent_at, D.c.created_at, LV.c.links)
-            .select_from(D.join(LV, LV.c.content_hash == D.c.content_hash))
-            .where(D.c.id == delivery_id)
-        ).first()
+        row = _delivery_and_version(conn, delivery_id, LV.c.links)
         if row is None:
             return None
         links = json.loads(row.links or "[]")
@@ -386,11 +391,7 @@ def _status(conn: sa.Connection, enrollment_id: int, changed: bool = False) -> S
 def record_confirm(engine: Engine, delivery_id: int, req: Request) -> Confirmed | None:
     """Record a "got it" and return what the page shows, or None for an unknown delivery."""
     with engine.begin() as conn:
-        row = conn.execute(
-            sa.select(D.c.enrollment_id, D.c.sent_at, D.c.created_at, LV.c.title, LV.c.takeaway)
-            .select_from(D.outerjoin(LV, LV.c.content_hash == D.c.content_hash))
-            .where(D.c.id == delivery_id)
-        ).first()
+        row = _delivery_and_version(conn, delivery_id, LV.c.title, LV.c.takeaway)
         if row is None:
             return None
         if counts(req.method):
@@ -402,11 +403,7 @@ def record_confirm(engine: Engine, delivery_id: int, req: Request) -> Confirmed 
 def record_answer(engine: Engine, delivery_id: int, option: int, req: Request) -> Answered | None:
     """Record an answer; the page shows the first answer a person gave, which stands."""
     with engine.begin() as conn:
-        row = conn.execute(
-            sa.select(D.c.enrollment_id, D.c.sent_at, D.c.created_at, LV.c.title, LV.c.check)
-            .select_from(D.join(LV, LV.c.content_hash == D.c.content_hash))
-            .where(D.c.id == delivery_id)
-        ).first()
+        row = _delivery_and_version(conn, delivery_id, LV.c.title, LV.c.check)
         check = json.loads(row.check or "null") if row is not None else None
         if row is None or not check or not 0 <= option < len(check["options"]):
             return None
@@ -463,7 +460,7 @@ def change(
     """Pause (pause1/pause2), resume or unsubscribe the delivery's enrollment, as a person did."""
     with open_session(engine) as db:
         found = db.exec(
-            select(Enrollment, Cohort, Person)
+            select(Enrollment, Cohort, Person, Delivery.sent_at)
             .join(Delivery, Delivery.enrollment_id == Enrollment.id)  # type: ignore[arg-type]
             .join(Cohort, Cohort.id == Enrollment.cohort_id)  # type: ignore[arg-type]
             .join(Person, Person.id == Enrollment.person_id)  # type: ignore[arg-type]
@@ -471,10 +468,8 @@ def change(
         ).first()
         if found is None:
             return None
-        enrollment, cohort, person = found
+        enrollment, cohort, person, sent_at = found
         changed = False
-        delivery = db.get(Delivery, delivery_id)
-        sent_at = delivery.sent_at if delivery is not None else None
         today = local_date(req.now, person.timezone or cohort.timezone)
         plan = _plan(action, enrollment.status, today)
         if plan is not None:
@@ -493,10 +488,7 @@ def change(
                 seconds_since_send=_seconds(sent_at, req.now),
             )
         db.commit()
-        enrollment_id = enrollment.id
-    with engine.connect() as conn:
-        status = _status(conn, enrollment_id or 0, changed)
-    return status
+        return _status(db.connection(), enrollment.id or 0, changed)
 
 
 def database_ok(engine: Engine) -> bool:
