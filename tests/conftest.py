@@ -12,6 +12,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,23 +56,34 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@contextmanager
+def pg_database(prefix: str, template: str | None = None) -> Iterator[tuple[str, str]]:
+    """A fresh PostgreSQL database of the test's own, dropped afterwards: (name, url)."""
+    admin = sa.create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(
+            f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
+        )
+    url = sa.engine.make_url(_pg_admin_url()).set(database=name)
+    try:
+        yield name, url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def _pg_template() -> Iterator[str]:
     if not PG_URL:
         yield ""
         return
-    admin = sa.create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
-    name = f"drip_tpl_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = sa.engine.make_url(_pg_admin_url()).set(database=name)
-    engine = make_engine(url.render_as_string(hide_password=False))
-    migrate(engine)
-    engine.dispose()
-    yield name
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    with pg_database("drip_tpl") as (name, url):
+        engine = make_engine(url)
+        migrate(engine)
+        engine.dispose()
+        yield name
 
 
 @pytest.fixture(params=BACKENDS)
@@ -84,16 +96,8 @@ def db_url(
         shutil.copy(_sqlite_template, path)
         yield f"sqlite:///{path}"
         return
-    admin = sa.create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
-    name = f"drip_t_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{_pg_template}"')
-    yield (
-        sa.engine.make_url(_pg_admin_url()).set(database=name).render_as_string(hide_password=False)
-    )
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    with pg_database("drip_t", template=_pg_template) as (_, url):
+        yield url
 
 
 @pytest.fixture
