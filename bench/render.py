@@ -12,9 +12,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from drip.curriculum import load_course
-from drip.message import MessageTemplate
-from drip.render import RenderedLesson, Renderer, inline_css, recipient_keys
+from drip.curriculum.load import load_course
+from drip.mail.message import MessageTemplate
+from drip.mail.render import RenderedLesson, Renderer, inline_css, recipient_keys
 from drip.tokens import Purpose, make_token
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from drip.curriculum import load_course  # noqa: E402
+from drip.curriculum.load import load_course  # noqa: E402
 from drip.db import make_engine, migrate  # noqa: E402
 from drip.models import COHORT as C  # noqa: E402
 from drip.models import DELIVERY as D  # noqa: E402
@@ -28,8 +28,8 @@ from drip.models import ENROLLMENT as E  # noqa: E402
 from drip.models import EVENT as EV  # noqa: E402
 from drip.models import LESSON_VERSION as LV  # noqa: E402
 from drip.models import PERSON as P  # noqa: E402
-from drip.report_html import render_html  # noqa: E402
-from drip.reports import cohort_report  # noqa: E402
+from drip.reports.html import render_html  # noqa: E402
+from drip.reports.queries import cohort_report  # noqa: E402
 
 COURSE = "social-media-for-executives"
 START = datetime(2026, 1, 5, 7, 30, tzinfo=UTC)  # a Monday

@@ -31,8 +31,10 @@ from sink import free_port, start_sink_process, stop_sink
 from drip.app import App
 from drip.config import Settings, load_settings
 from drip.db import make_engine, migrate
-from drip.dispatch import send_due
-from drip.enrollment import Row, create_cohort, enroll_rows
+from drip.people.cohorts import create_cohort
+from drip.people.csv import Row
+from drip.people.enroll import enroll_rows
+from drip.sending.run import send_due
 
 ROOT = Path(__file__).resolve().parent.parent
 # A Tuesday inside the cohort's sending window: every first lesson is due now.

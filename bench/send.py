@@ -25,10 +25,12 @@ from sink import free_port, request_stats, start_sink_process, stop_sink  # noqa
 from drip.app import App  # noqa: E402
 from drip.config import load_settings  # noqa: E402
 from drip.db import migrate, session  # noqa: E402
-from drip.dispatch import send_due  # noqa: E402
-from drip.enrollment import Row, create_cohort, enroll_rows, get_cohort  # noqa: E402
-from drip.message import MessageTemplate  # noqa: E402
-from drip.render import recipient_keys  # noqa: E402
+from drip.mail.message import MessageTemplate  # noqa: E402
+from drip.mail.render import recipient_keys  # noqa: E402
+from drip.people.cohorts import create_cohort
+from drip.people.csv import Row
+from drip.people.enroll import enroll_rows, get_cohort  # noqa: E402
+from drip.sending.run import send_due  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # a Monday, inside everyone's window

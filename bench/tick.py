@@ -16,11 +16,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from drip.claims import claim
 from drip.db import make_engine, migrate
 from drip.models import COHORT as C
 from drip.models import ENROLLMENT as E
 from drip.models import PERSON as P
+from drip.sending.claims import claim
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 

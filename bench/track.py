@@ -34,10 +34,12 @@ from starlette.routing import Route
 from drip.app import App
 from drip.config import load_settings
 from drip.db import migrate
-from drip.dispatch import send_due
-from drip.enrollment import Row, create_cohort, enroll_rows
 from drip.models import DELIVERY as D
 from drip.models import EVENT as EV
+from drip.people.cohorts import create_cohort
+from drip.people.csv import Row
+from drip.people.enroll import enroll_rows
+from drip.sending.run import send_due
 from drip.tokens import Purpose, make_token
 from drip.web import GIF, GIF_HEADERS, create_app
 

@@ -8,12 +8,13 @@ from datetime import timedelta
 from sqlalchemy.engine import Engine
 
 from drip.config import Settings, require_secret
-from drip.curriculum import Catalog
+from drip.curriculum.load import Catalog
 from drip.db import check_schema, make_engine
-from drip.dispatch import Dispatcher
-from drip.render import Renderer
-from drip.send_budget import SharedRateLimit, SharedRateLimited
-from drip.transports import Transport, open_transport
+from drip.mail.build import LessonMail
+from drip.mail.limits import SharedRateLimit, SharedRateLimited
+from drip.mail.render import Renderer
+from drip.mail.transports import Transport, open_transport
+from drip.sending.run import Dispatcher
 
 
 @dataclass
@@ -41,16 +42,17 @@ class App:
     def renderer(self) -> Renderer:
         return Renderer(self.settings.templates_path)
 
+    def lesson_mail(self, secret: str | None = None) -> LessonMail:
+        s = self.settings
+        return LessonMail(self.renderer(), s.sender, s.base_url, secret or require_secret(s))
+
     def dispatcher(self, transport: Transport | None = None) -> Dispatcher:
         s = self.settings
         return Dispatcher(
             engine=self.engine,
             transport=transport or self.transport(),
-            renderer=self.renderer(),
+            mail=self.lesson_mail(),
             catalog=Catalog(s.lessons_path),
-            sender=s.sender,
-            base_url=s.base_url,
-            secret=require_secret(s),
             batch_size=s.batch_size,
             lease=timedelta(seconds=s.lease_seconds),
             retry_lifetime=timedelta(hours=s.retry_lifetime_hours),

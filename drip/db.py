@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from drip.errors import ConfigError, SchemaError
+
+if TYPE_CHECKING:  # alembic is loaded only by the commands that check or migrate the schema
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -72,6 +72,8 @@ def insert_ignoring_conflicts(engine: Engine | sa.Connection, table: sa.Table) -
 
 def alembic_config(url: str) -> Config:
     """An Alembic config pointing at drip's migrations and the given database."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -80,6 +82,8 @@ def alembic_config(url: str) -> Config:
 
 def head_revision() -> str:
     """The newest migration this code knows."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
     assert head is not None
     return head
@@ -87,6 +91,8 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The migration the database is at, or None when it has no drip schema."""
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
@@ -101,6 +107,9 @@ def _known(script: ScriptDirectory, revision: str) -> bool:
 
 def migrate(engine: Engine) -> tuple[str | None, str]:
     """Upgrade the database to the newest schema; return the revisions before and after."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
     before = current_revision(engine)
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
     if before is not None and not _known(script, before):
@@ -117,6 +126,8 @@ def migrate(engine: Engine) -> tuple[str | None, str]:
 
 def check_schema(engine: Engine) -> None:
     """Fail with a clear message unless the database is at this code's schema."""
+    from alembic.script import ScriptDirectory
+
     try:
         current = current_revision(engine)
     except sa.exc.OperationalError as exc:

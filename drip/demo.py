@@ -13,10 +13,12 @@ import sqlalchemy as sa
 from drip.app import App
 from drip.config import PACKAGE_DIR, Settings
 from drip.db import migrate
-from drip.dispatch import send_due
-from drip.enrollment import create_cohort, enroll_csv, list_people
 from drip.errors import InputError
 from drip.models import ENROLLMENT as E
+from drip.people.cohorts import create_cohort
+from drip.people.directory import list_people
+from drip.people.enroll import enroll_csv
+from drip.sending.run import send_due
 
 COURSE = "social-media-for-executives"
 MARKER = ".drip-demo"

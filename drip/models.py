@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+
+from drip.states import DeliveryStatus, EnrollmentStatus, EventKind, Verdict
+
+__all__ = ["DeliveryStatus", "EnrollmentStatus", "EventKind", "Verdict"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -35,41 +38,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 def utc_column(*, nullable: bool = True, index: bool = False) -> Any:
     """A Field backed by a UTCDateTime column."""
     return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index))
-
-
-class EnrollmentStatus(enum.StrEnum):
-    active = "active"
-    paused = "paused"
-    completed = "completed"
-    unsubscribed = "unsubscribed"
-    bounced = "bounced"
-
-
-class DeliveryStatus(enum.StrEnum):
-    sending = "sending"
-    sent = "sent"
-    retry = "retry"
-    failed = "failed"
-
-
-class EventKind(enum.StrEnum):
-    sent = "sent"
-    retry = "retry"
-    bounce = "bounce"
-    open = "open"
-    click = "click"
-    confirm = "confirm"
-    answer = "answer"
-    pause = "pause"
-    resume = "resume"
-    unsubscribe = "unsubscribe"
-    complete = "complete"
-
-
-class Verdict(enum.StrEnum):
-    human = "human"
-    machine = "machine"
-    unknown = "unknown"
 
 
 class Person(SQLModel, table=True):
@@ -161,6 +129,9 @@ class Event(SQLModel, table=True):
     verdict: str = Field(default=Verdict.unknown.value, max_length=10)
     reason: str = Field(default="")
     detail: str = Field(default="")
+    option: int | None = Field(default=None)  # an answer's chosen option (0-based)
+    correct: bool | None = Field(default=None)  # whether that option was the right one
+    link: int | None = Field(default=None)  # a click's link index
 
 
 class DigestLog(SQLModel, table=True):

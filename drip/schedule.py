@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from drip.errors import InputError
@@ -46,6 +47,14 @@ class Cadence:
             skip=parse_dates(skip),
             start=start,
         )
+
+
+@lru_cache(maxsize=4096)
+def cadence_for(
+    timezone: str, send_time: str, window_end: str, days: str, skip: str, start: date | None
+) -> Cadence:
+    """The cadence of one person in one cohort (cached: cohorts are few, people many)."""
+    return Cadence.of(timezone, send_time, window_end, days, skip, start)
 
 
 def parse_timezone(value: str) -> str:

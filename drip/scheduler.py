@@ -1,4 +1,5 @@
-"""APScheduler wiring only: a tick job that runs a dispatcher pass, never two at once."""
+"""APScheduler wiring only: the tick job that runs a dispatcher pass (never two at once) and
+each managed cohort's weekly digest job."""
 
 from __future__ import annotations
 
@@ -9,14 +10,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from drip.app import App
-from drip.digest import add_digest_jobs
-from drip.dispatch import send_due
+from drip.models import COHORT as C
+from drip.reports.digest import send_digests
+from drip.sending.run import send_due
 
 log = logging.getLogger("drip.run")
+
+SYNC_JOB = "digest-sync"
 
 
 def make_tick(app: App, stop: threading.Event) -> Callable[[], None]:
@@ -79,3 +86,51 @@ def run_forever(app: App, serve: Callable[[], Any] | None = None) -> None:
         stop.set()
         scheduler.shutdown(wait=True)
         log.info("stopped")
+
+
+def add_digest_jobs(scheduler: BaseScheduler, app: App) -> None:
+    """Schedule each managed cohort's digest for Monday 08:00 in its timezone, re-checked hourly."""
+    sync_digest_jobs(scheduler, app)
+    if scheduler.get_job(SYNC_JOB) is None:
+        scheduler.add_job(
+            sync_digest_jobs, IntervalTrigger(hours=1), args=(scheduler, app), id=SYNC_JOB,
+            max_instances=1, coalesce=True,
+        )  # fmt: skip
+
+
+def sync_digest_jobs(scheduler: BaseScheduler, app: App) -> None:
+    """Add, move or drop the digest jobs so they match the cohorts that have a manager."""
+    with app.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(C.c.id, C.c.timezone).where(
+                C.c.manager_email.is_not(None), C.c.manager_email != ""
+            )
+        ).all()
+    wanted = {f"digest-{cohort_id}": (cohort_id, zone) for cohort_id, zone in rows}
+    for job in scheduler.get_jobs():
+        if job.id.startswith("digest-") and job.id != SYNC_JOB and job.id not in wanted:
+            scheduler.remove_job(job.id)
+    for job_id, (cohort_id, zone) in wanted.items():
+        job = scheduler.get_job(job_id)
+        if job is not None and str(job.trigger.timezone) == zone:
+            continue
+        if job is not None:
+            scheduler.remove_job(job_id)
+        scheduler.add_job(
+            _send_one, CronTrigger(day_of_week="mon", hour=8, minute=0, timezone=zone),
+            args=(app, cohort_id), id=job_id, max_instances=1, coalesce=True,
+            misfire_grace_time=6 * 3600,
+        )  # fmt: skip
+
+
+def _send_one(app: App, cohort_id: int) -> None:
+    """The job: one cohort's digest through a fresh transport, with the real clock."""
+    transport = app.transport()
+    try:
+        send_digests(
+            app.engine, transport, app.settings, datetime.now(UTC), cohort_id, once_per_week=True
+        )
+    except Exception:  # a failed digest must not kill the scheduler
+        log.exception("digest of cohort %s failed", cohort_id)
+    finally:
+        transport.close()

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import uvicorn
@@ -28,12 +29,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from drip import tracking
 from drip.app import App
 from drip.config import Settings, load_settings, require_secret
 from drip.errors import DripError, TokenError
 from drip.tokens import Purpose, read_token
-from drip.verdict import counts
+from drip.tracking import hits as tracking
+from drip.tracking import pages as actions
+from drip.tracking.verdict import counts
+from drip.tracking.writer import EventWriter
 
 log = logging.getLogger("drip.web")
 
@@ -115,7 +118,7 @@ def create_app(
         undefined=StrictUndefined,
     )
     cache = tracking.SentCache()
-    writer = tracking.EventWriter(engine)
+    writer = EventWriter(engine)
     by_token = RateLimiter(token_limit, window)
     by_ip = RateLimiter(ip_limit, window)
 
@@ -189,13 +192,28 @@ def create_app(
             raise HTTPException(404)
         return page("answer.html.j2", answer=shown)
 
+    async def change(
+        request: Request, delivery_id: int, action: str, reason: str = ""
+    ) -> actions.Status | None:
+        return await run_in_threadpool(
+            partial(
+                actions.change,
+                engine,
+                delivery_id,
+                action,
+                now=clock(),
+                method=request.method,
+                reason=reason,
+            )
+        )
+
     async def pause(request: Request) -> Response:
         (delivery_id,) = ids(request, Purpose.pause)
         action = ""
         if request.method == "POST":
             action = str((await request.form()).get("action") or "")
             if action not in ("pause1", "pause2", "resume"):
-                status = await run_in_threadpool(tracking.enrollment_status, engine, delivery_id)
+                status = await run_in_threadpool(actions.enrollment_status, engine, delivery_id)
                 if status is None:
                     raise HTTPException(404)
                 problem = MESSAGES[400][1]
@@ -207,11 +225,9 @@ def create_app(
                     action="",
                     problem=problem,
                 )
-            status = await run_in_threadpool(
-                tracking.change, engine, delivery_id, action, hit(request)
-            )
+            status = await change(request, delivery_id, action)
         else:
-            status = await run_in_threadpool(tracking.enrollment_status, engine, delivery_id)
+            status = await run_in_threadpool(actions.enrollment_status, engine, delivery_id)
         if status is None:
             raise HTTPException(404)
         return page("pause.html.j2", status=status, when=_when(status), action=action, problem="")
@@ -219,7 +235,7 @@ def create_app(
     async def unsubscribe(request: Request) -> Response:
         (delivery_id,) = ids(request, Purpose.unsubscribe)
         if request.method != "POST":
-            status = await run_in_threadpool(tracking.enrollment_status, engine, delivery_id)
+            status = await run_in_threadpool(actions.enrollment_status, engine, delivery_id)
             if status is None:
                 raise HTTPException(404)
             return page("unsubscribe.html.j2", status=status, done=False)
@@ -228,15 +244,13 @@ def create_app(
         except Exception:  # a malformed body is still the person's POST to their own link
             one_click = False
         reason = "one-click unsubscribe (RFC 8058)" if one_click else "unsubscribed via the page"
-        status = await run_in_threadpool(
-            tracking.change, engine, delivery_id, "unsubscribe", hit(request), reason
-        )
+        status = await change(request, delivery_id, "unsubscribe", reason)
         if status is None:
             raise HTTPException(404)
         return page("unsubscribe.html.j2", status=status, done=True)
 
     async def healthz(request: Request) -> Response:
-        if not await run_in_threadpool(tracking.database_ok, engine):
+        if not await run_in_threadpool(actions.database_ok, engine):
             return PlainTextResponse("database unavailable", status_code=503)
         return PlainTextResponse("ok", headers={"Cache-Control": "no-store"})
 
@@ -289,7 +303,7 @@ def _pair(values: tuple[int, ...]) -> tuple[int, int]:
     return values[0], values[1]
 
 
-def _when(status: tracking.Status) -> str:
+def _when(status: actions.Status) -> str:
     if status.next_local is None:
         return ""
     moment = status.next_local

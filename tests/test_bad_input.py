@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from conftest import cli_env, make_settings, run_drip, utc
 
 from drip.config import load_settings
-from drip.enrollment import create_cohort
 from drip.errors import ConfigError, InputError
+from drip.people.cohorts import create_cohort
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_cohort_names_cannot_smuggle_headers(engine: sa.Engine) -> None:
 
 
 def test_course_rules_of_the_wrong_type(tmp_path: Path) -> None:
-    from drip.curriculum import inspect_course
+    from drip.curriculum.load import inspect_course
 
     folder = tmp_path / "c"
     folder.mkdir()

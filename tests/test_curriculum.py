@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from conftest import LESSONS, cli_env, make_settings, run_drip
 
-from drip.curriculum import inspect_course, load_course
+from drip.curriculum.load import inspect_course, load_course
 from drip.errors import CurriculumError
 
 GOOD = """---

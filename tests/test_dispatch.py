@@ -9,12 +9,14 @@ import sqlalchemy as sa
 from conftest import SmtpHandler, cli_env, make_settings, run_drip, utc
 
 from drip.app import App
-from drip.claims import claim
 from drip.config import Settings
 from drip.db import session
-from drip.dispatch import send_due
-from drip.enrollment import Row, create_cohort, enroll_rows, get_cohort
+from drip.people.cohorts import create_cohort, get_cohort
+from drip.people.csv import Row
+from drip.people.enroll import enroll_rows
 from drip.schedule import local_date
+from drip.sending.claims import claim
+from drip.sending.run import send_due
 
 MONDAY = utc(2026, 11, 30, 0, 0)
 
@@ -301,7 +303,7 @@ def test_demo_runs_a_fortnight(tmp_path: Path) -> None:
 def test_an_unsubscribe_while_the_lesson_is_on_the_wire_stands(
     tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]
 ) -> None:
-    from drip.enrollment import change_person
+    from drip.people.directory import change_person
 
     handler, port = smtp
     app = smtp_app(tmp_path, db_url, port)
@@ -320,7 +322,7 @@ def test_an_unsubscribe_while_the_lesson_is_on_the_wire_stands(
 def test_pause_and_resume_during_a_send_never_send_twice(
     tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]
 ) -> None:
-    from drip.enrollment import change_person
+    from drip.people.directory import change_person
 
     handler, port = smtp
     app = smtp_app(tmp_path, db_url, port)

@@ -8,8 +8,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from drip.enrollment import create_cohort, enroll_csv, read_people_csv
 from drip.errors import InputError, NotFound
+from drip.people.cohorts import create_cohort
+from drip.people.csv import read_people_csv
+from drip.people.enroll import enroll_csv
 
 NOW = utc(2026, 11, 30, 6, 0)  # a Monday
 

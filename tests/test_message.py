@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from drip.curriculum import load_course
+from drip.curriculum.load import load_course
 from drip.errors import HeaderError
-from drip.message import MessageTemplate, check_header_value, format_address
-from drip.render import Renderer, recipient_keys
+from drip.mail.message import MessageTemplate, check_header_value, format_address
+from drip.mail.render import Renderer, recipient_keys
 
 NOW = datetime(2026, 12, 1, 7, 30, tzinfo=UTC)
 
@@ -148,8 +148,8 @@ def test_encoded_parts_decode_to_the_personalized_text(
 
     from markupsafe import escape
 
-    from drip.message import EncodedPart
-    from drip.render import Part
+    from drip.mail.message import EncodedPart
+    from drip.mail.render import Part
 
     keys = [f"K-{i}" for i in range(len(literals) - 1)]
     text = "".join(

@@ -24,8 +24,10 @@ from drip.db import (
     make_engine,
     migrate,
 )
-from drip.enrollment import Row, create_cohort, enroll_rows
 from drip.errors import SchemaError
+from drip.people.cohorts import create_cohort
+from drip.people.csv import Row
+from drip.people.enroll import enroll_rows
 
 FUTURE = "ffff_from_a_newer_drip"
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 from conftest import LESSONS, TEMPLATES
 
-from drip.curriculum import load_course
-from drip.render import Renderer, recipient_keys
+from drip.curriculum.load import load_course
+from drip.mail.render import Renderer, recipient_keys
 
 
 def test_one_lesson_for_1000_recipients_inlines_css_once() -> None:

@@ -21,19 +21,22 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from conftest import LESSONS, SmtpHandler, free_port, make_settings, utc
 
 from drip.app import App
-from drip.completion_log import LogFilter, follow_events, log_events, person_timeline
 from drip.config import Settings
-from drip.curriculum import load_course
-from drip.digest import add_digest_jobs, build_digest, send_digests
-from drip.dispatch import send_due
-from drip.enrollment import Row, change_person, create_cohort, enroll_rows
+from drip.curriculum.load import load_course
 from drip.errors import HeaderError, NotFound
+from drip.mail.transports import open_transport
 from drip.models import DELIVERY as D
 from drip.models import EVENT as EV
-from drip.report_html import render_html
-from drip.reports import cohort_report, cohort_summaries
+from drip.people.cohorts import create_cohort
+from drip.people.csv import Row
+from drip.people.directory import change_person
+from drip.people.enroll import enroll_rows
+from drip.reports.digest import add_digest_jobs, build_digest, send_digests
+from drip.reports.html import render_html
+from drip.reports.log import LogFilter, follow_events, log_events, person_timeline
+from drip.reports.queries import cohort_report, cohort_summaries
+from drip.sending.run import send_due
 from drip.tokens import link_values
-from drip.transports import open_transport
 from drip.web import create_app
 
 HUMAN_AGENT = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 Safari/605.1"
@@ -414,7 +417,7 @@ def test_digest_jobs_run_monday_8_in_the_cohort_timezone(engine: sa.Engine, tmp_
 
 
 def test_json_round_trip(scenario: Scenario) -> None:
-    from drip.reports import report_json
+    from drip.reports.queries import report_json
 
     data = json.loads(report_json(cohort_report(scenario.engine, COHORT, LESSONS, NOW)))
     assert data["summary"]["lessons_sent"] == 18

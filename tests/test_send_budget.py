@@ -6,8 +6,8 @@ import sqlalchemy as sa
 from conftest import SmtpHandler, make_settings
 
 from drip.app import App
+from drip.mail.limits import SharedRateLimit, SharedRateLimited
 from drip.models import SEND_BUDGET
-from drip.send_budget import SharedRateLimit, SharedRateLimited
 
 
 class FakeClock:

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from conftest import LESSONS, TEMPLATES, SmtpHandler, cli_env, free_port, make_settings, run_drip
 
-from drip.curriculum import load_course
-from drip.message import MessageTemplate
-from drip.render import Renderer, recipient_keys
-from drip.transports import OutboxTransport, Outcome, open_transport, smtp_options
+from drip.curriculum.load import load_course
+from drip.mail.message import MessageTemplate
+from drip.mail.render import Renderer, recipient_keys
+from drip.mail.transports import OutboxTransport, Outcome, open_transport, smtp_options
 
 
 def message(message_id: str = "<t1@example.com>") -> bytes:

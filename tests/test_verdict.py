@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from drip.models import Verdict
-from drip.verdict import Hit, counts, judge
+from drip.tracking.verdict import Hit, counts, judge
 
 APPLE_MPP = "Mozilla/5.0"
 GMAIL_PROXY = (

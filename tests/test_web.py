@@ -31,11 +31,13 @@ from starlette.applications import Starlette
 from drip.app import App
 from drip.config import Settings
 from drip.db import make_engine
-from drip.dispatch import send_due
-from drip.enrollment import Row, create_cohort, enroll_rows
 from drip.models import DELIVERY as D
 from drip.models import ENROLLMENT as E
 from drip.models import EVENT as EV
+from drip.people.cohorts import create_cohort
+from drip.people.csv import Row
+from drip.people.enroll import enroll_rows
+from drip.sending.run import send_due
 from drip.tokens import Purpose, make_token
 from drip.web import RateLimiter, create_app
 

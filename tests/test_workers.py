@@ -21,8 +21,10 @@ import sqlalchemy as sa
 from conftest import PG_URL, ROOT, cli_env, make_settings, utc
 
 from drip.db import make_engine, migrate
-from drip.enrollment import Row, create_cohort, enroll_rows
 from drip.models import Delivery, Enrollment
+from drip.people.cohorts import create_cohort
+from drip.people.csv import Row
+from drip.people.enroll import enroll_rows
 
 pytestmark = pytest.mark.skipif(
     not PG_URL, reason="needs PostgreSQL: set DRIP_TEST_DATABASE_URL=postgresql://user@host/db"

@@ -16,7 +16,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 from premailer import Premailer
 
-from drip.curriculum import Course, Lesson
+from drip.curriculum.load import Course, Lesson
 from drip.errors import RenderError
 
 PLACEHOLDER = re.compile(r"%%DRIP-([A-Z]+(?:-\d+)?)%%")

@@ -1,46 +1,19 @@
-"""The `drip` command: each command parses input, calls one service and prints the result."""
+"""`drip init`, `drip migrate` and `drip config`: the database and the settings."""
 
 from __future__ import annotations
 
-import logging
 import secrets
 from pathlib import Path
 
 import click
 
-from drip import __version__
-from drip.cli_base import (
-    DripGroup,
-    emit,
-    output_options,
-    say,
-    settings,
-)
-from drip.cli_lessons import lessons, send_test
-from drip.cli_people import cohort, enroll, people
-from drip.cli_report import log_cmd, report_cmd
-from drip.cli_send import demo_cmd, run_cmd, send_due_cmd, serve_cmd
+from drip.cli.base import emit, output_options, say, settings
 from drip.config import CONFIG_FILE, SETTINGS, load_settings, mask
-
-
-@click.group(cls=DripGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="drip")
-@click.option("-q", "--quiet", is_flag=True, help="Print only errors and requested data.")
-@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
-@click.pass_context
-def main(ctx: click.Context, quiet: bool, verbose: bool) -> None:
-    """drip: one short lesson email a day, from an ordered curriculum, for busy executives."""
-    ctx.obj = {"quiet": quiet}
-    level = logging.DEBUG if verbose else (logging.WARNING if quiet else logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("apscheduler", "cssutils", "alembic", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
 
 # -- setup ---------------------------------------------------------------------------------
 
 
-@main.command("config")
+@click.command("config")
 @output_options
 def config_cmd(fmt: str) -> None:
     """Print the effective settings, where each comes from, with secrets masked."""
@@ -57,7 +30,7 @@ def config_cmd(fmt: str) -> None:
     emit(rows, fmt, title=f"drip settings (file: {s.config_file or 'none'})")
 
 
-@main.command("init")
+@click.command("init")
 @click.option(
     "--config",
     "config_path",
@@ -95,7 +68,7 @@ def init_cmd(config_path: Path) -> None:
     )
 
 
-@main.command("migrate")
+@click.command("migrate")
 def migrate_cmd() -> None:
     """Upgrade the database schema in place to this version of drip."""
     from drip.db import make_engine, migrate
@@ -103,23 +76,3 @@ def migrate_cmd() -> None:
     engine = make_engine(settings().database_url)
     before, after = migrate(engine)
     say("already at " + after if before == after else f"migrated {before or 'empty'} -> {after}")
-
-
-for _command, _name in (
-    (lessons, "lessons"),
-    (send_test, "send-test"),
-    (cohort, "cohort"),
-    (enroll, "enroll"),
-    (people, "people"),
-    (send_due_cmd, "send-due"),
-    (run_cmd, "run"),
-    (serve_cmd, "serve"),
-    (demo_cmd, "demo"),
-    (report_cmd, "report"),
-    (log_cmd, "log"),
-):
-    main.add_command(_command, _name)
-
-
-if __name__ == "__main__":
-    main()

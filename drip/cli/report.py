@@ -5,33 +5,21 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from drip.completion_log import (
-    EventRow,
-    LogFilter,
-    check_filter,
-    follow_events,
-    log_events,
-    person_timeline,
-)
 from drip.errors import DripError
-from drip.models import EventKind
-from drip.reports import (
-    SECTIONS,
-    CohortReport,
-    as_dict,
-    cohort_report,
-    cohort_summaries,
-    report_json,
-    rows_csv,
-    section_rows,
-)
+
+if TYPE_CHECKING:
+    from drip.reports.queries import CohortReport
+
+# The sections of a cohort report (drip.reports.queries.SECTIONS; a test keeps them equal),
+# spelled out so that `drip --help` does not load the database layer.
+SECTIONS = ("summary", "lessons", "people", "activity", "progress")
 
 PERCENT = ("open_rate_human", "open_rate_all", "average_progress")
 SUMMARY_COLUMNS = [
@@ -86,6 +74,8 @@ def _tables(report: CohortReport, sections: Iterable[str]) -> Iterator[Any]:
     """The rich renderables of a report's sections, for the terminal."""
     s = report.summary
     mode = "opens by people" if report.human_only else "all opens"
+    from drip.reports.queries import section_rows
+
     for section in sections:
         rows = section_rows(report, section)
         if section == "summary":
@@ -103,14 +93,14 @@ def _tables(report: CohortReport, sections: Iterable[str]) -> Iterator[Any]:
 
 
 def _write(text: str, output: Path | None) -> None:
-    from drip.cli_base import write_output
+    from drip.cli.base import write_output
 
     write_output(text, output)
 
 
 def _render(renderables: Iterable[Any], output: Path | None) -> None:
     if output is None:
-        from drip.cli_base import console
+        from drip.cli.base import console
 
         for item in renderables:
             console.print(item)
@@ -125,7 +115,7 @@ def _render(renderables: Iterable[Any], output: Path | None) -> None:
         file_console = Console(file=handle, width=140, highlight=False, soft_wrap=True)
         for item in renderables:
             file_console.print(item)
-    from drip.cli_base import say
+    from drip.cli.base import say
 
     say(f"wrote {output}")
 
@@ -150,7 +140,15 @@ def report_cmd(
     section: str | None,
 ) -> None:
     """Report completion: every cohort, one COHORT in detail, or one --person's timeline."""
-    from drip.cli_base import now_utc, open_app
+    from drip.cli.base import now_utc, open_app
+    from drip.reports.log import person_timeline
+    from drip.reports.queries import (
+        as_dict,
+        cohort_report,
+        cohort_summaries,
+        report_json,
+        section_rows,
+    )
 
     app = open_app()
     lessons = app.settings.lessons_path
@@ -168,13 +166,15 @@ def report_cmd(
         return
     report = cohort_report(app.engine, cohort, lessons, now_utc(), human_only=human_only)
     if fmt == "html":
-        from drip.report_html import render_html
+        from drip.reports.html import render_html
 
         _write(render_html(report, app.settings.templates_path), output)
     elif fmt == "json":
         _write(report_json(report) if section is None
                else json.dumps(section_rows(report, section), indent=2, ensure_ascii=False), output)  # fmt: skip
     elif fmt == "csv":
+        from drip.reports.queries import rows_csv
+
         _write(rows_csv(section_rows(report, section or "people")), output)
     else:
         _render(_tables(report, [section] if section else ["summary", "lessons", "people"]), output)
@@ -183,65 +183,11 @@ def report_cmd(
 def _emit(
     rows: list[dict[str, Any]], columns: list[str], fmt: str, output: Path | None, title: str
 ) -> None:
+    from drip.reports.queries import rows_csv
+
     if fmt == "json":
         _write(json.dumps(rows, indent=2, ensure_ascii=False), output)
     elif fmt == "csv":
         _write(rows_csv(rows, columns), output)
     else:
         _render([_table(rows, _plain(columns), title)], output)
-
-
-def _line(event: EventRow) -> str:
-    lesson = f"{event.position}. {event.lesson}" if event.position else "-"
-    why = f" ({event.reason})" if event.reason else ""
-    return (
-        f"{event.at:%Y-%m-%d %H:%M:%S}  {event.kind:<11} {event.verdict:<7} {event.email}  "
-        f"[{event.cohort}] {lesson}  {event.method}{why}"
-    )
-
-
-@click.command("log")
-@click.option("--cohort", "cohort_name", help="Only this cohort.")
-@click.option("--person", "email", help="Only this person (e-mail address).")
-@click.option("--kind", "kinds", multiple=True, type=click.Choice([k.value for k in EventKind]),
-              help="Only events of this kind (repeat for several).")  # fmt: skip
-@click.option(
-    "--since", "since_text", help="Only events at or after this ISO time (UTC if no offset)."
-)
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new events until Ctrl-C.")
-@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table",
-              show_default=True, help="One line per event, as text or JSON.")  # fmt: skip
-def log_cmd(
-    cohort_name: str | None,
-    email: str | None,
-    kinds: tuple[str, ...],
-    since_text: str | None,
-    follow: bool,
-    fmt: str,
-) -> None:
-    """Print the completion log event by event, oldest first; --follow streams new events."""
-    from drip.cli_base import open_app, parse_now
-
-    since = parse_now(since_text) if since_text else None
-    engine = open_app().engine
-    f = LogFilter(cohort=cohort_name, email=email, kinds=kinds, since=since)
-    check_filter(engine, f)
-    events = follow_events(engine, f) if follow else _all_events(engine, f)
-    try:
-        for event in events:
-            click.echo(
-                json.dumps(as_dict(event), ensure_ascii=False) if fmt == "jsonl" else _line(event)
-            )
-    except KeyboardInterrupt:
-        pass
-
-
-def _all_events(engine: Any, f: LogFilter, page: int = 1000) -> Iterator[EventRow]:
-    """Every matching event, fetched a page at a time so a long log streams."""
-    after = 0
-    while True:
-        batch = log_events(engine, f, after, limit=page)
-        yield from batch
-        if len(batch) < page:
-            return
-        after = batch[-1].id

@@ -9,7 +9,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from drip.errors import RenderError
-from drip.reports import CohortReport, DayRow, LessonRow
+from drip.reports.queries import CohortReport, DayRow, LessonRow
 
 TEMPLATE = "report.html.j2"
 MAX_ROWS = 500  # the report is mailed as an attachment; CSV has everyone

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from sqlalchemy.engine import Engine
 
 from drip.db import insert_ignoring_conflicts
+from drip.mail.transports import Closing, SendResult, Transport
 from drip.models import SEND_BUDGET as SB
-from drip.transports import SendResult, Transport
 
 KEEP_WINDOWS = 120  # old windows are deleted once they are this far behind
 
@@ -55,7 +55,7 @@ class SharedRateLimit:
             self.sleep(max(0.001, (window + 1) * self.window - now))
 
 
-class SharedRateLimited:
+class SharedRateLimited(Closing):
     """A transport that takes a unit of the shared budget before each send."""
 
     def __init__(self, inner: Transport, limit: SharedRateLimit) -> None:

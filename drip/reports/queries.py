@@ -13,10 +13,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from drip.curriculum import Course, load_course
+from drip.curriculum.load import Course, load_course
 from drip.db import session as open_session
-from drip.enrollment import get_cohort
 from drip.errors import DripError
+from drip.events import counted
 from drip.models import COHORT as C
 from drip.models import DELIVERY as D
 from drip.models import ENROLLMENT as E
@@ -31,12 +31,11 @@ from drip.models import (
     EventKind,
     Verdict,
 )
+from drip.people.cohorts import get_cohort
 
 # Tracking writes an implied human open for every human click, "got it" and answer.
 RESPONSE_KINDS = ("click", "confirm", "answer")
 READER_KINDS = ("open", *RESPONSE_KINDS, "pause", "resume", "unsubscribe")
-# tracking.record_answer stores {"option": i, "correct": true|false} as the answer's detail.
-RIGHT_DETAIL = '%"correct": true%'
 BEHIND_AFTER = 3
 STATUSES = tuple(s.value for s in EnrollmentStatus)
 
@@ -130,11 +129,6 @@ class CohortReport:
         return [p for p in self.people if p.behind]
 
 
-def counted(human_only: bool) -> sa.ColumnElement[bool]:
-    """Which reader events count: those judged human, or every one with --all."""
-    return EV.c.verdict == Verdict.human.value if human_only else sa.true()
-
-
 def _flag(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
     return sa.func.max(sa.case((condition, 1), else_=0))
 
@@ -158,7 +152,7 @@ def _delivery_stats(cohort_id: int, human_only: bool) -> sa.Select[Any]:
         .subquery("flags")
     )
     answer = EV.alias("answer")
-    right = sa.or_(answer.c.detail.like(RIGHT_DETAIL), answer.c.reason.like("right%"))
+    right = answer.c.correct.is_(True)
     opened = flags.c.opened_human if human_only else flags.c.opened_all
     return (
         sa.select(

@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from drip.errors import ConfigError
@@ -48,7 +48,7 @@ def classify(code: int, reply: bytes | str) -> SendResult:
 
 
 class Transport(Protocol):
-    """Sends message bytes to one recipient."""
+    """Sends message bytes to one recipient; a context manager that closes its connection."""
 
     def send(self, sender: str, recipient: str, data: bytes) -> SendResult: ...
 
@@ -56,8 +56,25 @@ class Transport(Protocol):
 
     def describe(self) -> str: ...
 
+    def __enter__(self) -> Self: ...
 
-class OutboxTransport:
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class Closing:
+    """`with transport:` closes it, whatever happened inside."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class OutboxTransport(Closing):
     """Writes each message to FOLDER/<time>-<seq>.eml; names sort in sending order."""
 
     _seq = itertools.count()
@@ -120,7 +137,7 @@ def smtp_options(url: str, timeout: float) -> SmtpOptions:
     )
 
 
-class SmtpTransport:
+class SmtpTransport(Closing):
     """Sends over one SMTP connection reused across a batch, reconnecting after a drop."""
 
     def __init__(self, options: SmtpOptions) -> None:
@@ -215,7 +232,7 @@ class SmtpTransport:
         self._drop()
 
 
-class RateLimited:
+class RateLimited(Closing):
     """Spaces sends to at most `rate` messages a second."""
 
     def __init__(self, inner: Transport, rate: float) -> None:

@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from drip.db import session as open_session
-from drip.enrollment import get_cohort
 from drip.errors import NotFound
 from drip.models import COHORT as C
 from drip.models import DELIVERY as D
@@ -20,6 +19,7 @@ from drip.models import ENROLLMENT as E
 from drip.models import EVENT as EV
 from drip.models import LESSON_VERSION as LV
 from drip.models import PERSON as P
+from drip.people.cohorts import get_cohort
 
 
 @dataclass(frozen=True)

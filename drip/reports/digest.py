@@ -11,24 +11,19 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 
 import sqlalchemy as sa
-from apscheduler.schedulers.base import BaseScheduler
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
 
-from drip.app import App
 from drip.config import Settings
 from drip.db import insert_ignoring_conflicts
 from drip.errors import DripError, HeaderError
-from drip.message import check_header_value, sender_domain
+from drip.mail.message import check_header_value, sender_domain
+from drip.mail.transports import Transport
 from drip.models import DIGEST_LOG as DL
-from drip.report_html import render_html
-from drip.reports import C, CohortReport, cohort_report
-from drip.transports import Transport
+from drip.reports.html import render_html
+from drip.reports.queries import C, CohortReport, cohort_report
 
-log = logging.getLogger("drip.digest")
+log = logging.getLogger("drip.reports.digest")
 
-SYNC_JOB = "digest-sync"
 BEHIND_NAMED = 10
 
 
@@ -158,51 +153,3 @@ def claim_week(engine: Engine, cohort_id: int, now: datetime) -> bool:
             )
         )
         return bool(result.rowcount)
-
-
-def add_digest_jobs(scheduler: BaseScheduler, app: App) -> None:
-    """Schedule each managed cohort's digest for Monday 08:00 in its timezone, re-checked hourly."""
-    sync_digest_jobs(scheduler, app)
-    if scheduler.get_job(SYNC_JOB) is None:
-        scheduler.add_job(
-            sync_digest_jobs, IntervalTrigger(hours=1), args=(scheduler, app), id=SYNC_JOB,
-            max_instances=1, coalesce=True,
-        )  # fmt: skip
-
-
-def sync_digest_jobs(scheduler: BaseScheduler, app: App) -> None:
-    """Add, move or drop the digest jobs so they match the cohorts that have a manager."""
-    with app.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(C.c.id, C.c.timezone).where(
-                C.c.manager_email.is_not(None), C.c.manager_email != ""
-            )
-        ).all()
-    wanted = {f"digest-{cohort_id}": (cohort_id, zone) for cohort_id, zone in rows}
-    for job in scheduler.get_jobs():
-        if job.id.startswith("digest-") and job.id != SYNC_JOB and job.id not in wanted:
-            scheduler.remove_job(job.id)
-    for job_id, (cohort_id, zone) in wanted.items():
-        job = scheduler.get_job(job_id)
-        if job is not None and str(job.trigger.timezone) == zone:
-            continue
-        if job is not None:
-            scheduler.remove_job(job_id)
-        scheduler.add_job(
-            _send_one, CronTrigger(day_of_week="mon", hour=8, minute=0, timezone=zone),
-            args=(app, cohort_id), id=job_id, max_instances=1, coalesce=True,
-            misfire_grace_time=6 * 3600,
-        )  # fmt: skip
-
-
-def _send_one(app: App, cohort_id: int) -> None:
-    """The job: one cohort's digest through a fresh transport, with the real clock."""
-    transport = app.transport()
-    try:
-        send_digests(
-            app.engine, transport, app.settings, datetime.now(UTC), cohort_id, once_per_week=True
-        )
-    except Exception:  # a failed digest must not kill the scheduler
-        log.exception("digest of cohort %s failed", cohort_id)
-    finally:
-        transport.close()

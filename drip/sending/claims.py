@@ -11,10 +11,12 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from drip import lifecycle
+from drip.lifecycle import Change, Transition
 from drip.models import COHORT as C
 from drip.models import ENROLLMENT as E
 from drip.models import PERSON as P
-from drip.models import EnrollmentStatus
+from drip.models import EnrollmentStatus, Verdict
 from drip.schedule import local_date
 
 
@@ -24,8 +26,8 @@ def worker_name() -> str:
 
 
 def wake_paused(engine: Engine, now: datetime) -> int:
-    """Resume enrolments whose timed pause is over on their own calendar; the claim then finds
-    their slot."""
+    """Resume enrolments whose timed pause is over on their own calendar (a `wake` event each);
+    the claim then finds their slot."""
     with engine.begin() as conn:
         candidates = conn.execute(
             sa.select(E.c.id, E.c.paused_until, P.c.timezone, C.c.timezone)
@@ -36,19 +38,18 @@ def wake_paused(engine: Engine, now: datetime) -> int:
                 E.c.paused_until <= now.date() + timedelta(days=1),  # the earliest zones
             )
         ).all()
-        ready = [row[0] for row in candidates if local_date(now, row[2] or row[3]) >= row[1]]
-        if ready:
-            conn.execute(
-                E.update()
-                .where(E.c.id.in_(ready), E.c.status == EnrollmentStatus.paused.value)
-                .values(
-                    status=EnrollmentStatus.active.value,
-                    paused_until=None,
-                    status_reason="",
-                    next_due_at=now,
-                )
-            )
-        return len(ready)
+        ready = []
+        for eid, until, zone, cohort_zone in candidates:
+            try:
+                if local_date(now, zone or cohort_zone) >= until:
+                    ready.append(eid)
+            except Exception:  # an unreadable zone: wake it, and the claim holds it with the reason
+                ready.append(eid)
+        changes = [Change(eid, due=now, reason="timed pause ended") for eid in ready]
+        applied = lifecycle.apply(
+            conn, Transition.wake, changes, now=now, method="schedule", verdict=Verdict.unknown
+        )
+        return len(applied)
 
 
 def claim(

@@ -14,7 +14,7 @@ from email.utils import format_datetime, parseaddr
 from markupsafe import escape
 
 from drip.errors import HeaderError
-from drip.render import Part, RenderedLesson
+from drip.mail.render import Part, RenderedLesson
 
 ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 FORBIDDEN = ("\r", "\n", "\x00")

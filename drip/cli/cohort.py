@@ -1,20 +1,16 @@
-"""drip cohort ..., drip enroll and drip people ...."""
+"""`drip cohort`: create, list, show, pause and resume cohorts."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import Progress
 
-from drip.cli_base import (
+from drip.cli.base import (
     DripGroup,
     console,
     emit,
-    err_console,
     now_utc,
     open_app,
     output_options,
@@ -67,8 +63,8 @@ def cohort_create(
     manager: str | None,
 ) -> None:
     """Create a cohort that follows COURSE."""
-    from drip.curriculum import load_course
-    from drip.enrollment import create_cohort
+    from drip.curriculum.load import load_course
+    from drip.people.cohorts import create_cohort
 
     app = open_app()
     load_course(app.settings.lessons_path, course)
@@ -96,7 +92,7 @@ def cohort_create(
 @output_options
 def cohort_list(fmt: str) -> None:
     """List cohorts with their enrolment counts."""
-    from drip.enrollment import list_cohorts
+    from drip.people.cohorts import list_cohorts
 
     rows = [
         {
@@ -138,7 +134,8 @@ def cohort_list(fmt: str) -> None:
 def cohort_show(name: str, fmt: str) -> None:
     """Show a cohort's settings and its people."""
     from drip.db import session
-    from drip.enrollment import get_cohort, list_people
+    from drip.people.cohorts import get_cohort
+    from drip.people.directory import list_people
 
     app = open_app()
     with session(app.engine) as db:
@@ -176,7 +173,7 @@ def _person_row(p: Any, e: Any) -> dict[str, Any]:
 @click.argument("name")
 def cohort_pause(name: str) -> None:
     """Stop sending to a whole cohort until it is resumed."""
-    from drip.enrollment import set_cohort_paused
+    from drip.people.cohorts import set_cohort_paused
 
     set_cohort_paused(open_app().engine, name, True, now_utc())
     say(f"cohort '{name}' paused")
@@ -186,131 +183,7 @@ def cohort_pause(name: str) -> None:
 @click.argument("name")
 def cohort_resume(name: str) -> None:
     """Resume a paused cohort; everyone continues with their next lesson."""
-    from drip.enrollment import set_cohort_paused
+    from drip.people.cohorts import set_cohort_paused
 
     set_cohort_paused(open_app().engine, name, False, now_utc())
     say(f"cohort '{name}' resumed")
-
-
-@click.command("enroll")
-@click.argument("cohort_name", metavar="COHORT")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--dry-run", is_flag=True, help="Check the file and report, writing nothing.")
-def enroll(cohort_name: str, file: Path, dry_run: bool) -> None:
-    """Enrol the people in FILE.csv (email,name[,timezone]) into COHORT, all or nothing."""
-    from drip.enrollment import enroll_csv
-
-    app = open_app()
-    show_bar = not quiet() and file.exists() and file.stat().st_size > 200_000
-    with Progress(console=err_console, disable=not show_bar, transient=True) as progress:
-        task = progress.add_task(f"reading {file.name}", total=None)
-
-        def advance(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        result = enroll_csv(
-            app.engine, cohort_name, file, now=now_utc(), dry_run=dry_run, progress=advance
-        )
-    verb = "would enrol" if dry_run else "enrolled"
-    say(
-        f"{verb} {result.enrolled} of {result.rows} people in '{cohort_name}' "
-        f"({result.new_people} new, {result.already} already enrolled and skipped)"
-    )
-
-
-@click.group("people", cls=DripGroup)
-def people() -> None:
-    """List and show people; pause, resume or unsubscribe one."""
-
-
-@people.command("list")
-@click.option("--cohort", "cohort_name", help="Only this cohort.")
-@output_options
-def people_list(cohort_name: str | None, fmt: str) -> None:
-    """List people with their status and progress."""
-    from drip.enrollment import list_people
-
-    rows = []
-    for p, e, c in list_people(open_app().engine, cohort_name):
-        row = _person_row(p, e)
-        row["cohort"] = c.name
-        rows.append(row)
-    emit(
-        rows,
-        fmt,
-        title="people",
-        columns=["email", "name", "cohort", "status", "lessons_sent", "next_due_utc", "reason"],
-    )
-
-
-@people.command("show")
-@click.argument("email")
-@output_options
-def people_show(email: str, fmt: str) -> None:
-    """Show one person: each enrolment, its status and why."""
-    from drip.enrollment import get_person
-
-    view = get_person(open_app().engine, email)
-    rows = [
-        {
-            "cohort": c.name,
-            "course": c.course,
-            "status": e.status,
-            "lessons_sent": e.lessons_sent,
-            "last_lesson_on": e.last_sent_on or "",
-            "next_due_utc": e.next_due_at.strftime("%Y-%m-%d %H:%M") if e.next_due_at else "",
-            "reason": e.status_reason,
-        }
-        for e, c in view.enrollments
-    ]
-    if fmt == "table" and not quiet():
-        console.print(
-            f"{view.person.name} <{view.person.email}>, timezone {view.person.timezone or '(cohort)'}",
-            markup=False,
-        )
-    emit(
-        rows,
-        fmt,
-        title="enrolments",
-        columns=[
-            "cohort",
-            "course",
-            "status",
-            "lessons_sent",
-            "last_lesson_on",
-            "next_due_utc",
-            "reason",
-        ],
-    )
-    if fmt == "table":
-        for e, c in view.enrollments:
-            if e.status_reason and e.status != "active":
-                say(f"{c.name}: {e.status}: {e.status_reason}")
-
-
-def _people_action(action: str, past: str) -> Callable[..., None]:
-    @click.argument("email")
-    @click.option("--cohort", "cohort_name", help="Only this cohort (default: all of theirs).")
-    def command(email: str, cohort_name: str | None) -> None:
-        from drip.enrollment import change_person
-
-        results = change_person(
-            open_app().engine, email, action, now=now_utc(), cohort_name=cohort_name
-        )
-        for name, changed in results:
-            say(
-                f"{email} in '{name}': {past}"
-                if changed
-                else f"{email} in '{name}': unchanged (not {action}able now)"
-            )
-
-    command.__doc__ = {
-        "pause": "Pause a person's lessons until resumed.",
-        "resume": "Resume a paused or bounced person with their next lesson.",
-        "unsubscribe": "Unsubscribe a person; they get no more lessons.",
-    }[action]
-    return command
-
-
-for _action, _past in (("pause", "paused"), ("resume", "resumed"), ("unsubscribe", "unsubscribed")):
-    people.command(_action)(_people_action(_action, _past))

@@ -1,0 +1,57 @@
+"""The `drip` command: each command parses input, calls one service and prints the result."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from drip import __version__
+from drip.cli.base import DripGroup
+from drip.cli.cohort import cohort
+from drip.cli.demo import demo_cmd
+from drip.cli.enroll import enroll
+from drip.cli.init import config_cmd, init_cmd, migrate_cmd
+from drip.cli.lessons import lessons
+from drip.cli.log import log_cmd
+from drip.cli.people import people
+from drip.cli.report import report_cmd
+from drip.cli.run import run_cmd, serve_cmd
+from drip.cli.send import send_due_cmd, send_test
+
+
+@click.group(cls=DripGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="drip")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors and requested data.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+@click.pass_context
+def main(ctx: click.Context, quiet: bool, verbose: bool) -> None:
+    """drip: one short lesson email a day, from an ordered curriculum, for busy executives."""
+    ctx.obj = {"quiet": quiet}
+    level = logging.DEBUG if verbose else (logging.WARNING if quiet else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("apscheduler", "cssutils", "alembic", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+for _command, _name in (
+    (config_cmd, "config"),
+    (init_cmd, "init"),
+    (migrate_cmd, "migrate"),
+    (lessons, "lessons"),
+    (send_test, "send-test"),
+    (cohort, "cohort"),
+    (enroll, "enroll"),
+    (people, "people"),
+    (send_due_cmd, "send-due"),
+    (run_cmd, "run"),
+    (serve_cmd, "serve"),
+    (demo_cmd, "demo"),
+    (report_cmd, "report"),
+    (log_cmd, "log"),
+):
+    main.add_command(_command, _name)
+
+
+if __name__ == "__main__":
+    main()

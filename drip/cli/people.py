@@ -1,0 +1,117 @@
+"""`drip people`: list, show, pause, resume and unsubscribe people."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from drip.cli.base import (
+    DripGroup,
+    console,
+    emit,
+    now_utc,
+    open_app,
+    output_options,
+    quiet,
+    say,
+)
+from drip.cli.cohort import _person_row
+
+
+@click.group("people", cls=DripGroup)
+def people() -> None:
+    """List and show people; pause, resume or unsubscribe one."""
+
+
+@people.command("list")
+@click.option("--cohort", "cohort_name", help="Only this cohort.")
+@output_options
+def people_list(cohort_name: str | None, fmt: str) -> None:
+    """List people with their status and progress."""
+    from drip.people.directory import list_people
+
+    rows = []
+    for p, e, c in list_people(open_app().engine, cohort_name):
+        row = _person_row(p, e)
+        row["cohort"] = c.name
+        rows.append(row)
+    emit(
+        rows,
+        fmt,
+        title="people",
+        columns=["email", "name", "cohort", "status", "lessons_sent", "next_due_utc", "reason"],
+    )
+
+
+@people.command("show")
+@click.argument("email")
+@output_options
+def people_show(email: str, fmt: str) -> None:
+    """Show one person: each enrolment, its status and why."""
+    from drip.people.directory import get_person
+
+    view = get_person(open_app().engine, email)
+    rows = [
+        {
+            "cohort": c.name,
+            "course": c.course,
+            "status": e.status,
+            "lessons_sent": e.lessons_sent,
+            "last_lesson_on": e.last_sent_on or "",
+            "next_due_utc": e.next_due_at.strftime("%Y-%m-%d %H:%M") if e.next_due_at else "",
+            "reason": e.status_reason,
+        }
+        for e, c in view.enrollments
+    ]
+    if fmt == "table" and not quiet():
+        console.print(
+            f"{view.person.name} <{view.person.email}>, timezone {view.person.timezone or '(cohort)'}",
+            markup=False,
+        )
+    emit(
+        rows,
+        fmt,
+        title="enrolments",
+        columns=[
+            "cohort",
+            "course",
+            "status",
+            "lessons_sent",
+            "last_lesson_on",
+            "next_due_utc",
+            "reason",
+        ],
+    )
+    if fmt == "table":
+        for e, c in view.enrollments:
+            if e.status_reason and e.status != "active":
+                say(f"{c.name}: {e.status}: {e.status_reason}")
+
+
+def _people_action(action: str, past: str) -> Callable[..., None]:
+    @click.argument("email")
+    @click.option("--cohort", "cohort_name", help="Only this cohort (default: all of theirs).")
+    def command(email: str, cohort_name: str | None) -> None:
+        from drip.people.directory import change_person
+
+        results = change_person(
+            open_app().engine, email, action, now=now_utc(), cohort_name=cohort_name
+        )
+        for name, changed in results:
+            say(
+                f"{email} in '{name}': {past}"
+                if changed
+                else f"{email} in '{name}': unchanged (not {action}able now)"
+            )
+
+    command.__doc__ = {
+        "pause": "Pause a person's lessons until resumed.",
+        "resume": "Resume a paused or bounced person with their next lesson.",
+        "unsubscribe": "Unsubscribe a person; they get no more lessons.",
+    }[action]
+    return command
+
+
+for _action, _past in (("pause", "paused"), ("resume", "resumed"), ("unsubscribe", "unsubscribed")):
+    people.command(_action)(_people_action(_action, _past))

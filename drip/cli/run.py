@@ -1,0 +1,55 @@
+"""`drip run` and `drip serve`: the scheduler loop and the web endpoint."""
+
+from __future__ import annotations
+
+import click
+
+from drip.cli.base import (
+    open_app,
+    say,
+)
+from drip.config import require_secret
+
+
+@click.command("run")
+@click.option(
+    "--no-web", is_flag=True, help="Only the scheduler, without the tracking web endpoint."
+)
+@click.option("--host", default=None, help="Web address (default DRIP_WEB_HOST).")
+@click.option("--port", type=int, default=None, help="Web port (default DRIP_WEB_PORT).")
+def run_cmd(no_web: bool, host: str | None, port: int | None) -> None:
+    """Run the scheduler (a pass every DRIP_TICK_SECONDS) and, unless --no-web, the web endpoint."""
+    from drip.scheduler import run_forever
+
+    app = open_app()
+    require_secret(app.settings)
+    serve = None
+    if not no_web:
+        from drip.web import serve_function
+
+        serve = serve_function(app, host or app.settings.web_host, port or app.settings.web_port)
+    say(
+        f"drip running: database {app.engine.url.render_as_string(hide_password=True)}, "
+        f"mail via {app.transport().describe()}, a pass every {app.settings.tick_seconds:g}s"
+        + (
+            ""
+            if no_web
+            else f", web on http://{host or app.settings.web_host}:{port or app.settings.web_port}"
+        )
+    )
+    run_forever(app, serve)
+
+
+@click.command("serve")
+@click.option("--host", default=None, help="Address to listen on (default DRIP_WEB_HOST).")
+@click.option("--port", type=int, default=None, help="Port (default DRIP_WEB_PORT).")
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Web processes."
+)
+def serve_cmd(host: str | None, port: int | None, workers: int) -> None:
+    """Serve the tracking web endpoint (opens, clicks, got it, answers, pause, unsubscribe)."""
+    from drip.web import serve_function
+
+    app = open_app()
+    require_secret(app.settings)
+    serve_function(app, host or app.settings.web_host, port or app.settings.web_port, workers)()

@@ -1,0 +1,76 @@
+"""The one way a lesson e-mail is built, for the dispatcher, `send-test` and `lessons preview`:
+render and inline once per lesson version, fold the MIME once, then fill one recipient's values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from drip.curriculum.load import Course, Lesson
+from drip.mail.message import MessageTemplate
+from drip.mail.render import Renderer, recipient_keys
+from drip.tokens import link_values
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Who a message goes to and the delivery that fixes its Message-ID and Date."""
+
+    delivery_id: int
+    address: str
+    name: str
+    date: datetime
+    message_id: str
+
+
+@dataclass
+class LessonMail:
+    """Builds lesson messages from a renderer, a sender and the signing key of the links."""
+
+    renderer: Renderer
+    sender: str
+    base_url: str
+    secret: str
+    _templates: dict[tuple[str, str, str, str], MessageTemplate] = field(default_factory=dict)
+
+    def template(self, course: Course, lesson: Lesson) -> MessageTemplate:
+        """The lesson's folded message, built once per lesson and template version."""
+        rendered = self.renderer.render(course, lesson)
+        key = (course.slug, lesson.slug, lesson.content_hash, rendered.version)
+        template = self._templates.get(key)
+        if template is None or template.rendered is not rendered:
+            template = MessageTemplate.of(rendered, self.sender)
+            self._templates[key] = template
+        return template
+
+    def values(self, template: MessageTemplate, recipient: Recipient) -> dict[str, str]:
+        """The per-recipient values of a message: signed links and the greeting name."""
+        lesson = template.rendered.lesson
+        options = len(lesson.check.options) if lesson.check else 0
+        values = link_values(
+            self.base_url,
+            self.secret,
+            recipient.delivery_id,
+            options,
+            len(template.rendered.links),
+        )
+        values["NAME"] = recipient.name or "there"
+        return values
+
+    def build(self, course: Course, lesson: Lesson, recipient: Recipient) -> bytes:
+        """The message bytes for one recipient; raises DripError when they cannot be built."""
+        template = self.template(course, lesson)
+        return template.build(
+            to_name=recipient.name,
+            to_address=recipient.address,
+            date=recipient.date,
+            message_id=recipient.message_id,
+            values=self.values(template, recipient),
+        )
+
+    def preview(self, course: Course, lesson: Lesson, name: str) -> tuple[str, str]:
+        """(html, text) of a lesson as a reader sees it, with links that point nowhere."""
+        rendered = self.renderer.render(course, lesson)
+        values = {key: f"{self.base_url}/preview#{key.lower()}" for key in recipient_keys(rendered)}
+        values["NAME"] = name
+        return rendered.personalize(values)

@@ -1,0 +1,107 @@
+"""People: find them, list them, and pause, resume or unsubscribe them from the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from drip import lifecycle
+from drip.db import session as open_session
+from drip.errors import NotFound
+from drip.lifecycle import Change, Transition, TransitionError
+from drip.models import Cohort, Enrollment, Person
+from drip.people.cohorts import get_cohort
+
+
+@dataclass(frozen=True)
+class PersonView:
+    """A person with each of their enrolments and cohorts."""
+
+    person: Person
+    enrollments: list[tuple[Enrollment, Cohort]]
+
+
+def get_person(engine: Engine, email: str) -> PersonView:
+    """A person and their enrolments, by e-mail address."""
+    address = email.strip().lower()
+    with open_session(engine) as db:
+        person = db.exec(select(Person).where(Person.email == address)).first()
+        if person is None:
+            raise NotFound(f"no person with e-mail '{address}'; see drip people list")
+        pairs = db.exec(
+            select(Enrollment, Cohort)
+            .join(Cohort, col(Cohort.id) == col(Enrollment.cohort_id))
+            .where(Enrollment.person_id == person.id)
+            .order_by(Cohort.name)
+        ).all()
+    return PersonView(person, [(e, c) for e, c in pairs])
+
+
+def list_people(
+    engine: Engine, cohort_name: str | None = None, limit: int | None = None
+) -> list[tuple[Person, Enrollment, Cohort]]:
+    """People with their enrolments, optionally of one cohort."""
+    with open_session(engine) as db:
+        query = (
+            select(Person, Enrollment, Cohort)
+            .join(Enrollment, col(Enrollment.person_id) == col(Person.id))
+            .join(Cohort, col(Cohort.id) == col(Enrollment.cohort_id))
+            .order_by(Cohort.name, Person.email)
+        )
+        if cohort_name:
+            cohort = get_cohort(db, cohort_name)
+            query = query.where(Enrollment.cohort_id == cohort.id)
+        if limit:
+            query = query.limit(limit)
+        return [(p, e, c) for p, e, c in db.exec(query).all()]
+
+
+ACTIONS = {
+    "pause": Transition.pause,
+    "resume": Transition.resume,
+    "unsubscribe": Transition.unsubscribe,
+    "resubscribe": Transition.resubscribe,
+}
+
+
+def change_person(
+    engine: Engine,
+    email: str,
+    action: str,
+    *,
+    now: datetime,
+    cohort_name: str | None = None,
+    until: date | None = None,
+) -> list[tuple[str, str]]:
+    """Apply pause/resume/unsubscribe/resubscribe to a person's enrolments, as a manager did;
+    return (cohort, what happened) pairs, and fail when it applies to none of them."""
+    transition = ACTIONS[action]
+    view = get_person(engine, email)
+    chosen = [(e, c) for e, c in view.enrollments if not cohort_name or c.name == cohort_name]
+    if cohort_name and not chosen:
+        raise NotFound(f"{view.person.email} is not enrolled in cohort '{cohort_name}'")
+    results: list[tuple[str, str]] = []
+    with engine.begin() as conn:
+        ids = [e.id or 0 for e, _ in chosen]
+        due = lifecycle.next_due(conn, ids, now)
+        changes = [
+            Change(e.id or 0, due=due.get(e.id or 0, now), until=until, reason=f"{action} via cli")
+            for e, _ in chosen
+        ]
+        applied = {
+            c.enrollment_id
+            for c in lifecycle.apply(conn, transition, changes, now=now, method="cli")
+        }
+        for enrollment, cohort in chosen:
+            if enrollment.id in applied:
+                results.append((cohort.name, action + ("d" if action.endswith("e") else "ed")))
+            else:
+                results.append((cohort.name, lifecycle.explain(transition, enrollment.status)))
+    if not applied:
+        raise TransitionError(
+            "; ".join(f"{name}: {why}" for name, why in results) or "no enrolment"
+        )
+    return results

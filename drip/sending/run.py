@@ -1,0 +1,294 @@
+"""A dispatcher pass: claim due enrollments, plan each, build and send its lesson, record it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Engine
+
+from drip.curriculum.load import Catalog, Course
+from drip.errors import DripError
+from drip.mail.build import LessonMail, Recipient
+from drip.mail.message import new_message_id, sender_domain
+from drip.mail.transports import Outcome, SendResult, Transport
+from drip.schedule import local_date, next_slot
+from drip.sending import store
+from drip.sending.claims import claim, release, wake_paused, worker_name
+from drip.sending.plan import Complete, Hold, Job, Quarantine, Reschedule, Send, plan
+from drip.sending.retry import HOLD, Verdict, decide
+
+log = logging.getLogger("drip.sending")
+
+IN_FLIGHT = 1  # messages built ahead of the one being sent
+
+
+@dataclass(frozen=True)
+class Item:
+    """One message's outcome in a pass."""
+
+    email: str
+    lesson: str
+    outcome: str
+    detail: str = ""
+
+
+@dataclass
+class PassResult:
+    """What one pass did."""
+
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    completed: int = 0
+    rescheduled: int = 0
+    held: int = 0
+    items: list[Item] = field(default_factory=list)
+
+    def add(self, other: PassResult) -> None:
+        self.sent += other.sent
+        self.retried += other.retried
+        self.failed += other.failed
+        self.completed += other.completed
+        self.rescheduled += other.rescheduled
+        self.held += other.held
+        self.items.extend(other.items)
+
+    def summary(self) -> str:
+        held = f", held {self.held}" if self.held else ""
+        return (
+            f"sent {self.sent}, retry later {self.retried}, failed {self.failed}, "
+            f"completed {self.completed}, rescheduled {self.rescheduled}{held}"
+        )
+
+
+@dataclass
+class Dispatcher:
+    """Everything a pass needs, passed in: database, transport, message builder and courses."""
+
+    engine: Engine
+    transport: Transport
+    mail: LessonMail
+    catalog: Catalog
+    batch_size: int = 200
+    lease: timedelta = timedelta(minutes=5)
+    retry_lifetime: timedelta = timedelta(days=3)
+    worker: str = field(default_factory=worker_name)
+    flush_every: int = 50
+    recorded_versions: set[str] = field(default_factory=set)
+
+
+def send_due(
+    dispatcher: Dispatcher,
+    now: datetime,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    max_batches: int | None = None,
+) -> PassResult:
+    """One pass: claim due enrollments batch by batch and send each its next lesson."""
+    total = PassResult()
+    wake_paused(dispatcher.engine, now)
+    batches = 0
+    started = time.monotonic()
+    while not should_stop():
+        # What is due is judged at the pass's time; a lease runs from the claim itself, since a
+        # long pass may outlast a lease.
+        claimed_at = now + timedelta(seconds=time.monotonic() - started)
+        ids = claim(
+            dispatcher.engine,
+            now,
+            dispatcher.batch_size,
+            dispatcher.lease,
+            dispatcher.worker,
+            claimed_at,
+        )
+        if not ids:
+            break
+        total.add(_process(dispatcher, ids, now, should_stop, started))
+        batches += 1
+        if max_batches is not None and batches >= max_batches:
+            break
+    return total
+
+
+def prepare(d: Dispatcher, ids: list[int], now: datetime, result: PassResult) -> list[Job]:
+    """Plan a claimed batch and store what the plan says; return the sends, in due order."""
+    courses: dict[str, Course | DripError] = {}
+    domain = sender_domain(d.mail.sender)
+    releases: list[tuple[int, datetime | None]] = []
+    with d.engine.begin() as conn:
+        rows, existing = store.load_batch(conn, ids)
+        sends: list[Send] = []
+        completed: list[int] = []
+        held: list[tuple[int, str]] = []
+        for row in rows:
+            if row.course not in courses:
+                try:
+                    courses[row.course] = d.catalog.get(row.course)
+                except DripError as exc:
+                    courses[row.course] = exc
+                    log.error(
+                        "course %s cannot be loaded, holding its lessons: %s", row.course, exc
+                    )
+            action = plan(row, courses[row.course], existing.get(row.enrollment_id, {}), now)
+            match action:
+                case Send():
+                    sends.append(action)
+                case Reschedule(eid, at):
+                    releases.append((eid, at))
+                    result.rescheduled += 1
+                case Hold(eid, until, reason):
+                    releases.append((eid, until))
+                    result.items.append(Item(row.email, row.course, "held", reason))
+                case Quarantine(eid, reason):
+                    held.append((eid, reason))
+                    result.held += 1
+                    result.items.append(Item(row.email, row.course, "held", reason))
+                    log.warning("%s held: %s", row.email, reason)
+                case Complete(eid):
+                    completed.append(eid)
+                    result.completed += 1
+        jobs = store.open_deliveries(conn, sends, now, lambda: new_message_id(domain))
+        store.complete(conn, d.worker, completed, now)
+        store.quarantine(conn, d.worker, held, now)
+        store.record_versions(conn, d.mail.renderer, d.recorded_versions, jobs)
+    if releases:
+        release(d.engine, d.worker, releases)
+    return jobs
+
+
+def _process(
+    d: Dispatcher,
+    ids: list[int],
+    now: datetime,
+    should_stop: Callable[[], bool],
+    pass_started: float | None = None,
+) -> PassResult:
+    """Send a claimed batch: build each message while the previous one is on the wire."""
+    result = PassResult()
+    started = time.monotonic()
+    pass_started = started if pass_started is None else pass_started
+    jobs = prepare(d, ids, now, result)
+    pending: list[tuple[Job, datetime, SendResult]] = []
+    in_flight: deque[tuple[Job, datetime, Future[SendResult]]] = deque()
+
+    def moment() -> datetime:
+        # The pass's clock moved on by the real time spent, to the second.
+        return now + timedelta(seconds=int(time.monotonic() - pass_started))
+
+    def flush() -> None:
+        nonlocal pending
+        if pending:
+            _record(d, pending, now, result)
+            pending = []
+
+    def collect(limit: int) -> None:
+        while len(in_flight) > limit:
+            job, at, future = in_flight.popleft()
+            pending.append((job, at, future.result()))
+            if len(pending) >= d.flush_every:
+                flush()
+
+    # One thread talks SMTP (one connection, messages in order); this one builds and records.
+    # Whatever happens, what was sent is recorded: an unrecorded send would go out again.
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drip-smtp") as sender:
+            try:
+                for index, job in enumerate(jobs):
+                    late = time.monotonic() - started > d.lease.total_seconds() * 0.5
+                    if should_stop() or late:
+                        # Hand the rest back rather than risk another worker reclaiming them.
+                        rest = [(j.row.enrollment_id, None) for j in jobs[index:]]
+                        release(d.engine, d.worker, rest, keep_due=True)
+                        break
+                    current = moment()
+                    slot = next_slot(job.cadence, current, job.row.last_sent_on)
+                    if slot > current:  # the window closed (or the day turned) during the batch
+                        release(d.engine, d.worker, [(job.row.enrollment_id, slot)])
+                        result.rescheduled += 1
+                        continue
+                    future: Future[SendResult] = Future()
+                    try:
+                        data = d.mail.build(job.course, job.lesson, _recipient(job))
+                    except DripError as exc:  # the recipient's own values cannot go in a header
+                        future.set_result(
+                            SendResult(Outcome.rejected, None, f"cannot build the message: {exc}")
+                        )
+                    except Exception as exc:  # a bug or a broken template: hold, never loop
+                        log.exception(
+                            "cannot build lesson %s for %s", job.lesson.slug, job.row.email
+                        )
+                        release(d.engine, d.worker, [(job.row.enrollment_id, now + HOLD)])
+                        result.items.append(
+                            Item(job.row.email, job.lesson.slug, "held", str(exc)[:200])
+                        )
+                        continue
+                    else:
+                        envelope = d.mail.template(job.course, job.lesson).envelope_from
+                        future = sender.submit(d.transport.send, envelope, job.row.email, data)
+                    in_flight.append((job, current, future))
+                    collect(IN_FLIGHT)
+            finally:
+                collect(0)
+    finally:
+        flush()
+    return result
+
+
+def _recipient(job: Job) -> Recipient:
+    return Recipient(
+        delivery_id=job.delivery.id,
+        address=job.row.email,
+        name=job.row.name,
+        date=job.delivery.created_at,
+        message_id=job.delivery.message_id,
+    )
+
+
+def _record(
+    d: Dispatcher,
+    pending: list[tuple[Job, datetime, SendResult]],
+    now: datetime,
+    result: PassResult,
+) -> None:
+    """Decide each outcome with the retry policy and write them all in one transaction."""
+    sent: list[tuple[Job, datetime, str, datetime | None, bool]] = []
+    retried: list[tuple[Job, datetime, str, datetime, datetime]] = []
+    failed: list[tuple[Job, datetime, str, str]] = []
+    for job, at, outcome in pending:
+        decision = decide(
+            outcome,
+            lesson=job.lesson.slug,
+            attempts=job.delivery.attempts,
+            first_try=job.delivery.created_at,
+            sent_at=at,
+            now=now,
+            lifetime=d.retry_lifetime,
+        )
+        if decision.verdict is Verdict.sent:
+            sent_slugs = job.sent_slugs | {job.lesson.slug}
+            done = all(x.slug in sent_slugs for x in job.course.lessons)
+            today = local_date(at, job.cadence.timezone)
+            due = None if done else next_slot(job.cadence, at, today)
+            sent.append((job, at, outcome.reply, due, done))
+            result.sent += 1
+            result.completed += int(done)
+            result.items.append(Item(job.row.email, job.lesson.slug, "sent", outcome.reply))
+        elif decision.verdict is Verdict.retry:
+            assert decision.retry_at is not None
+            due = next_slot(job.cadence, decision.retry_at, job.row.last_sent_on)
+            retried.append((job, at, str(outcome), decision.retry_at, due))
+            result.retried += 1
+            result.items.append(Item(job.row.email, job.lesson.slug, "retry", str(outcome)))
+        else:
+            failed.append((job, at, str(outcome), decision.reason))
+            result.failed += 1
+            result.items.append(Item(job.row.email, job.lesson.slug, "failed", str(outcome)))
+            log.warning("%s: %s", job.row.email, decision.reason)
+    with d.engine.begin() as conn:
+        store.record_outcomes(conn, d.worker, sent, retried, failed, now)

@@ -1,0 +1,52 @@
+"""The vocabulary of the tables: enrollment and delivery statuses, event kinds, verdicts.
+
+Kept apart from the models so the CLI can offer them as choices without loading SQLAlchemy."""
+
+from __future__ import annotations
+
+import enum
+
+
+class EnrollmentStatus(enum.StrEnum):
+    active = "active"
+    paused = "paused"
+    completed = "completed"
+    unsubscribed = "unsubscribed"
+    bounced = "bounced"
+    held = "held"  # a row drip cannot process (bad stored data) waits here with its reason
+
+
+class DeliveryStatus(enum.StrEnum):
+    sending = "sending"
+    sent = "sent"
+    retry = "retry"
+    failed = "failed"
+
+
+class EventKind(enum.StrEnum):
+    # What the dispatcher records of a delivery.
+    sent = "sent"
+    retry = "retry"
+    # What a reader does (the web endpoint).
+    open = "open"
+    click = "click"
+    confirm = "confirm"
+    answer = "answer"
+    # Status changes (drip.lifecycle writes exactly these).
+    enrol = "enrol"
+    pause = "pause"
+    resume = "resume"
+    wake = "wake"
+    autopause = "autopause"
+    complete = "complete"
+    unsubscribe = "unsubscribe"
+    resubscribe = "resubscribe"
+    bounce = "bounce"
+    hold = "hold"
+    release = "release"
+
+
+class Verdict(enum.StrEnum):
+    human = "human"
+    machine = "machine"
+    unknown = "unknown"
