@@ -25,6 +25,9 @@ READER_KINDS = (
     EventKind.unsubscribe,
 )
 
+# Status changes drip makes on its own schedule; the activity chart leaves them out.
+BOOKKEEPING = (EventKind.enrol, EventKind.complete, EventKind.wake, EventKind.hold)
+
 
 def row(
     kind: EventKind,
@@ -47,7 +50,7 @@ def row(
         "delivery_id": delivery_id,
         "kind": kind.value,
         "at": at,
-        "method": method.upper()[:10],
+        "method": method[:10],
         "seconds_since_send": seconds_since_send,
         "verdict": verdict.value,
         "reason": reason[:1000],

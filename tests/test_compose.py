@@ -10,7 +10,7 @@ from typing import Any
 import click
 import pytest
 import yaml
-from conftest import ROOT
+from support import ROOT
 
 from drip.cli import main
 from drip.config import load_settings, setting_names

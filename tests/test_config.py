@@ -1,7 +1,7 @@
 from pathlib import Path
 
 import pytest
-from conftest import cli_env, make_settings, run_drip
+from support import cli_env, make_settings, run_drip
 
 from drip.config import SETTINGS, load_settings, mask
 from drip.errors import ConfigError

@@ -51,7 +51,3 @@ for _command, _name in (
     (log_cmd, "log"),
 ):
     main.add_command(_command, _name)
-
-
-if __name__ == "__main__":
-    main()

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from drip.curriculum.load import Course, load_course
 from drip.db import session as open_session
 from drip.errors import DripError
-from drip.events import counted
+from drip.events import BOOKKEEPING, counted
 from drip.models import COHORT as C
 from drip.models import DELIVERY as D
 from drip.models import ENROLLMENT as E
@@ -54,6 +54,7 @@ class Summary:
     completed: int
     unsubscribed: int
     bounced: int
+    held: int
     lessons_sent: int
     opened_human: int
     opened_all: int
@@ -462,6 +463,7 @@ def _activity(conn: sa.Connection, cohort_id: int, human_only: bool) -> list[Day
         .join(E, E.c.id == EV.c.enrollment_id)
         .where(
             E.c.cohort_id == cohort_id,
+            EV.c.kind.not_in([k.value for k in BOOKKEEPING]),
             sa.or_(EV.c.kind.not_in(["open", *RESPONSE_KINDS]), counted(human_only)),
         )
         .group_by(day, group)

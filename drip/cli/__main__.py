@@ -1,0 +1,5 @@
+"""`python -m drip.cli`."""
+
+from drip.cli import main
+
+main()

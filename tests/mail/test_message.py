@@ -1,0 +1,164 @@
+import email
+import email.header
+import email.policy
+import email.utils
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from support import LESSONS, TEMPLATES
+
+from drip.curriculum.load import load_course
+from drip.errors import HeaderError
+from drip.mail.message import MessageTemplate, check_header_value, format_address
+from drip.mail.render import Renderer, recipient_keys
+
+NOW = datetime(2026, 12, 1, 7, 30, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def template() -> MessageTemplate:
+    course = load_course(LESSONS, "social-media-for-executives")
+    rendered = Renderer(TEMPLATES).render(course, course.lessons[2])
+    return MessageTemplate.of(rendered, "Drip Lessons <lessons@example.com>")
+
+
+def values_for(template: MessageTemplate, name: str = "Ada") -> dict[str, str]:
+    values = {
+        k: f"https://learn.example.com/{k.lower()}/tok" for k in recipient_keys(template.rendered)
+    }
+    values["NAME"] = name
+    return values
+
+
+def build(
+    template: MessageTemplate, name: str = "Ada Lovelace", address: str = "ada@example.com"
+) -> email.message.EmailMessage:
+    data = template.build(
+        to_name=name,
+        to_address=address,
+        date=NOW,
+        message_id="<m1@example.com>",
+        values=values_for(template, name),
+    )
+    assert b"\n" not in data.replace(b"\r\n", b"")
+    return email.message_from_bytes(data, policy=email.policy.default)  # type: ignore[return-value]
+
+
+def test_message_has_the_headers_and_parts_mail_clients_expect(template: MessageTemplate) -> None:
+    msg = build(template)
+    assert msg["From"] == "Drip Lessons <lessons@example.com>"
+    assert msg["To"] == "Ada Lovelace <ada@example.com>"
+    assert msg["Subject"] == template.rendered.lesson.title
+    assert len(msg.get_all("Date")) == 1 and len(msg.get_all("Message-ID")) == 1
+    assert msg["List-Unsubscribe"] == "<https://learn.example.com/unsubscribe/tok>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg.get_content_type() == "multipart/alternative"
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    assert "Lesson 3 of 20" in text and "Lesson 3 of 20" in html
+    assert "Got it: https://learn.example.com/confirm/tok" in text
+    assert 'href="https://learn.example.com/confirm/tok"' in html
+    assert template.rendered.lesson.takeaway in text
+
+
+def test_script_in_name_is_escaped_in_html(template: MessageTemplate) -> None:
+    msg = build(template, name="<script>alert(1)</script>")
+    html = msg.get_body(("html",)).get_content()
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert msg["To"].addresses[0].display_name == "<script>alert(1)</script>"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "Eve\r\nBcc: x@evil.example",
+        "Eve\nBcc: x@evil.example",
+        "=?UTF-8?Q?=0A?=Bcc: x@evil.example",
+        "=?utf-8?b?Cg==?=",
+    ],
+)
+def test_header_injection_is_refused(template: MessageTemplate, bad: str) -> None:
+    with pytest.raises(HeaderError, match="line break"):
+        template.build(
+            to_name=bad,
+            to_address="eve@example.com",
+            date=NOW,
+            message_id="<m@example.com>",
+            values=values_for(template),
+        )
+
+
+def test_subject_with_newline_is_refused() -> None:
+    with pytest.raises(HeaderError):
+        check_header_value("Subject", "Hello\r\nBcc: x@evil.example")
+
+
+@given(st.text(min_size=1, max_size=80).filter(lambda s: s.strip() == s and s.isprintable()))
+@hsettings(max_examples=300, deadline=None)
+def test_any_printable_name_round_trips(name: str) -> None:
+    header = format_address(name, "a@example.com")
+    raw = f"To: {header}\r\n\r\n".encode("ascii")
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert msg["To"].addresses[0].addr_spec == "a@example.com"
+    # RFC 2047 decoding (CPython's policy.default adds a space between folded encoded words
+    # inside a phrase, which the RFC says to drop; email.header follows the RFC).
+    phrase = header.rpartition(" <")[0]
+    if phrase.startswith("=?"):
+        name_part = str(email.header.make_header(email.header.decode_header(phrase)))
+    else:
+        name_part = email.utils.parseaddr(header)[0]
+    assert name_part == name
+
+
+def test_non_ascii_name_and_subject(tmp_path: Path) -> None:
+    course = load_course(LESSONS, "sample")
+    lesson = course.lessons[0]
+    rendered = Renderer(TEMPLATES).render(course, lesson)
+    template = MessageTemplate.of(rendered, "Équipe Drip <lessons@example.com>")
+    msg = build(template, name="Zoë Ärger-Łukasz")
+    assert msg["To"].addresses[0].display_name == "Zoë Ärger-Łukasz"
+    assert msg["From"].addresses[0].display_name == "Équipe Drip"
+    assert "Zoë Ärger-Łukasz" in msg.get_body(("plain",)).get_content()
+
+
+@given(
+    literals=st.lists(
+        st.text(
+            alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r%"),
+            max_size=300,
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    values=st.lists(
+        st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=120), max_size=5
+    ),
+    escape_html=st.booleans(),
+)
+@hsettings(max_examples=300, deadline=None)
+def test_encoded_parts_decode_to_the_personalized_text(
+    literals: list[str], values: list[str], escape_html: bool
+) -> None:
+    import binascii
+
+    from markupsafe import escape
+
+    from drip.mail.message import EncodedPart
+    from drip.mail.render import Part
+
+    keys = [f"K-{i}" for i in range(len(literals) - 1)]
+    text = "".join(
+        lit + (f"%%DRIP-{keys[i]}%%" if i < len(keys) else "") for i, lit in enumerate(literals)
+    )
+    part = Part.of(text)
+    vals = {k: (values[i] if i < len(values) else "") for i, k in enumerate(keys)}
+    encoded = EncodedPart.of(part, escape_html).fill(vals)
+    assert all(len(line) <= 76 for line in encoded.split("\r\n"))
+    expected = part.fill({k: str(escape(v)) if escape_html else v for k, v in vals.items()})
+    decoded = binascii.a2b_qp(encoded.encode("ascii")).decode("utf-8")
+    assert decoded == expected.replace("\r\n", "\n").replace("\n", "\r\n")
