@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -16,6 +17,7 @@ from drip.errors import CurriculumError, NotFound
 
 LESSON_FILE = re.compile(r"^(\d{2,3})-([a-z0-9]+(?:-[a-z0-9]+)*)\.md$")
 COURSE_FILE = "course.yml"
+LESSON_KEYS = ("title", "summary", "takeaway", "check", "sources")
 WORDS_PER_MINUTE = 200
 WORD = re.compile(r"[\w'’-]+")
 
@@ -27,7 +29,14 @@ DEFAULT_RULES: dict[str, Any] = {
     "require_check": False,
     "min_options": 2,
     "max_options": 5,
+    "require_sources": False,
+    "require_review": False,
+    "check_style": "warning",
 }
+BOOL_RULES = {"require_check", "require_sources", "require_review"}
+STYLE_LEVELS = ("warning", "error")
+LONGEST_SHARE = 1 / 3  # the right answer may be the longest option in at most this share
+LONG_OPTION = 1.5  # an option this many times the next longest stands out
 
 # Words that signal hype or unexplained jargon to a busy, sceptical reader.
 WATCH_WORDS = (
@@ -79,12 +88,29 @@ class Problem:
 
 @dataclass(frozen=True)
 class Check:
-    """The one-question check of a lesson."""
+    """The one-question check of a lesson, with its `review` wording for spaced review."""
 
     question: str
     options: tuple[str, ...]
     answer: int
     explanation: str
+    review: Check | None = None
+    line: int = 1
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a lesson's facts come from: a reader can open the URL and check."""
+
+    title: str
+    publisher: str
+    year: int | None
+    url: str
+
+    def cite(self) -> str:
+        """The source in one short line: publisher, title, year."""
+        year = f", {self.year}" if self.year else ""
+        return f"{self.publisher}: {self.title}{year}" if self.publisher else f"{self.title}{year}"
 
 
 @dataclass(frozen=True)
@@ -102,6 +128,7 @@ class Lesson:
     check: Check | None
     path: Path
     content_hash: str
+    sources: tuple[Source, ...] = ()
 
     @property
     def words(self) -> int:
@@ -124,6 +151,7 @@ class Course:
     path: Path
     rules: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[Problem, ...] = ()
+    facts_as_of: str = ""
 
     def lesson(self, slug: str) -> Lesson:
         """Return the lesson with this slug."""
@@ -196,6 +224,7 @@ def inspect_course(root: Path, slug: str) -> tuple[Course | None, list[Problem]]
             Problem(folder / COURSE_FILE, 1, "the course has no lessons (NN-slug.md files)")
         )
     lessons.sort(key=lambda x: x.number)
+    check_style(lessons, folder / COURSE_FILE, rules, problems)
     errors = [p for p in problems if p.severity == "error"]
     warnings = tuple(p for p in problems if p.severity == "warning")
     if errors:
@@ -209,6 +238,7 @@ def inspect_course(root: Path, slug: str) -> tuple[Course | None, list[Problem]]
         path=folder,
         rules=rules,
         warnings=warnings,
+        facts_as_of=str(meta.get("facts_as_of") or "").strip(),
     )
     return course, problems
 
@@ -239,7 +269,14 @@ def _load_course_meta(path: Path, problems: list[Problem]) -> dict[str, Any]:
         data["rules"] = {}
     elif rules is not None:
         for key, value in rules.items():
-            wanted = bool if key == "require_check" else int
+            if key == "check_style":
+                if value not in STYLE_LEVELS:
+                    problems.append(
+                        Problem(path, 1, f"rule 'check_style' is {value!r}; use warning or error")
+                    )
+                    rules[key] = DEFAULT_RULES[key]
+                continue
+            wanted = bool if key in BOOL_RULES else int
             if (
                 isinstance(value, bool) != (wanted is bool)
                 or not isinstance(value, wanted)
@@ -345,14 +382,37 @@ def _load_lesson(
     title = text_field("title", rules["max_title"])
     summary = text_field("summary", rules["max_summary"])
     takeaway = text_field("takeaway")
-    unknown = sorted(set(data) - {"title", "summary", "takeaway", "check"})
+    unknown = sorted(set(data) - set(LESSON_KEYS))
     for key in unknown:
         problems.append(
-            Problem(
-                path, line(key), f"unknown key '{key}'; allowed: title, summary, takeaway, check"
-            )
+            Problem(path, line(key), f"unknown key '{key}'; allowed: {', '.join(LESSON_KEYS)}")
         )
     check = _load_check(data.get("check"), path, line, rules, problems)
+    if check is not None:
+        review = _load_check(
+            data["check"].get("review"), path, line, rules, problems, prefix="check.review"
+        )
+        if review is not None:
+            check = replace(check, review=review)
+        elif rules["require_review"] and "review" not in data["check"]:
+            problems.append(
+                Problem(
+                    path,
+                    line("check"),
+                    "the check has no 'review' (another wording of the same question, for "
+                    "spaced review); add check.review with question, options, answer, explanation",
+                )
+            )
+    sources = _load_sources(data.get("sources"), path, line, problems)
+    if not sources:
+        problems.append(
+            Problem(
+                path,
+                line("sources") if "sources" in data else 1,
+                "the lesson names no sources; add sources: with title, publisher, year, url",
+                "error" if rules["require_sources"] else "warning",
+            )
+        )
     if not body.strip():
         problems.append(Problem(path, body_line, "the lesson has no body below the front matter"))
     _check_jinja(body, path, body_line, problems)
@@ -361,8 +421,9 @@ def _load_lesson(
             problems.append(Problem(path, offset + 1, "'%%DRIP-' is reserved by drip; reword it"))
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
     lesson = Lesson(
-        course, number, slug, title, summary, takeaway, body, body_line, check, path, digest
-    )
+        course, number, slug, title, summary, takeaway, body, body_line, check, path, digest,
+        tuple(sources),
+    )  # fmt: skip
     words = lesson.words
     if body.strip() and not rules["min_words"] <= words <= rules["max_words"]:
         problems.append(
@@ -379,33 +440,40 @@ def _load_lesson(
 
 
 def _load_check(
-    raw: Any, path: Path, line: Any, rules: dict[str, Any], problems: list[Problem]
+    raw: Any,
+    path: Path,
+    line: Any,
+    rules: dict[str, Any],
+    problems: list[Problem],
+    prefix: str = "check",
 ) -> Check | None:
     if raw is None:
-        if rules["require_check"]:
+        if rules["require_check"] and prefix == "check":
             problems.append(
                 Problem(path, 1, "this course wants a 'check' (one question) on every lesson")
             )
         return None
     if not isinstance(raw, dict):
         problems.append(
-            Problem(path, line("check"), "'check' must hold question, options, answer, explanation")
+            Problem(
+                path, line(prefix), f"'{prefix}' must hold question, options, answer, explanation"
+            )
         )
         return None
     missing = [k for k in ("question", "options", "answer", "explanation") if not raw.get(k)]
     if missing:
-        problems.append(Problem(path, line("check"), f"the check is missing '{missing[0]}'"))
+        problems.append(Problem(path, line(prefix), f"{prefix} is missing '{missing[0]}'"))
         return None
     for key in ("question", "answer", "explanation"):
         if isinstance(raw[key], bool) or not isinstance(raw[key], str | int | float):
             problems.append(
-                Problem(path, line(f"check.{key}"), f"the check's '{key}' must be text; quote it")
+                Problem(path, line(f"{prefix}.{key}"), f"{prefix}.{key} must be text; quote it")
             )
             return None
     options = raw["options"]
     if not isinstance(options, list) or not all(isinstance(o, str | int | float) for o in options):
         problems.append(
-            Problem(path, line("check.options"), "check options must be a list of text")
+            Problem(path, line(f"{prefix}.options"), "check options must be a list of text")
         )
         return None
     options = [str(o).strip() for o in options]
@@ -414,18 +482,18 @@ def _load_check(
         problems.append(
             Problem(
                 path,
-                line("check.options"),
+                line(f"{prefix}.options"),
                 f"the check has {len(options)} options; give {low}-{high}",
             )
         )
     if len(set(options)) != len(options):
-        problems.append(Problem(path, line("check.options"), "two check options are the same"))
+        problems.append(Problem(path, line(f"{prefix}.options"), "two check options are the same"))
     answer = str(raw["answer"]).strip()
     if answer not in options:
         problems.append(
             Problem(
                 path,
-                line("check.answer"),
+                line(f"{prefix}.answer"),
                 f"the answer '{answer}' is not among the options; copy one option exactly",
             )
         )
@@ -435,7 +503,117 @@ def _load_check(
         tuple(options),
         options.index(answer),
         str(raw["explanation"]).strip(),
+        line=line(prefix),
     )
+
+
+def _load_sources(raw: Any, path: Path, line: Any, problems: list[Problem]) -> list[Source]:
+    """The lesson's sources; each needs a title and an https URL (checked offline)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        problems.append(
+            Problem(
+                path, line("sources"), "'sources' must be a list of title, publisher, year, url"
+            )
+        )
+        return []
+    sources = []
+    for number, item in enumerate(raw, 1):
+        where = f"source {number}"
+        if not isinstance(item, dict) or set(item) - {"title", "publisher", "year", "url"}:
+            problems.append(
+                Problem(
+                    path,
+                    line("sources"),
+                    f"{where} must be a mapping of title, publisher, year, url",
+                )
+            )
+            continue
+        title = str(item.get("title") or "").strip()
+        url = str(item.get("url") or "").strip()
+        year = item.get("year")
+        if not title:
+            problems.append(Problem(path, line("sources"), f"{where} has no title"))
+        problem = url_problem(url)
+        if problem:
+            problems.append(Problem(path, line("sources"), f"{where} ({title}): {problem}"))
+        if year is not None and (isinstance(year, bool) or not isinstance(year, int)):
+            problems.append(
+                Problem(path, line("sources"), f"{where} year {year!r} must be a number like 2025")
+            )
+            year = None
+        sources.append(Source(title, str(item.get("publisher") or "").strip(), year, url))
+    return sources
+
+
+def url_problem(url: str) -> str:
+    """Why a source URL is not a well-formed https link, or "" when it is (no network)."""
+    if not url:
+        return "no url; add url: https://..."
+    if any(c.isspace() or ord(c) < 32 for c in url) or any(c in url for c in '<>"'):
+        return f"url {url!r} holds a space, control character, quote or angle bracket"
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        return f"url {url!r} must start with https://"
+    host = parts.hostname or ""
+    if "." not in host or host.startswith(".") or host.endswith("."):
+        return f"url {url!r} has no valid host name"
+    return ""
+
+
+def check_style(
+    lessons: list[Lesson], course_file: Path, rules: dict[str, Any], problems: list[Problem]
+) -> None:
+    """Flag checks that can be gamed: the right answer is usually the longest, one option much
+    longer than the others, the answer given away by the summary or takeaway."""
+    level = rules["check_style"]
+    checks = [(lesson, c) for lesson in lessons for c in _checks(lesson)]
+    longest = 0
+    for lesson, check in checks:
+        lengths = [len(o) for o in check.options]
+        ranked = sorted(lengths, reverse=True)
+        if lengths[check.answer] == ranked[0] and ranked.count(ranked[0]) == 1:
+            longest += 1
+        if len(ranked) > 1 and ranked[0] > LONG_OPTION * ranked[1]:
+            which = "ABCDE"[lengths.index(ranked[0])]
+            problems.append(
+                Problem(
+                    lesson.path,
+                    check.line,
+                    f"option {which} is {ranked[0]} characters, over {LONG_OPTION:g} times the "
+                    f"next longest ({ranked[1]}); give the options similar lengths",
+                    level,
+                )
+            )
+        answer = check.options[check.answer].lower().strip(" .")
+        for field_name in ("summary", "takeaway"):
+            if answer and answer in getattr(lesson, field_name).lower():
+                problems.append(
+                    Problem(
+                        lesson.path,
+                        check.line,
+                        f"the right answer {check.options[check.answer]!r} appears in the "
+                        f"lesson's {field_name}; reword one so the check tests judgement",
+                        level,
+                    )
+                )
+    if checks and longest > len(checks) * LONGEST_SHARE:
+        problems.append(
+            Problem(
+                course_file,
+                1,
+                f"the right answer is the longest option in {longest} of {len(checks)} checks "
+                f"(at most a third); lengthen some distractors",
+                level,
+            )
+        )
+
+
+def _checks(lesson: Lesson) -> list[Check]:
+    if lesson.check is None:
+        return []
+    return [lesson.check] + ([lesson.check.review] if lesson.check.review else [])
 
 
 def _check_jinja(body: str, path: Path, body_line: int, problems: list[Problem]) -> None:

@@ -106,7 +106,7 @@ class Renderer:
         return cached
 
     def _render(self, course: Course, lesson: Lesson, position: int, total: int) -> RenderedLesson:
-        body = self._body(lesson)
+        body = self._body(lesson, total)
         links: list[str] = []
         body_html = _markdown(links).render(body)
         options = len(lesson.check.options) if lesson.check else 0
@@ -154,10 +154,10 @@ class Renderer:
             version=self.version,
         )
 
-    def _body(self, lesson: Lesson) -> str:
+    def _body(self, lesson: Lesson, total: int) -> str:
         try:
             template = self.body_env.from_string(lesson.body)
-            return template.render(name=slot("NAME"), first_name=slot("NAME"))
+            return template.render(name=slot("NAME"), first_name=slot("NAME"), lessons_total=total)
         except jinja2.TemplateSyntaxError as exc:
             line = lesson.body_line + (exc.lineno or 1) - 1
             raise RenderError(f"{lesson.path}:{line}: template error: {exc.message}") from None

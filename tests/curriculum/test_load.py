@@ -18,6 +18,11 @@ check:
     - Two
   answer: Two
   explanation: Because two.
+sources:
+  - title: A report
+    publisher: A publisher
+    year: 2025
+    url: https://example.org/report
 ---
 Body text with enough words to read.
 """
@@ -88,7 +93,7 @@ def test_duplicated_number(tmp_path: Path) -> None:
 def test_jinja_error_names_body_line(tmp_path: Path) -> None:
     root = course_with(tmp_path, {"01-a.md": GOOD + "\nHello {{ name \n"})
     (problem,) = problems_of(root)
-    assert problem.startswith(f"{root}/c/01-a.md:15: error: template error")
+    assert problem.startswith(f"{root}/c/01-a.md:20: error: template error")
 
 
 def test_load_course_raises_with_every_problem(tmp_path: Path) -> None:
@@ -151,3 +156,100 @@ def test_hype_words_are_warnings_not_errors(tmp_path: Path) -> None:
     assert [p.message for p in problems] == [
         "'game-changer' reads as hype or jargon; say it plainly"
     ]
+
+
+def test_shipped_courses_have_no_warnings_and_name_their_facts_date() -> None:
+    course, problems = inspect_course(LESSONS, "social-media-for-executives")
+    assert course is not None and problems == []
+    assert course.facts_as_of == "2026-11"
+    assert course.rules["check_style"] == "error" and course.rules["require_review"]
+    for lesson in course.lessons:
+        assert lesson.sources and all(s.url.startswith("https://") for s in lesson.sources)
+        assert lesson.check is not None and lesson.check.review is not None
+    _, sample = inspect_course(LESSONS, "sample")
+    assert sample == []
+
+
+def test_the_executive_course_check_passes_with_its_rules_as_errors() -> None:
+    result = run_drip(
+        ["lessons", "check", "social-media-for-executives"], cli_env(make_settings(Path("/tmp")))
+    )
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr and "error" not in result.stderr
+
+
+def _check(options: list[str], answer: str) -> str:
+    listed = "".join(f"    - {o}\n" for o in options)
+    return (
+        f"check:\n  question: Which?\n  options:\n{listed}  answer: {answer}\n  explanation: Why.\n"
+    )
+
+
+def test_gameable_checks_are_flagged_with_file_and_line(tmp_path: Path) -> None:
+    lessons = {}
+    for n in range(1, 4):
+        lessons[f"0{n}-l{n}.md"] = GOOD.replace(
+            "check:\n  question: Which?\n  options:\n    - One\n    - Two\n  answer: Two\n  explanation: Because two.\n",
+            _check(
+                ["Short", "Also short", "The one long and obviously right answer"],
+                "The one long and obviously right answer",
+            ),
+        )
+    root = course_with(tmp_path, lessons)
+    _, problems = inspect_course(root, "c")
+    messages = [(p.path.name, p.line, p.severity, p.message) for p in problems]
+    assert (
+        "course.yml",
+        1,
+        "warning",
+        "the right answer is the longest option in 3 of 3 checks (at most a third); lengthen some distractors",
+    ) in messages
+    assert (
+        "01-l1.md",
+        5,
+        "warning",
+        "option C is 39 characters, over 1.5 times the next longest (10); give the options similar lengths",
+    ) in messages
+
+
+def test_an_answer_given_away_by_the_takeaway_and_missing_sources_and_review(
+    tmp_path: Path,
+) -> None:
+    text = GOOD.replace("takeaway: Remember this.", "takeaway: Two is the answer.")
+    text = text[: text.index("sources:")] + "---\nBody text.\n"
+    root = course_with(tmp_path, {"01-a.md": text})
+    (root / "c" / "course.yml").write_text(
+        "title: T\nrules:\n  require_sources: true\n  require_review: true\n  check_style: error\n"
+    )
+    _, problems = inspect_course(root, "c")
+    assert sorted((p.line, p.severity, p.message) for p in problems) == [
+        (1, "error", "the lesson names no sources; add sources: with title, publisher, year, url"),
+        (
+            5,
+            "error",
+            "the check has no 'review' (another wording of the same question, for spaced review); add check.review with question, options, answer, explanation",
+        ),
+    ]
+    (root / "c" / "course.yml").write_text("title: T\nrules:\n  check_style: error\n")
+    _, problems = inspect_course(root, "c")
+    given_away = [
+        (p.line, p.severity) for p in problems if "appears in the lesson's takeaway" in p.message
+    ]
+    assert given_away == [(5, "error")]
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://example.org/a", "must start with https://"),
+        ("https://localhost/a", "has no valid host name"),
+        ("https://exa mple.org/", "holds a space"),
+        ("", "no url"),
+    ],
+)
+def test_source_urls_must_be_well_formed_https(tmp_path: Path, url: str, problem: str) -> None:
+    root = course_with(
+        tmp_path,
+        {"01-a.md": GOOD.replace("https://example.org/report", repr(url) if url else "''")},
+    )
+    assert any(problem in message for message in problems_of(root))
