@@ -1,5 +1,7 @@
 """The one exception tree of drip; the CLI and the web app map it to messages."""
 
+from collections.abc import Sequence
+
 
 class DripError(Exception):
     """Base class of every error drip reports to a user."""
@@ -12,7 +14,7 @@ class ConfigError(DripError):
 class CurriculumError(DripError):
     """A course or lesson file is invalid."""
 
-    def __init__(self, problems: list) -> None:
+    def __init__(self, problems: Sequence[object]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
 

@@ -240,9 +240,16 @@ def create_app(
                 raise HTTPException(404)
             return page("unsubscribe.html.j2", status=status, done=False)
         try:
-            one_click = (await request.form()).get("List-Unsubscribe") == "One-Click"
+            form = await request.form()
+            one_click = form.get("List-Unsubscribe") == "One-Click"
+            undo = form.get("action") == "resubscribe"
         except Exception:  # a malformed body is still the person's POST to their own link
-            one_click = False
+            one_click = undo = False
+        if undo:  # the confirmation page's "I didn't mean to" button
+            status = await change(request, delivery_id, "resubscribe")
+            if status is None:
+                raise HTTPException(404)
+            return page("unsubscribe.html.j2", status=status, done=False)
         reason = "one-click unsubscribe (RFC 8058)" if one_click else "unsubscribed via the page"
         status = await change(request, delivery_id, "unsubscribe", reason)
         if status is None:

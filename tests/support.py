@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import uvicorn
 from aiosmtpd.controller import Controller
+from starlette.applications import Starlette
 
 from drip.config import Settings, load_settings
 from drip.db import make_engine, migrate
@@ -229,3 +232,25 @@ def smtp() -> Iterator[tuple[SmtpHandler, int]]:
     controller.start()
     yield handler, port
     controller.stop()
+
+
+# -- the real web app over HTTP ------------------------------------------------------------
+
+
+@contextmanager
+def serving(app: Starlette) -> Iterator[str]:
+    """Run the app with uvicorn on a free port in a thread; yield its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

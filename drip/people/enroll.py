@@ -64,7 +64,7 @@ def enroll_rows(
     with engine.begin() as conn:
         ids: dict[str, int] = {}
         for chunk in _chunks(emails):
-            ids.update(conn.execute(sa.select(P.c.email, P.c.id).where(P.c.email.in_(chunk))).all())  # type: ignore[arg-type]
+            ids.update(conn.execute(sa.select(P.c.email, P.c.id).where(P.c.email.in_(chunk))).all())
         new = [r for r in rows if r.email not in ids]
         result.new_people = len(new)
         enrolled: set[int] = set()
@@ -93,12 +93,12 @@ def enroll_rows(
             for chunk in _chunks([r.email for r in new]):
                 ids.update(
                     conn.execute(sa.select(P.c.email, P.c.id).where(P.c.email.in_(chunk))).all()
-                )  # type: ignore[arg-type]
+                )
         zones: dict[int, str | None] = {}
         all_ids = list(ids.values())
         for start in range(0, len(all_ids), CHUNK):
             zones.update(
-                conn.execute(  # type: ignore[arg-type]
+                conn.execute(
                     sa.select(P.c.id, P.c.timezone).where(
                         P.c.id.in_(all_ids[start : start + CHUNK])
                     )

@@ -18,9 +18,10 @@ from drip.db import insert_ignoring_conflicts
 from drip.errors import DripError, HeaderError
 from drip.mail.message import check_header_value, sender_domain
 from drip.mail.transports import Transport
+from drip.models import COHORT as C
 from drip.models import DIGEST_LOG as DL
 from drip.reports.html import render_html
-from drip.reports.queries import C, CohortReport, cohort_report
+from drip.reports.queries import CohortReport, cohort_report
 
 log = logging.getLogger("drip.reports.digest")
 

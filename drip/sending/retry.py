@@ -30,7 +30,8 @@ class Decision:
 
 def backoff(attempts: int) -> timedelta:
     """Delay before the next attempt: 5 minutes, doubling, capped at one hour."""
-    return min(FIRST_RETRY * (2 ** max(0, attempts - 1)), MAX_RETRY)
+    delay: timedelta = FIRST_RETRY * (2 ** max(0, attempts - 1))
+    return min(delay, MAX_RETRY)
 
 
 def decide(
