@@ -12,6 +12,7 @@ from drip.curriculum.load import Catalog
 from drip.db import check_schema, make_engine
 from drip.mail.build import LessonMail
 from drip.mail.limits import SharedRateLimit, SharedRateLimited
+from drip.mail.notes import NoteMail
 from drip.mail.render import Renderer
 from drip.mail.transports import Transport, open_transport
 from drip.sending.run import Dispatcher
@@ -46,12 +47,17 @@ class App:
         s = self.settings
         return LessonMail(self.renderer(), s.sender, s.base_url, secret or require_secret(s))
 
+    def note_mail(self, secret: str | None = None) -> NoteMail:
+        s = self.settings
+        return NoteMail(s.templates_path, s.sender, s.base_url, secret or require_secret(s))
+
     def dispatcher(self, transport: Transport | None = None) -> Dispatcher:
         s = self.settings
         return Dispatcher(
             engine=self.engine,
             transport=transport or self.transport(),
             mail=self.lesson_mail(),
+            notes=self.note_mail(),
             catalog=Catalog(s.lessons_path),
             batch_size=s.batch_size,
             lease=timedelta(seconds=s.lease_seconds),

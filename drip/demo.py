@@ -1,9 +1,14 @@
-"""drip demo: a fresh database, a dozen executives and a simulated fortnight on a fast clock."""
+"""drip demo: a fresh database, a dozen executives (and three on a short course), and the past
+fortnight replayed on a fast clock with simulated readers."""
 
 from __future__ import annotations
 
+import email
+import email.policy
+import json
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,13 +17,19 @@ import sqlalchemy as sa
 
 from drip.app import App
 from drip.config import PACKAGE_DIR, Settings
-from drip.db import migrate
+from drip.db import migrate, session
 from drip.errors import InputError
+from drip.models import DELIVERY as D
 from drip.models import ENROLLMENT as E
-from drip.people.cohorts import create_cohort
+from drip.models import LESSON_VERSION as LV
+from drip.models import PERSON as P
+from drip.models import Cohort
+from drip.people.cohorts import create_cohort, get_cohort
+from drip.people.csv import Row, read_people_csv
 from drip.people.directory import list_people
-from drip.people.enroll import enroll_csv
+from drip.people.enroll import enroll_csv, enroll_rows
 from drip.sending.run import send_due
+from drip.tracking.hits import Request, record_answer, record_confirm, record_review_answer
 
 COURSE = "social-media-for-executives"
 MARKER = ".drip-demo"
@@ -62,10 +73,23 @@ class DemoResult:
     people: list[DemoPerson]
 
 
+# How the simulated readers behave, by their place in the example file: most read and answer,
+# some skim, two let it drift (catch-up line, then the automatic pause).
+ENGAGED, SKIMMING, DRIFTING = "engaged", "skimming", "drifting"
+PERSONAS = (ENGAGED, ENGAGED, ENGAGED, ENGAGED, SKIMMING, SKIMMING, DRIFTING, DRIFTING)
+READER = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 Mobile"
+QUICK = "sample"  # a three-lesson course that finishes inside the demo
+
+
+def persona(index: int) -> str:
+    return PERSONAS[index] if index < len(PERSONAS) else ENGAGED
+
+
 def run_demo(
     folder: Path, base: Settings, *, days: int = 14, start: datetime, people_csv: Path | None = None
 ) -> DemoResult:
-    """Enrol the example executives and fast-forward `days` days of sending into folder/outbox."""
+    """Enrol the example executives (and three on a short course), then fast-forward `days` days
+    of sending into folder/outbox, with simulated readers opening, answering and drifting."""
     if folder.exists():
         if not (folder / MARKER).exists() and any(folder.iterdir()):
             raise InputError(
@@ -93,25 +117,29 @@ def run_demo(
     (folder / "drip.toml").chmod(0o600)
     app = App.open(settings, check=False)
     migrate(app.engine)
-    create_cohort(
-        app.engine,
-        name="demo",
-        course=COURSE,
-        start=start.date(),
-        timezone="UTC",
-        now=start,
-    )
+    sponsor = "Your chief executive asked us to run this course for the leadership team."
+    # The course starts two days in, so the welcome has a day of its own.
+    create_cohort(app.engine, name="demo", course=COURSE, start=(start + timedelta(days=2)).date(),
+                  timezone="UTC", sponsor=sponsor, now=start)  # fmt: skip
     enroll_csv(app.engine, "demo", people_csv or example_csv(), now=start)
+    create_cohort(app.engine, name="demo-quick", course=QUICK, start=start.date(),
+                  timezone="UTC", welcome=False, now=start)  # fmt: skip
+    enroll_rows(app.engine, get_cohort_by_name(app, "demo-quick"),
+                [Row(2 + i, f"quick{i + 1}@example.com", name, "Europe/London")
+                 for i, name in enumerate(["Quinn Adams", "Rosa Brandt", "Sam Ito"])],
+                now=start)  # fmt: skip
+    order = {p.email: i for i, p in enumerate(read_people_csv(people_csv or example_csv()))}
     dispatcher = app.dispatcher()
     end = start + timedelta(days=days)
-    clock, passes, messages = start, 0, 0
+    clock, passes, messages, seen = start, 0, 0, 0
     while clock <= end:
         result = send_due(dispatcher, clock)
         passes += 1
         messages += result.sent
+        seen = _read(app, seen, order)
         with app.engine.connect() as conn:
             upcoming = conn.execute(
-                sa.select(sa.func.min(E.c.next_due_at)).where(E.c.status == "active")
+                sa.select(sa.func.min(E.c.next_due_at)).where(E.c.next_due_at.is_not(None))
             ).scalar()
         if upcoming is None:
             break
@@ -126,6 +154,85 @@ def run_demo(
     return DemoResult(folder, outbox, database, start, min(clock, end), passes, messages, people)
 
 
-def demo_start(now: datetime) -> datetime:
-    """The simulated start: the top of the current hour, UTC."""
-    return now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+def get_cohort_by_name(app: App, name: str) -> Cohort:
+    with session(app.engine) as db:
+        return get_cohort(db, name)
+
+
+def _read(app: App, seen: int, order: dict[str, int]) -> int:
+    """The simulated readers act on what they got in this pass, two hours later, in a phone
+    browser: the engaged confirm and answer (one check wrong, so it comes back in review), the
+    skimming open every other lesson, the drifting never open."""
+    with app.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(D.c.id, D.c.kind, D.c.position, D.c.review_slug, D.c.sent_at, P.c.email)
+            .select_from(D.join(E, E.c.id == D.c.enrollment_id).join(P, P.c.id == E.c.person_id))
+            .where(D.c.id > seen, D.c.status == "sent")
+            .order_by(D.c.id)
+        ).all()
+    for delivery_id, kind, position, review_slug, sent_at, address in rows:
+        seen = max(seen, delivery_id)
+        later = Request("GET", READER, sent_at + timedelta(hours=2))
+        who = persona(order[address]) if address in order else ENGAGED
+        if kind != "lesson" and kind != "review":
+            continue
+        if who == DRIFTING or (who == SKIMMING and position % 2 == 0):
+            continue
+        if kind == "lesson":
+            record_confirm(app.engine, delivery_id, later)
+            if who == ENGAGED:
+                # Everyone misses one check the first time (the executives lesson 2's, the short
+                # course lesson 1's); the review brings it back.
+                missed = 2 if address in order else 1
+                answer = Request("GET", READER, later.now + timedelta(minutes=1))
+                record_answer(
+                    app.engine, delivery_id, _right(app, delivery_id, position != missed), answer
+                )
+        if review_slug is not None and who == ENGAGED:
+            review = Request("GET", READER, later.now + timedelta(minutes=2))
+            record_review_answer(
+                app.engine, delivery_id, _right(app, delivery_id, True, review=True), review
+            )
+    return seen
+
+
+def _right(app: App, delivery_id: int, right: bool, review: bool = False) -> int:
+    """The option a simulated reader picks: the right one, or the first wrong one."""
+    column = LV.c.review if review else LV.c.check
+    key = D.c.review_hash if review else D.c.content_hash
+    with app.engine.connect() as conn:
+        check = conn.execute(
+            sa.select(column)
+            .select_from(D.join(LV, LV.c.content_hash == key))
+            .where(D.c.id == delivery_id)
+        ).scalar()
+    data = json.loads(check or "null") or {"answer": 0, "options": ["", ""]}
+    answer = int(data["answer"])
+    return answer if right else (answer + 1) % len(data["options"])
+
+
+def highlights(outbox: Path) -> dict[str, Path]:
+    """One example file of each kind of e-mail the demo wrote, for the reader to open."""
+    kinds: list[tuple[str, Callable[[str, str], bool]]] = [
+        ("welcome", lambda subject, text: subject.startswith("Welcome to")),
+        ("lesson with a review question", lambda subject, text: "\nREVIEW (" in text),
+        ("lesson with a catch-up line", lambda subject, text: "You have not opened the" in text),
+        ("automatic pause note", lambda subject, text: subject.startswith("Your lessons are")),
+        ("completion with certificate", lambda subject, text: subject.startswith("You completed")),
+        ("review e-mail after the course", lambda subject, text: subject.startswith("Review:")),
+    ]
+    found: dict[str, Path] = {}
+    for path in sorted(outbox.glob("*.eml")):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        body = message.get_body(preferencelist=("plain",))
+        text = body.get_content() if body is not None else ""
+        for label, matches in kinds:
+            if label not in found and matches(str(message["Subject"]).strip(), text):
+                found[label] = path
+    return {label: found[label] for label, _ in kinds if label in found}
+
+
+def demo_start(now: datetime, days: int = 14) -> datetime:
+    """The simulated start: `days` ago at the top of the hour (UTC), so that the links in the
+    e-mails work in `drip serve` today and no click looks like it came before its e-mail."""
+    return (now - timedelta(days=days)).astimezone(UTC).replace(minute=0, second=0, microsecond=0)

@@ -61,10 +61,17 @@ def row(
     }
 
 
-def sent(enrollment_id: int, delivery_id: int, at: datetime, reply: str) -> Row:
-    """A message the relay accepted (or the outbox wrote)."""
+def sent(
+    enrollment_id: int,
+    delivery_id: int,
+    at: datetime,
+    reply: str,
+    kind: EventKind = EventKind.sent,
+) -> Row:
+    """A message the relay accepted (or the outbox wrote): a lesson (`sent`), a welcome, a
+    review e-mail, the completion (`certificate`) or a note."""
     return row(
-        EventKind.sent,
+        kind,
         enrollment_id,
         at,
         delivery_id=delivery_id,

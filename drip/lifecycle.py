@@ -243,9 +243,9 @@ def next_due(conn: sa.Connection, ids: Sequence[int], now: datetime) -> dict[int
             E.c.last_sent_on,
             P.c.timezone,
             C.c.timezone,
-            C.c.send_time,
+            sa.case((E.c.send_time != "", E.c.send_time), else_=C.c.send_time),
             C.c.window_end,
-            C.c.send_days,
+            sa.case((E.c.send_days != "", E.c.send_days), else_=C.c.send_days),
             C.c.skip_dates,
             C.c.start_date,
         )

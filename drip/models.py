@@ -59,6 +59,8 @@ class Cohort(SQLModel, table=True):
     window_end: str = Field(default="18:00", max_length=5)
     skip_dates: str = Field(default="")
     paused: bool = Field(default=False)
+    welcome: bool = Field(default=True)  # a welcome e-mail before the first lesson
+    sponsor: str = Field(default="", max_length=300)  # who asks people to take the course, why
     manager_email: str | None = Field(default=None, max_length=320)
     created_at: datetime | None = utc_column(nullable=False)
 
@@ -78,6 +80,9 @@ class Enrollment(SQLModel, table=True):
     last_sent_on: date | None = Field(default=None)
     next_due_at: datetime | None = utc_column()
     paused_until: date | None = Field(default=None)
+    # The reader's own choices from the "change time" page; empty means the cohort's.
+    send_time: str = Field(default="", max_length=5)
+    send_days: str = Field(default="", max_length=40)
     claimed_until: datetime | None = utc_column()
     claimed_by: str | None = Field(default=None, max_length=100)
     created_at: datetime | None = utc_column(nullable=False)
@@ -90,7 +95,10 @@ class Delivery(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
-    lesson_slug: str = Field(max_length=200)
+    lesson_slug: str = Field(max_length=200)  # a lesson's slug, or "_welcome", "_complete", ...
+    kind: str = Field(default="lesson", max_length=20)  # lesson, welcome, review, completion, note
+    review_slug: str | None = Field(default=None, max_length=200)  # the review it carries
+    review_hash: str | None = Field(default=None, max_length=64)
     position: int
     content_hash: str = Field(max_length=64)
     message_id: str = Field(max_length=255, sa_column_kwargs={"unique": True, "nullable": False})
@@ -114,6 +122,7 @@ class LessonVersion(SQLModel, table=True):
     links: str = Field(default="[]")
     takeaway: str = Field(default="")
     check: str = Field(default="")
+    review: str = Field(default="")  # the check's review wording, as JSON
 
 
 class Event(SQLModel, table=True):
@@ -132,6 +141,25 @@ class Event(SQLModel, table=True):
     option: int | None = Field(default=None)  # an answer's chosen option (0-based)
     correct: bool | None = Field(default=None)  # whether that option was the right one
     link: int | None = Field(default=None)  # a click's link index
+
+
+class Review(SQLModel, table=True):
+    """One lesson's check in a person's spaced review: when it comes back, and how it went."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("enrollment_id", "lesson_slug", name="uq_review_enrollment_lesson"),
+        sa.Index("ix_review_due", "enrollment_id", "retired", "due_on"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    enrollment_id: int = Field(foreign_key="enrollment.id")
+    lesson_slug: str = Field(max_length=200)
+    due_on: date  # the person's local date it is due back
+    streak: int = Field(default=0)  # right answers in a row
+    rounds: int = Field(default=0)  # times it came back as a review
+    retired: bool = Field(default=False)
+    first_right: bool | None = Field(default=None)  # the lesson's own check, first try
+    updated_at: datetime | None = utc_column(nullable=False)
 
 
 class DigestLog(SQLModel, table=True):
@@ -166,4 +194,5 @@ DELIVERY: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
 EVENT: sa.Table = Event.__table__  # type: ignore[attr-defined]
 LESSON_VERSION: sa.Table = LessonVersion.__table__  # type: ignore[attr-defined]
 DIGEST_LOG: sa.Table = DigestLog.__table__  # type: ignore[attr-defined]
+REVIEW: sa.Table = Review.__table__  # type: ignore[attr-defined]
 SEND_BUDGET: sa.Table = SendBudget.__table__  # type: ignore[attr-defined]

@@ -121,6 +121,19 @@ def format_days(days: frozenset[int]) -> str:
     return ",".join(DAY_NAMES[d] for d in sorted(days))
 
 
+FULL_DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def days_text(days: frozenset[int]) -> str:
+    """Send days in words: "weekday", "day", or "Monday, Wednesday and Friday"."""
+    if days == frozenset(range(5)):
+        return "weekday"
+    if days == frozenset(range(7)):
+        return "day"
+    names = [FULL_DAY_NAMES[d] for d in sorted(days)]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def parse_dates(value: str) -> frozenset[date]:
     """Parse a comma-separated list of ISO dates."""
     result = set()

@@ -16,6 +16,14 @@ class EnrollmentStatus(enum.StrEnum):
     held = "held"  # a row drip cannot process (bad stored data) waits here with its reason
 
 
+class DeliveryKind(enum.StrEnum):
+    lesson = "lesson"
+    welcome = "welcome"
+    review = "review"  # a review e-mail of its own, after the last lesson
+    completion = "completion"
+    note = "note"  # the one short note after an automatic pause
+
+
 class DeliveryStatus(enum.StrEnum):
     sending = "sending"
     sent = "sent"
@@ -32,6 +40,13 @@ class EventKind(enum.StrEnum):
     click = "click"
     confirm = "confirm"
     answer = "answer"
+    # The learning loop: a welcome, a review carried or answered, a certificate issued.
+    welcome = "welcome"
+    review = "review"
+    review_answer = "review_answer"
+    certificate = "certificate"
+    note = "note"
+    schedule = "schedule"  # the reader chose another send time or days
     # Status changes (drip.lifecycle writes exactly these).
     enrol = "enrol"
     pause = "pause"

@@ -22,6 +22,8 @@ class Purpose(StrEnum):
     answer = "a"
     pause = "p"
     unsubscribe = "u"
+    review = "v"  # the answer to a review question: (delivery, option)
+    schedule = "t"  # the page to choose another send time or days
 
 
 @lru_cache(maxsize=8)
@@ -57,16 +59,21 @@ def read_token(secret: str, purpose: Purpose, token: str) -> tuple[int, ...]:
     return tuple(int(part) for part in payload.split("-"))
 
 
-def link_values(base: str, key: str, delivery_id: int, options: int, links: int) -> dict[str, str]:
+def link_values(
+    base: str, key: str, delivery_id: int, options: int, links: int, reviews: int = 0
+) -> dict[str, str]:
     """The signed per-recipient URLs of one delivery."""
     values = {
         "OPEN": f"{base}/o/{make_token(key, Purpose.open, delivery_id)}.gif",
         "CONFIRM": f"{base}/r/{make_token(key, Purpose.confirm, delivery_id)}",
         "PAUSE": f"{base}/p/{make_token(key, Purpose.pause, delivery_id)}",
         "UNSUBSCRIBE": f"{base}/u/{make_token(key, Purpose.unsubscribe, delivery_id)}",
+        "SCHEDULE": f"{base}/t/{make_token(key, Purpose.schedule, delivery_id)}",
     }
     for i in range(options):
         values[f"ANSWER-{i}"] = f"{base}/a/{make_token(key, Purpose.answer, delivery_id, i)}"
+    for i in range(reviews):
+        values[f"REVIEW-{i}"] = f"{base}/v/{make_token(key, Purpose.review, delivery_id, i)}"
     for i in range(links):
         values[f"LINK-{i}"] = f"{base}/c/{make_token(key, Purpose.click, delivery_id, i)}"
     return values

@@ -32,7 +32,7 @@ from starlette.routing import Route
 from drip.app import App
 from drip.config import Settings, load_settings, require_secret
 from drip.errors import DripError, TokenError
-from drip.tokens import Purpose, read_token
+from drip.tokens import Purpose, make_token, read_token
 from drip.tracking import hits as tracking
 from drip.tracking import pages as actions
 from drip.tracking.verdict import counts
@@ -190,7 +190,49 @@ def create_app(
         )
         if shown is None:
             raise HTTPException(404)
-        return page("answer.html.j2", answer=shown)
+        return page("answer.html.j2", answer=shown, when=_when(shown.status))
+
+    def _pause_url(delivery_id: int) -> str:
+        return f"/p/{make_token(secret, Purpose.pause, delivery_id)}"
+
+    async def review(request: Request) -> Response:
+        delivery_id, option = _pair(ids(request, Purpose.review))
+        shown = await run_in_threadpool(
+            tracking.record_review_answer, engine, delivery_id, option, hit(request)
+        )
+        if shown is None:
+            raise HTTPException(404)
+        return page("answer.html.j2", answer=shown, when=_when(shown.status))
+
+    async def schedule(request: Request) -> Response:
+        (delivery_id,) = ids(request, Purpose.schedule)
+        problem = ""
+        if request.method == "POST":
+            form = await request.form()
+            days = [str(d) for d in form.getlist("days")]
+            changed = await run_in_threadpool(
+                partial(
+                    actions.change_schedule,
+                    engine,
+                    delivery_id,
+                    str(form.get("send_time") or ""),
+                    days,
+                    now=clock(),
+                    method=request.method,
+                )
+            )
+            if isinstance(changed, str):
+                problem = changed
+            elif changed is not None:
+                return page("schedule.html.j2", schedule=changed, when=_when(changed.status),
+                            times=actions.SEND_TIMES, weekdays=actions.WEEKDAYS, done=True,
+                            problem="")  # fmt: skip
+        current = await run_in_threadpool(actions.schedule_of, engine, delivery_id)
+        if current is None:
+            raise HTTPException(404)
+        return page("schedule.html.j2", 400 if problem else 200, schedule=current,
+                    when=_when(current.status), times=actions.SEND_TIMES,
+                    weekdays=actions.WEEKDAYS, done=False, problem=problem)  # fmt: skip
 
     async def change(
         request: Request, delivery_id: int, action: str, reason: str = ""
@@ -238,7 +280,8 @@ def create_app(
             status = await run_in_threadpool(actions.enrollment_status, engine, delivery_id)
             if status is None:
                 raise HTTPException(404)
-            return page("unsubscribe.html.j2", status=status, done=False)
+            return page("unsubscribe.html.j2", status=status, done=False,
+                        pause_url=_pause_url(delivery_id))  # fmt: skip
         try:
             form = await request.form()
             one_click = form.get("List-Unsubscribe") == "One-Click"
@@ -249,12 +292,14 @@ def create_app(
             status = await change(request, delivery_id, "resubscribe")
             if status is None:
                 raise HTTPException(404)
-            return page("unsubscribe.html.j2", status=status, done=False)
+            return page("unsubscribe.html.j2", status=status, done=False,
+                        pause_url=_pause_url(delivery_id))  # fmt: skip
         reason = "one-click unsubscribe (RFC 8058)" if one_click else "unsubscribed via the page"
         status = await change(request, delivery_id, "unsubscribe", reason)
         if status is None:
             raise HTTPException(404)
-        return page("unsubscribe.html.j2", status=status, done=True)
+        return page("unsubscribe.html.j2", status=status, done=True,
+                    pause_url=_pause_url(delivery_id))  # fmt: skip
 
     async def healthz(request: Request) -> Response:
         if not await run_in_threadpool(actions.database_ok, engine):
@@ -278,6 +323,8 @@ def create_app(
         Route("/c/{token}", click, methods=["GET"]),
         Route("/r/{token}", confirm, methods=["GET"]),
         Route("/a/{token}", answer, methods=["GET"]),
+        Route("/v/{token}", review, methods=["GET"]),
+        Route("/t/{token}", schedule, methods=["GET", "POST"]),
         Route("/p/{token}", pause, methods=["GET", "POST"]),
         Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -310,8 +357,8 @@ def _pair(values: tuple[int, ...]) -> tuple[int, int]:
     return values[0], values[1]
 
 
-def _when(status: actions.Status) -> str:
-    if status.next_local is None:
+def _when(status: actions.Status | None) -> str:
+    if status is None or status.next_local is None:
         return ""
     moment = status.next_local
     return f"{moment:%A} {moment.day} {moment:%B} at {moment:%H:%M} ({status.timezone})"

@@ -51,6 +51,17 @@ def cohort() -> None:
 )
 @click.option("--skip", default="", help="Dates to skip, like 2026-12-24,2026-12-31.")
 @click.option("--manager", default=None, help="Manager's e-mail address for the weekly digest.")
+@click.option(
+    "--sponsor",
+    default="",
+    help='Who asks people to take the course, for the welcome: "Anna Berg, CEO, asked ...".',
+)
+@click.option(
+    "--welcome/--no-welcome",
+    default=True,
+    show_default=True,
+    help="Send a welcome e-mail before the first lesson.",
+)
 def cohort_create(
     name: str,
     course: str,
@@ -61,6 +72,8 @@ def cohort_create(
     window_end: str,
     skip: str,
     manager: str | None,
+    sponsor: str,
+    welcome: bool,
 ) -> None:
     """Create a cohort that follows COURSE."""
     from drip.curriculum.load import load_course
@@ -80,6 +93,8 @@ def cohort_create(
         window_end=window_end,
         skip=skip,
         manager=manager,
+        sponsor=sponsor,
+        welcome=welcome,
         now=now,
     )
     say(

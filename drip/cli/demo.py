@@ -27,11 +27,11 @@ from drip.cli.base import (
     "--days", type=click.IntRange(1, 60), default=14, show_default=True, help="Days to simulate."
 )
 def demo_cmd(folder: Path, days: int) -> None:
-    """Enrol a dozen example executives and simulate a fortnight of lessons into an outbox folder."""
-    from drip.demo import demo_start, run_demo
+    """Replay the past fortnight for a dozen example executives into an outbox folder."""
+    from drip.demo import demo_start, highlights, run_demo
 
     started = now_utc()
-    result = run_demo(folder, settings(), days=days, start=demo_start(started))
+    result = run_demo(folder, settings(), days=days, start=demo_start(started, days))
     rows = [
         {
             "person": f"{p.name} <{p.email}>",
@@ -51,8 +51,13 @@ def demo_cmd(folder: Path, days: int) -> None:
         title=f"drip demo: {result.start:%a %d %b} to {result.end:%a %d %b %Y} (simulated)",
     )
     elapsed = (now_utc() - started).total_seconds()
+    found = highlights(result.outbox)
+    if found:
+        say("Worth opening first:")
+        for label, path in found.items():
+            say(f"  {label}: {path}")
     say(
-        f"{result.messages} lesson emails in {result.outbox}/ ({result.passes} dispatcher passes, {elapsed:.1f}s).\n"
+        f"{result.messages} emails in {result.outbox}/ ({result.passes} dispatcher passes, {elapsed:.1f}s).\n"
         f"Open any .eml file in a mail client. The folder has its own drip.toml, so in it:\n"
         f"  cd {result.folder} && drip people list && drip report demo\n"
         f"  cd {result.folder} && drip serve    # then the links in the emails work\n"

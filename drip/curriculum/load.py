@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from drip.errors import CurriculumError, NotFound
+from drip.spacing import Spacing
 
 LESSON_FILE = re.compile(r"^(\d{2,3})-([a-z0-9]+(?:-[a-z0-9]+)*)\.md$")
 COURSE_FILE = "course.yml"
@@ -152,6 +153,9 @@ class Course:
     rules: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[Problem, ...] = ()
     facts_as_of: str = ""
+    spacing: Spacing = Spacing()
+    catch_up_after: int = 3  # lessons unopened before the next one says so
+    pause_after: int = 5  # lessons unopened before the enrolment pauses itself
 
     def lesson(self, slug: str) -> Lesson:
         """Return the lesson with this slug."""
@@ -239,6 +243,9 @@ def inspect_course(root: Path, slug: str) -> tuple[Course | None, list[Problem]]
         rules=rules,
         warnings=warnings,
         facts_as_of=str(meta.get("facts_as_of") or "").strip(),
+        spacing=Spacing.of(meta.get("review")),
+        catch_up_after=int((meta.get("engagement") or {}).get("catch_up_after", 3)),
+        pause_after=int((meta.get("engagement") or {}).get("pause_after", 5)),
     )
     return course, problems
 
@@ -285,7 +292,33 @@ def _load_course_meta(path: Path, problems: list[Problem]) -> dict[str, Any]:
                 kind = "true or false" if wanted is bool else "a whole number of 0 or more"
                 problems.append(Problem(path, 1, f"rule '{key}' is {value!r}; use {kind}"))
                 rules[key] = DEFAULT_RULES[key]
+    _whole_numbers(
+        data, "review", ("wrong_days", "right_days", "retire_after", "max_rounds"), path, problems
+    )
+    _whole_numbers(data, "engagement", ("catch_up_after", "pause_after"), path, problems)
     return data
+
+
+def _whole_numbers(
+    data: dict[str, Any], key: str, allowed: tuple[str, ...], path: Path, problems: list[Problem]
+) -> None:
+    """Check an optional mapping of settings that are whole numbers of 1 or more."""
+    raw = data.get(key)
+    if raw is None:
+        return
+    if not isinstance(raw, dict) or set(raw) - set(allowed):
+        problems.append(
+            Problem(path, 1, f"'{key}' must be a mapping with keys among {', '.join(allowed)}")
+        )
+        data[key] = None
+        return
+    for name, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            problems.append(
+                Problem(path, 1, f"'{key}.{name}' is {value!r}; use a whole number of 1 or more")
+            )
+            data[key] = None
+            return
 
 
 def _yaml_line(exc: yaml.YAMLError, offset: int = 0) -> int:

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from drip.curriculum.load import Course, Lesson
 from drip.mail.message import MessageTemplate
-from drip.mail.render import Renderer, recipient_keys
+from drip.mail.render import NO_EXTRAS, Extras, Renderer, recipient_keys, review_options
 from drip.tokens import link_values
 
 
@@ -31,16 +31,17 @@ class LessonMail:
     sender: str
     base_url: str
     secret: str
-    _templates: dict[tuple[str, str, str, str], MessageTemplate] = field(default_factory=dict)
+    _templates: dict[int, MessageTemplate] = field(default_factory=dict)
 
-    def template(self, course: Course, lesson: Lesson) -> MessageTemplate:
-        """The lesson's folded message, built once per lesson and template version."""
-        rendered = self.renderer.render(course, lesson)
-        key = (course.slug, lesson.slug, lesson.content_hash, rendered.version)
-        template = self._templates.get(key)
+    def template(
+        self, course: Course, lesson: Lesson, extras: Extras = NO_EXTRAS
+    ) -> MessageTemplate:
+        """The lesson's folded message, built once per rendered variant."""
+        rendered = self.renderer.render(course, lesson, extras)
+        template = self._templates.get(id(rendered))
         if template is None or template.rendered is not rendered:
             template = MessageTemplate.of(rendered, self.sender)
-            self._templates[key] = template
+            self._templates[id(rendered)] = template
         return template
 
     def values(self, template: MessageTemplate, recipient: Recipient) -> dict[str, str]:
@@ -53,13 +54,16 @@ class LessonMail:
             recipient.delivery_id,
             options,
             len(template.rendered.links),
+            review_options(template.rendered.extras),
         )
-        values["NAME"] = recipient.name or "there"
+        values["NAME"] = first_name(recipient.name) or "there"
         return values
 
-    def build(self, course: Course, lesson: Lesson, recipient: Recipient) -> bytes:
+    def build(
+        self, course: Course, lesson: Lesson, recipient: Recipient, extras: Extras = NO_EXTRAS
+    ) -> bytes:
         """The message bytes for one recipient; raises DripError when they cannot be built."""
-        template = self.template(course, lesson)
+        template = self.template(course, lesson, extras)
         return template.build(
             to_name=recipient.name,
             to_address=recipient.address,
@@ -68,9 +72,24 @@ class LessonMail:
             values=self.values(template, recipient),
         )
 
-    def preview(self, course: Course, lesson: Lesson, name: str) -> tuple[str, str]:
+    def preview(
+        self, course: Course, lesson: Lesson, name: str, extras: Extras = NO_EXTRAS
+    ) -> tuple[str, str]:
         """(html, text) of a lesson as a reader sees it, with links that point nowhere."""
-        rendered = self.renderer.render(course, lesson)
+        rendered = self.renderer.render(course, lesson, extras)
         values = {key: f"{self.base_url}/preview#{key.lower()}" for key in recipient_keys(rendered)}
         values["NAME"] = name
         return rendered.personalize(values)
+
+
+def first_name(name: str) -> str:
+    """The name to greet someone by: "Smith, John" -> "John", "Dr. Ada Lovelace" -> "Ada"."""
+    name = " ".join(name.split())
+    if "," in name:
+        last, _, rest = name.partition(",")
+        name = rest.strip() or last.strip()
+    words = [w for w in name.split() if w.rstrip(".").lower() not in TITLES]
+    return words[0] if words else ""
+
+
+TITLES = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "lord", "lady"}

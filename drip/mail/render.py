@@ -16,7 +16,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 from premailer import Premailer
 
-from drip.curriculum.load import Course, Lesson
+from drip.curriculum.load import Check, Course, Lesson
 from drip.errors import RenderError
 
 PLACEHOLDER = re.compile(r"%%DRIP-([A-Z]+(?:-\d+)?)%%")
@@ -50,6 +50,28 @@ class Part:
 
 
 @dataclass(frozen=True)
+class Welcome:
+    """What the welcome says, when it rides inside the first lesson: who asks and when."""
+
+    cohort: str
+    sponsor: str
+    send_time: str
+    days: str
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What rides inside a lesson e-mail besides the lesson (one e-mail a day, whatever it is)."""
+
+    welcome: Welcome | None = None  # when the first lesson is also the first contact
+    review: Lesson | None = None  # the one review question this e-mail carries
+    catch_up: int = 0  # lessons unopened before this one; 0 when there is nothing to say
+
+
+NO_EXTRAS = Extras()
+
+
+@dataclass(frozen=True)
 class RenderedLesson:
     """One lesson rendered and CSS-inlined, waiting for per-recipient values."""
 
@@ -62,11 +84,25 @@ class RenderedLesson:
     text: Part
     links: tuple[str, ...]
     version: str
+    extras: Extras = NO_EXTRAS
 
     def personalize(self, values: Mapping[str, str]) -> tuple[str, str]:
         """Return (html, text) for one recipient; values are escaped for the HTML part."""
         html_values = {key: str(escape(value)) for key, value in values.items()}
         return self.html.fill(html_values), self.text.fill(values)
+
+
+def review_check(extras: Extras) -> Check | None:
+    """The review wording of the carried question (its check when it has no review variant)."""
+    lesson = extras.review
+    if lesson is None or lesson.check is None:
+        return None
+    return lesson.check.review or lesson.check
+
+
+def review_options(extras: Extras) -> int:
+    check = review_check(extras)
+    return len(check.options) if check else 0
 
 
 def recipient_keys(rendered: RenderedLesson) -> list[str]:
@@ -92,20 +128,29 @@ class Renderer:
         self.body_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
         self.version = _folder_hash(templates / "email")
         self.inline_calls = 0
-        self._cache: dict[tuple[str, str, str, int, int], RenderedLesson] = {}
+        self._cache: dict[tuple[object, ...], RenderedLesson] = {}
 
-    def render(self, course: Course, lesson: Lesson) -> RenderedLesson:
-        """Return the lesson rendered and inlined, from the cache when this version was seen."""
+    def render(self, course: Course, lesson: Lesson, extras: Extras = NO_EXTRAS) -> RenderedLesson:
+        """Return the lesson rendered and inlined, from the cache when this version was seen;
+        each combination of extras (a review question, a catch-up line, the welcome) is one
+        more variant, rendered and inlined once."""
         position = course.position(lesson.slug)
         total = len(course.lessons)
-        key = (course.slug, lesson.slug, lesson.content_hash, position, total)
+        review = extras.review
+        key = (
+            course.slug, lesson.slug, lesson.content_hash, position, total,
+            extras.welcome, review.slug if review else "", review.content_hash if review else "",
+            extras.catch_up,
+        )  # fmt: skip
         cached = self._cache.get(key)
         if cached is None:
-            cached = self._render(course, lesson, position, total)
+            cached = self._render(course, lesson, position, total, extras)
             self._cache[key] = cached
         return cached
 
-    def _render(self, course: Course, lesson: Lesson, position: int, total: int) -> RenderedLesson:
+    def _render(
+        self, course: Course, lesson: Lesson, position: int, total: int, extras: Extras
+    ) -> RenderedLesson:
         body = self._body(lesson, total)
         links: list[str] = []
         body_html = _markdown(links).render(body)
@@ -115,7 +160,9 @@ class Renderer:
             "confirm": slot("CONFIRM"),
             "pause": slot("PAUSE"),
             "unsubscribe": slot("UNSUBSCRIBE"),
+            "schedule": slot("SCHEDULE"),
             "answers": [slot(f"ANSWER-{i}") for i in range(options)],
+            "reviews": [slot(f"REVIEW-{i}") for i in range(review_options(extras))],
         }
         context: dict[str, Any] = {
             "course": course,
@@ -126,6 +173,11 @@ class Renderer:
             "urls": urls,
             "subject": lesson.title,
             "preheader": lesson.summary,
+            "review": review_check(extras),
+            "review_lesson": extras.review,
+            "catch_up": extras.catch_up,
+            "welcome": extras.welcome,
+            "minutes": lesson.minutes,
         }
         try:
             html = self.env.get_template("email/lesson.html.j2").render(
@@ -152,6 +204,7 @@ class Renderer:
             text=Part.of(text),
             links=tuple(links),
             version=self.version,
+            extras=extras,
         )
 
     def _body(self, lesson: Lesson, total: int) -> str:

@@ -50,6 +50,8 @@ def create_cohort(
     window_end: str = "18:00",
     skip: str = "",
     manager: str | None = None,
+    welcome: bool = True,
+    sponsor: str = "",
     now: datetime,
 ) -> Cohort:
     """Create a cohort after checking every field."""
@@ -66,6 +68,11 @@ def create_cohort(
     skipped = parse_dates(skip)
     if manager:
         manager = valid_address(manager)
+    sponsor = " ".join(sponsor.split())
+    if len(sponsor) > 300 or any(unicodedata.category(c) == "Cc" for c in sponsor):
+        raise InputError(
+            [f"sponsor line {sponsor[:40]!r}... must be one line of at most 300 characters"]
+        )
     cohort = Cohort(
         name=name,
         course=course,
@@ -76,6 +83,8 @@ def create_cohort(
         send_days=format_days(day_set),
         skip_dates=",".join(d.isoformat() for d in sorted(skipped)),
         manager_email=manager,
+        welcome=welcome,
+        sponsor=sponsor,
         created_at=now,
     )
     with open_session(engine) as db:

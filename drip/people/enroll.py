@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from drip.models import PERSON as P
 from drip.models import Cohort
 from drip.people.cohorts import cohort_cadence, get_cohort
 from drip.people.csv import Row, read_people_csv
-from drip.schedule import next_slot
+from drip.schedule import local_date, next_slot
 
 CHUNK = 500
 
@@ -110,12 +110,19 @@ def enroll_rows(
             if person_id in enrolled:
                 continue
             cadence = cohort_cadence(cohort, zones.get(person_id) or row.timezone)
+            first = next_slot(cadence, now)
+            if cohort.welcome:
+                # The welcome goes at the next moment in the person's window, a day before
+                # lesson 1 at the latest; on the first lesson's day it rides inside lesson 1.
+                welcome = next_slot(replace(cadence, start=None), now)
+                if local_date(welcome, cadence.timezone) < local_date(first, cadence.timezone):
+                    first = welcome
             values.append(
                 {
                     "person_id": person_id,
                     "cohort_id": cohort.id,
                     "lessons_sent": 0,
-                    "next_due_at": next_slot(cadence, now),
+                    "next_due_at": first,
                     "created_at": now,
                 }
             )

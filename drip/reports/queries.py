@@ -32,6 +32,7 @@ from drip.models import (
     Verdict,
 )
 from drip.people.cohorts import get_cohort
+from drip.states import DeliveryKind
 
 # Tracking writes an implied human open for every human click, "got it" and answer.
 RESPONSE_KINDS = ("click", "confirm", "answer")
@@ -174,7 +175,11 @@ def _delivery_stats(cohort_id: int, human_only: bool) -> sa.Select[Any]:
             .outerjoin(flags, flags.c.delivery_id == D.c.id)
             .outerjoin(answer, answer.c.id == flags.c.first_answer)
         )
-        .where(E.c.cohort_id == cohort_id, D.c.status == DeliveryStatus.sent.value)
+        .where(
+            E.c.cohort_id == cohort_id,
+            D.c.status == DeliveryStatus.sent.value,
+            D.c.kind == DeliveryKind.lesson.value,
+        )
     )
 
 

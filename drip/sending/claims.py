@@ -67,7 +67,8 @@ def claim(
         sa.select(E.c.id)
         .select_from(E.join(C, C.c.id == E.c.cohort_id))
         .where(
-            E.c.status == EnrollmentStatus.active.value,
+            # Completed people stay due while their spaced review goes on.
+            E.c.status.in_([EnrollmentStatus.active.value, EnrollmentStatus.completed.value]),
             E.c.next_due_at <= now,
             C.c.paused == sa.false(),
             sa.or_(E.c.claimed_until.is_(None), E.c.claimed_until < claimed_at),

@@ -1,16 +1,32 @@
-"""The plan step, pure: for each claimed enrollment, send which lesson, reschedule, hold,
-quarantine or complete. No SQL and no clock of its own."""
+"""The plan step, pure: for each claimed enrollment, what today's one e-mail is (a welcome, a
+lesson with perhaps a review block and a catch-up line, the completion with its certificate, a
+review of its own after the course, or the note of an automatic pause), or reschedule, hold,
+quarantine or finish. No SQL and no clock of its own."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time
 
 from drip.curriculum.load import Course, Lesson
 from drip.errors import DripError
-from drip.models import DeliveryStatus
-from drip.schedule import Cadence, cadence_for, next_slot
+from drip.mail.render import Extras, Welcome
+from drip.schedule import Cadence, cadence_for, days_text, local_date, local_moment, next_slot
 from drip.sending.retry import HOLD
+from drip.states import DeliveryKind, DeliveryStatus, EnrollmentStatus
+
+WELCOME = "_welcome"
+COMPLETION = "_complete"
+AUTOPAUSE_NOTE = "_autopause"
+
+
+@dataclass(frozen=True)
+class DueReview:
+    """A person's next review: which lesson's check, the local date it is due, rounds so far."""
+
+    slug: str
+    due_on: date
+    rounds: int
 
 
 @dataclass(frozen=True)
@@ -28,6 +44,13 @@ class Claimed:
     send_days: str
     skip_dates: str
     start_date: date | None
+    status: str = EnrollmentStatus.active.value
+    welcome: bool = False  # the cohort sends a welcome
+    unopened: int = 0  # lessons in a row, most recent first, not opened by a person
+    review: DueReview | None = None  # the earliest review not retired
+    autopauses: int = 0  # automatic pauses so far (the note goes out once per pause)
+    cohort: str = ""
+    sponsor: str = ""
 
 
 @dataclass(frozen=True)
@@ -41,18 +64,33 @@ class DeliveryState:
     message_id: str
     created_at: datetime
     next_attempt_at: datetime | None
+    kind: str = DeliveryKind.lesson.value
 
 
 @dataclass(frozen=True)
 class Send:
-    """Send `lesson` now, reusing `delivery` when one exists."""
+    """Send today's e-mail, reusing `delivery` when one exists.
+
+    `slug` names the delivery (a lesson's slug, or WELCOME, COMPLETION, ...); `lesson` is the
+    lesson a lesson or review e-mail is about, None for the welcome, completion and note."""
 
     row: Claimed
     cadence: Cadence
     course: Course
-    lesson: Lesson
+    kind: DeliveryKind
+    slug: str
+    lesson: Lesson | None
     sent_slugs: frozenset[str]
     delivery: DeliveryState | None
+    extras: Extras = field(default_factory=Extras)
+
+
+@dataclass(frozen=True)
+class Autopause:
+    """Too many lessons unopened: pause with the reason, and send the one short note."""
+
+    send: Send
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -88,19 +126,30 @@ class Complete:
     enrollment_id: int
 
 
-Action = Send | Reschedule | Hold | Quarantine | Complete
+@dataclass(frozen=True)
+class Finish:
+    """A completed person with no review left: nothing more to send."""
+
+    enrollment_id: int
+
+
+Action = Send | Reschedule | Hold | Quarantine | Complete | Autopause | Finish
 
 
 @dataclass(frozen=True)
 class Job:
     """A send with its delivery row in place: everything the build and record steps need."""
 
-    row: Claimed
-    cadence: Cadence
-    course: Course
-    lesson: Lesson
-    sent_slugs: frozenset[str]
+    send: Send
     delivery: DeliveryState
+
+    @property
+    def row(self) -> Claimed:
+        return self.send.row
+
+    @property
+    def cadence(self) -> Cadence:
+        return self.send.cadence
 
 
 def cadence_of(row: Claimed) -> Cadence:
@@ -122,9 +171,17 @@ def plan(
     now: datetime,
 ) -> Action:
     """What to do with one claimed enrollment at `now`."""
+    welcome_due = (
+        row.welcome
+        and row.last_sent_on is None
+        and not (WELCOME in deliveries and deliveries[WELCOME].status == DeliveryStatus.sent.value)
+    )
     try:
         cadence = cadence_of(row)
-        slot = next_slot(cadence, now, row.last_sent_on)
+        # A welcome may go out before the course starts; lessons wait for the start date.
+        timing = replace(cadence, start=None) if welcome_due else cadence
+        slot = next_slot(timing, now, row.last_sent_on)
+        today = local_date(now, cadence.timezone)
     except Exception as exc:  # bad stored data must stay this row's problem
         return Quarantine(row.enrollment_id, _bad_row(row, exc))
     if slot > now:
@@ -133,17 +190,77 @@ def plan(
         first = str(course).splitlines()[0] if str(course) else type(course).__name__
         return Hold(row.enrollment_id, now + HOLD, first)
     sent = frozenset(
-        slug for slug, d in deliveries.items() if d.status == DeliveryStatus.sent.value
+        slug
+        for slug, d in deliveries.items()
+        if d.status == DeliveryStatus.sent.value and d.kind == DeliveryKind.lesson.value
     )
+
+    def send(kind: DeliveryKind, slug: str, lesson: Lesson | None, extras: Extras) -> Action:
+        delivery = deliveries.get(slug)
+        if delivery is not None and delivery.status == DeliveryStatus.retry.value:
+            retry_at = delivery.next_attempt_at
+            if retry_at is not None and retry_at > now:
+                return Reschedule(row.enrollment_id, next_slot(cadence, retry_at, row.last_sent_on))
+        return Send(row, cadence, course, kind, slug, lesson, sent, delivery, extras)
+
+    welcomed = WELCOME in deliveries and deliveries[WELCOME].status == DeliveryStatus.sent.value
+    review = _due_review(row, course, today)
+    if row.status == EnrollmentStatus.completed.value:
+        if row.review is None:
+            return Finish(row.enrollment_id)
+        if review is None and row.review.due_on <= today:  # its lesson or check is gone
+            return Finish(row.enrollment_id)
+        if review is None:
+            return Reschedule(row.enrollment_id, _slot_on(cadence, row.review.due_on, now, row))
+        slug = f"_review:{review.slug}:{row.review.rounds}"
+        return send(DeliveryKind.review, slug, review, Extras())
     lesson = next((x for x in course.lessons if x.slug not in sent), None)
     if lesson is None:
-        return Complete(row.enrollment_id)
-    delivery = deliveries.get(lesson.slug)
-    if delivery is not None and delivery.status == DeliveryStatus.retry.value:
-        retry_at = delivery.next_attempt_at
-        if retry_at is not None and retry_at > now:
-            return Reschedule(row.enrollment_id, next_slot(cadence, retry_at, row.last_sent_on))
-    return Send(row, cadence, course, lesson, sent, delivery)
+        done = (
+            COMPLETION in deliveries and deliveries[COMPLETION].status == DeliveryStatus.sent.value
+        )
+        if done:
+            return Complete(row.enrollment_id)
+        return send(DeliveryKind.completion, COMPLETION, None, Extras())
+    if row.welcome and not welcomed and not sent:
+        start = cadence.start
+        if start is not None and today < start:  # a day of its own before the course starts
+            return send(DeliveryKind.welcome, WELCOME, None, Extras())
+    if sent and row.unopened >= course.pause_after:
+        note = f"{AUTOPAUSE_NOTE}:{row.autopauses}"
+        action = send(DeliveryKind.note, note, None, Extras(catch_up=row.unopened))
+        if isinstance(action, Send):
+            reason = (
+                f"paused automatically: the last {row.unopened} lessons were not opened; "
+                "one click on the note's link resumes"
+            )
+            return Autopause(action, reason)
+        return action
+    extras = Extras(
+        welcome=Welcome(
+            row.cohort, row.sponsor, cadence.send_time.strftime("%H:%M"), days_text(cadence.days)
+        )
+        if row.welcome and not welcomed and not sent
+        else None,
+        review=review,
+        catch_up=row.unopened if sent and row.unopened >= course.catch_up_after else 0,
+    )
+    return send(DeliveryKind.lesson, lesson.slug, lesson, extras)
+
+
+def _due_review(row: Claimed, course: Course, today: date) -> Lesson | None:
+    """The review due today or earlier whose lesson still has a check, if any."""
+    if row.review is None or row.review.due_on > today:
+        return None
+    slug = row.review.slug
+    lesson = next((x for x in course.lessons if x.slug == slug), None)
+    return lesson if lesson is not None and lesson.check is not None else None
+
+
+def _slot_on(cadence: Cadence, day: date, now: datetime, row: Claimed) -> datetime:
+    """The first slot on or after a local date."""
+    moment = max(now, local_moment(day, time(0, 0), cadence.zone))
+    return next_slot(replace(cadence, start=None), moment, row.last_sent_on)
 
 
 def _bad_row(row: Claimed, exc: Exception) -> str:

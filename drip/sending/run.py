@@ -7,21 +7,33 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
 from drip.curriculum.load import Catalog, Course
-from drip.errors import DripError
+from drip.errors import DripError, RenderError
 from drip.mail.build import LessonMail, Recipient
 from drip.mail.message import new_message_id, sender_domain
+from drip.mail.notes import NoteMail, Summary
 from drip.mail.transports import Outcome, SendResult, Transport
-from drip.schedule import local_date, next_slot
+from drip.schedule import days_text, local_date, next_slot
 from drip.sending import store
 from drip.sending.claims import claim, release, wake_paused, worker_name
-from drip.sending.plan import Complete, Hold, Job, Quarantine, Reschedule, Send, plan
+from drip.sending.plan import (
+    Autopause,
+    Complete,
+    Finish,
+    Hold,
+    Job,
+    Quarantine,
+    Reschedule,
+    Send,
+    plan,
+)
 from drip.sending.retry import HOLD, Verdict, decide
+from drip.states import DeliveryKind
 
 log = logging.getLogger("drip.sending")
 
@@ -74,6 +86,7 @@ class Dispatcher:
     engine: Engine
     transport: Transport
     mail: LessonMail
+    notes: NoteMail
     catalog: Catalog
     batch_size: int = 200
     lease: timedelta = timedelta(minutes=5)
@@ -116,15 +129,27 @@ def send_due(
     return total
 
 
-def prepare(d: Dispatcher, ids: list[int], now: datetime, result: PassResult) -> list[Job]:
+@dataclass(frozen=True)
+class Prepared:
+    """A job with what its e-mail needs beyond the plan: an automatic pause's reason, or the
+    person's summary for the completion e-mail."""
+
+    job: Job
+    autopause: str = ""
+    summary: Summary | None = None
+
+
+def prepare(d: Dispatcher, ids: list[int], now: datetime, result: PassResult) -> list[Prepared]:
     """Plan a claimed batch and store what the plan says; return the sends, in due order."""
     courses: dict[str, Course | DripError] = {}
+    autopause: dict[int, str] = {}
     domain = sender_domain(d.mail.sender)
     releases: list[tuple[int, datetime | None]] = []
     with d.engine.begin() as conn:
         rows, existing = store.load_batch(conn, ids)
         sends: list[Send] = []
         completed: list[int] = []
+        finished: list[int] = []
         held: list[tuple[int, str]] = []
         for row in rows:
             if row.course not in courses:
@@ -139,6 +164,11 @@ def prepare(d: Dispatcher, ids: list[int], now: datetime, result: PassResult) ->
             match action:
                 case Send():
                     sends.append(action)
+                case Autopause(send, reason):
+                    sends.append(send)
+                    autopause[row.enrollment_id] = reason
+                case Finish(eid):
+                    finished.append(eid)
                 case Reschedule(eid, at):
                     releases.append((eid, at))
                     result.rescheduled += 1
@@ -155,11 +185,20 @@ def prepare(d: Dispatcher, ids: list[int], now: datetime, result: PassResult) ->
                     result.completed += 1
         jobs = store.open_deliveries(conn, sends, now, lambda: new_message_id(domain))
         store.complete(conn, d.worker, completed, now)
+        store.finish(conn, d.worker, finished)
         store.quarantine(conn, d.worker, held, now)
+        summaries = {
+            j.row.enrollment_id: store.summary(conn, j, now)
+            for j in jobs
+            if j.send.kind is DeliveryKind.completion
+        }
         store.record_versions(conn, d.mail.renderer, d.recorded_versions, jobs)
     if releases:
         release(d.engine, d.worker, releases)
-    return jobs
+    return [
+        Prepared(j, autopause.get(j.row.enrollment_id, ""), summaries.get(j.row.enrollment_id))
+        for j in jobs
+    ]
 
 
 def _process(
@@ -174,8 +213,8 @@ def _process(
     started = time.monotonic()
     pass_started = started if pass_started is None else pass_started
     jobs = prepare(d, ids, now, result)
-    pending: list[tuple[Job, datetime, SendResult]] = []
-    in_flight: deque[tuple[Job, datetime, Future[SendResult]]] = deque()
+    pending: list[tuple[Prepared, datetime, SendResult]] = []
+    in_flight: deque[tuple[Prepared, datetime, Future[SendResult]]] = deque()
 
     def moment() -> datetime:
         # The pass's clock moved on by the real time spent, to the second.
@@ -199,39 +238,47 @@ def _process(
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drip-smtp") as sender:
             try:
-                for index, job in enumerate(jobs):
+                for index, prepared in enumerate(jobs):
+                    job = prepared.job
                     late = time.monotonic() - started > d.lease.total_seconds() * 0.5
                     if should_stop() or late:
                         # Hand the rest back rather than risk another worker reclaiming them.
-                        rest = [(j.row.enrollment_id, None) for j in jobs[index:]]
+                        rest = [(j.job.row.enrollment_id, None) for j in jobs[index:]]
                         release(d.engine, d.worker, rest, keep_due=True)
                         break
                     current = moment()
-                    slot = next_slot(job.cadence, current, job.row.last_sent_on)
+                    timing = job.cadence
+                    if job.send.kind is not DeliveryKind.lesson:  # may go before the start date
+                        timing = replace(timing, start=None)
+                    slot = next_slot(timing, current, job.row.last_sent_on)
                     if slot > current:  # the window closed (or the day turned) during the batch
                         release(d.engine, d.worker, [(job.row.enrollment_id, slot)])
                         result.rescheduled += 1
                         continue
                     future: Future[SendResult] = Future()
                     try:
-                        data = d.mail.build(job.course, job.lesson, _recipient(job))
+                        envelope, data = build(d, prepared, current)
+                    except RenderError as exc:  # a broken template: hold, never loop
+                        log.error("cannot build %s for %s: %s", job.send.slug, job.row.email, exc)
+                        release(d.engine, d.worker, [(job.row.enrollment_id, now + HOLD)])
+                        result.items.append(
+                            Item(job.row.email, job.send.slug, "held", str(exc)[:200])
+                        )
+                        continue
                     except DripError as exc:  # the recipient's own values cannot go in a header
                         future.set_result(
                             SendResult(Outcome.rejected, None, f"cannot build the message: {exc}")
                         )
-                    except Exception as exc:  # a bug or a broken template: hold, never loop
-                        log.exception(
-                            "cannot build lesson %s for %s", job.lesson.slug, job.row.email
-                        )
+                    except Exception as exc:  # a bug: hold, never loop
+                        log.exception("cannot build %s for %s", job.send.slug, job.row.email)
                         release(d.engine, d.worker, [(job.row.enrollment_id, now + HOLD)])
                         result.items.append(
-                            Item(job.row.email, job.lesson.slug, "held", str(exc)[:200])
+                            Item(job.row.email, job.send.slug, "held", str(exc)[:200])
                         )
                         continue
                     else:
-                        envelope = d.mail.template(job.course, job.lesson).envelope_from
                         future = sender.submit(d.transport.send, envelope, job.row.email, data)
-                    in_flight.append((job, current, future))
+                    in_flight.append((prepared, current, future))
                     collect(IN_FLIGHT)
             finally:
                 collect(0)
@@ -250,20 +297,66 @@ def _recipient(job: Job) -> Recipient:
     )
 
 
+def build(d: Dispatcher, prepared: Prepared, at: datetime) -> tuple[str, bytes]:
+    """The envelope sender and bytes of a job's e-mail, whatever its kind."""
+    job, send = prepared.job, prepared.job.send
+    recipient = _recipient(job)
+    if send.kind is DeliveryKind.lesson and send.lesson is not None:
+        data = d.mail.build(send.course, send.lesson, recipient, send.extras)
+        return d.mail.template(send.course, send.lesson, send.extras).envelope_from, data
+    if send.kind is DeliveryKind.welcome:
+        today = local_date(at, job.cadence.timezone)
+        data = d.notes.welcome(
+            send.course,
+            recipient,
+            cohort=job.row.cohort,
+            sponsor=job.row.sponsor,
+            first_lesson=next_slot(job.cadence, at, today).astimezone(job.cadence.zone),
+            timezone=job.cadence.timezone,
+            days=days_text(job.cadence.days),
+        )
+    elif send.kind is DeliveryKind.review and send.lesson is not None:
+        data = d.notes.review(send.course, send.lesson, recipient)
+    elif send.kind is DeliveryKind.completion and prepared.summary is not None:
+        data = d.notes.completion(send.course, recipient, prepared.summary)
+    elif send.kind is DeliveryKind.note:
+        data = d.notes.note(send.course, recipient, send.extras.catch_up)
+    else:
+        raise RenderError(f"nothing to build for a {send.kind.value} e-mail ({send.slug})")
+    return d.notes.envelope_from, data
+
+
+def _next(job: Job, at: datetime, day: date) -> datetime | None:
+    """The next slot after an e-mail went out today (the plan decides then what it carries)."""
+    send = job.send
+    if send.kind is DeliveryKind.note:
+        return None  # paused: the reader resumes
+    if send.kind is DeliveryKind.completion and job.row.review is None:
+        return None  # completed, nothing left to review
+    cadence = (
+        job.cadence
+        if send.kind in (DeliveryKind.lesson, DeliveryKind.welcome)
+        else replace(job.cadence, start=None)
+    )
+    return next_slot(cadence, at, day)
+
+
 def _record(
     d: Dispatcher,
-    pending: list[tuple[Job, datetime, SendResult]],
+    pending: list[tuple[Prepared, datetime, SendResult]],
     now: datetime,
     result: PassResult,
 ) -> None:
     """Decide each outcome with the retry policy and write them all in one transaction."""
-    sent: list[tuple[Job, datetime, str, datetime | None, bool]] = []
+    sent: list[store.Sent] = []
     retried: list[tuple[Job, datetime, str, datetime, datetime]] = []
     failed: list[tuple[Job, datetime, str, str]] = []
-    for job, at, outcome in pending:
+    for prepared, at, outcome in pending:
+        job = prepared.job
+        slug = job.send.slug
         decision = decide(
             outcome,
-            lesson=job.lesson.slug,
+            lesson=slug,
             attempts=job.delivery.attempts,
             first_try=job.delivery.created_at,
             sent_at=at,
@@ -271,24 +364,23 @@ def _record(
             lifetime=d.retry_lifetime,
         )
         if decision.verdict is Verdict.sent:
-            sent_slugs = job.sent_slugs | {job.lesson.slug}
-            done = all(x.slug in sent_slugs for x in job.course.lessons)
-            today = local_date(at, job.cadence.timezone)
-            due = None if done else next_slot(job.cadence, at, today)
-            sent.append((job, at, outcome.reply, due, done))
+            day = local_date(at, job.cadence.timezone)
+            sent.append(
+                store.Sent(job, at, day, outcome.reply, _next(job, at, day), prepared.autopause)
+            )
             result.sent += 1
-            result.completed += int(done)
-            result.items.append(Item(job.row.email, job.lesson.slug, "sent", outcome.reply))
+            result.completed += int(job.send.kind is DeliveryKind.completion)
+            result.items.append(Item(job.row.email, slug, "sent", outcome.reply))
         elif decision.verdict is Verdict.retry:
             assert decision.retry_at is not None
             due = next_slot(job.cadence, decision.retry_at, job.row.last_sent_on)
             retried.append((job, at, str(outcome), decision.retry_at, due))
             result.retried += 1
-            result.items.append(Item(job.row.email, job.lesson.slug, "retry", str(outcome)))
+            result.items.append(Item(job.row.email, slug, "retry", str(outcome)))
         else:
             failed.append((job, at, str(outcome), decision.reason))
             result.failed += 1
-            result.items.append(Item(job.row.email, job.lesson.slug, "failed", str(outcome)))
+            result.items.append(Item(job.row.email, slug, "failed", str(outcome)))
             log.warning("%s: %s", job.row.email, decision.reason)
     with d.engine.begin() as conn:
         store.record_outcomes(conn, d.worker, sent, retried, failed, now)

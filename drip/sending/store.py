@@ -6,23 +6,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from drip import events, lifecycle
+from drip.curriculum.load import Check, Lesson
 from drip.db import insert_ignoring_conflicts
 from drip.lifecycle import Change, Transition
+from drip.mail.notes import LessonResult, Summary
 from drip.mail.render import Renderer
 from drip.models import COHORT as C
 from drip.models import DELIVERY as D
 from drip.models import ENROLLMENT as E
+from drip.models import EVENT as EV
 from drip.models import LESSON_VERSION as LV
 from drip.models import PERSON as P
-from drip.models import DeliveryStatus, Verdict
+from drip.models import REVIEW as R
 from drip.schedule import local_date
-from drip.sending.plan import Claimed, DeliveryState, Job, Send
+from drip.sending.plan import Claimed, DeliveryState, DueReview, Job, Send
+from drip.spacing import Spacing
+from drip.spacing import unanswered as spacing_unanswered
+from drip.states import DeliveryKind, DeliveryStatus, EnrollmentStatus, EventKind, Verdict
 
 DELIVERY_STATE = (
     D.c.id,
@@ -33,7 +40,10 @@ DELIVERY_STATE = (
     D.c.message_id,
     D.c.created_at,
     D.c.next_attempt_at,
+    D.c.kind,
 )
+STREAK_WINDOW = 12  # recent lessons looked at for the unopened streak
+RESTARTS = (EventKind.resume.value, EventKind.resubscribe.value, EventKind.wake.value)
 
 
 def _state(mapping: Any) -> DeliveryState:
@@ -45,13 +55,16 @@ def _state(mapping: Any) -> DeliveryState:
         message_id=mapping["message_id"],
         created_at=mapping["created_at"],
         next_attempt_at=mapping["next_attempt_at"],
+        kind=mapping["kind"],
     )
 
 
 def load_batch(
     conn: sa.Connection, ids: Sequence[int]
 ) -> tuple[list[Claimed], dict[int, dict[str, DeliveryState]]]:
-    """The claimed enrollments, in due order, and each one's deliveries by lesson slug."""
+    """The claimed enrollments, in due order, with what their next e-mail depends on, and each
+    one's deliveries by slug."""
+    ids = list(ids)
     rows = conn.execute(
         sa.select(
             E.c.id,
@@ -60,29 +73,109 @@ def load_batch(
             C.c.course,
             E.c.last_sent_on,
             sa.func.coalesce(P.c.timezone, C.c.timezone),
-            C.c.send_time,
+            sa.case((E.c.send_time != "", E.c.send_time), else_=C.c.send_time),
             C.c.window_end,
-            C.c.send_days,
+            sa.case((E.c.send_days != "", E.c.send_days), else_=C.c.send_days),
             C.c.skip_dates,
             C.c.start_date,
+            E.c.status,
+            C.c.welcome,
+            C.c.name,
+            C.c.sponsor,
         )
         .select_from(E.join(P, P.c.id == E.c.person_id).join(C, C.c.id == E.c.cohort_id))
-        .where(E.c.id.in_(list(ids)))
+        .where(E.c.id.in_(ids))
         .order_by(E.c.next_due_at, E.c.id)
     ).all()
-    claimed = [Claimed(*row) for row in rows]
     existing: dict[int, dict[str, DeliveryState]] = {}
     for mapping in conn.execute(
-        sa.select(*DELIVERY_STATE).where(D.c.enrollment_id.in_(list(ids)))
+        sa.select(*DELIVERY_STATE).where(D.c.enrollment_id.in_(ids))
     ).mappings():
         existing.setdefault(mapping["enrollment_id"], {})[mapping["lesson_slug"]] = _state(mapping)
+    unopened = _unopened(conn, ids)
+    reviews: dict[int, DueReview] = {}
+    for eid, slug, due_on, rounds in conn.execute(
+        sa.select(R.c.enrollment_id, R.c.lesson_slug, R.c.due_on, R.c.rounds)
+        .where(R.c.enrollment_id.in_(ids), R.c.retired.is_(False))
+        .order_by(R.c.due_on, R.c.id)
+    ):
+        reviews.setdefault(eid, DueReview(slug, due_on, rounds))
+    autopauses: dict[int, int] = dict(
+        conn.execute(
+            sa.select(EV.c.enrollment_id, sa.func.count())
+            .where(EV.c.enrollment_id.in_(ids), EV.c.kind == EventKind.autopause.value)
+            .group_by(EV.c.enrollment_id)
+        ).all()
+    )
+    claimed = [
+        Claimed(
+            enrollment_id=row[0],
+            email=row[1],
+            name=row[2],
+            course=row[3],
+            last_sent_on=row[4],
+            timezone=row[5],
+            send_time=row[6],
+            window_end=row[7],
+            send_days=row[8],
+            skip_dates=row[9],
+            start_date=row[10],
+            status=row[11],
+            welcome=bool(row[12]),
+            unopened=unopened.get(row[0], 0),
+            review=reviews.get(row[0]),
+            autopauses=int(autopauses.get(row[0], 0)),
+            cohort=row[13],
+            sponsor=row[14],
+        )
+        for row in rows
+    ]
     return claimed, existing
+
+
+def _unopened(conn: sa.Connection, ids: list[int]) -> dict[int, int]:
+    """Per enrollment, the lessons in a row, most recent first, that no person opened since the
+    last time the enrollment (re)started."""
+    restart = (
+        sa.select(sa.func.max(EV.c.at))
+        .where(EV.c.enrollment_id == D.c.enrollment_id, EV.c.kind.in_(RESTARTS))
+        .scalar_subquery()
+    )
+    opened = (
+        sa.select(EV.c.id)
+        .where(
+            EV.c.delivery_id == D.c.id,
+            EV.c.kind == EventKind.open.value,
+            EV.c.verdict == Verdict.human.value,
+        )
+        .exists()
+    )
+    rows = conn.execute(
+        sa.select(D.c.enrollment_id, opened, D.c.sent_at, restart)
+        .where(
+            D.c.enrollment_id.in_(ids),
+            D.c.kind == DeliveryKind.lesson.value,
+            D.c.status == DeliveryStatus.sent.value,
+        )
+        .order_by(D.c.enrollment_id, D.c.sent_at.desc())
+    ).all()
+    streaks: dict[int, int] = {}
+    stopped: set[int] = set()
+    for eid, was_opened, sent_at, restarted in rows:
+        if eid in stopped:
+            continue
+        if was_opened or (restarted is not None and sent_at is not None and sent_at <= restarted):
+            stopped.add(eid)
+            continue
+        streaks[eid] = streaks.get(eid, 0) + 1
+    return streaks
 
 
 def open_deliveries(
     conn: sa.Connection, sends: Sequence[Send], now: datetime, new_message_id: Any
 ) -> list[Job]:
-    """Create the delivery row of each new send and mark reused ones as sending again."""
+    """Create the delivery row of each new send and mark reused ones as sending again; each
+    row records the lesson version and the review version its message carries."""
     new = [s for s in sends if s.delivery is None]
     if new:
         conn.execute(
@@ -90,9 +183,11 @@ def open_deliveries(
             [
                 {
                     "enrollment_id": s.row.enrollment_id,
-                    "lesson_slug": s.lesson.slug,
-                    "position": s.course.position(s.lesson.slug),
-                    "content_hash": s.lesson.content_hash,
+                    "lesson_slug": s.slug,
+                    "kind": s.kind.value,
+                    "position": s.course.position(s.lesson.slug) if s.lesson else 0,
+                    "content_hash": _content_hash(s),
+                    **_review_columns(s, "review_slug", "review_hash"),
                     "message_id": new_message_id(),
                     "created_at": now,
                     "status": DeliveryStatus.sending.value,
@@ -111,9 +206,7 @@ def open_deliveries(
         ).mappings():
             state = _state(mapping)
             # attempts before this one, as for reused rows
-            created[(mapping["enrollment_id"], state.lesson_slug)] = DeliveryState(
-                **{**state.__dict__, "attempts": 0}
-            )
+            created[(mapping["enrollment_id"], state.lesson_slug)] = replace(state, attempts=0)
     reused = [s for s in sends if s.delivery is not None]
     if reused:
         # A resend is built from the lesson as it is now: record that version, so clicks and
@@ -126,12 +219,15 @@ def open_deliveries(
                 attempts=D.c.attempts + 1,
                 content_hash=sa.bindparam("hash"),
                 position=sa.bindparam("pos"),
+                review_slug=sa.bindparam("rslug"),
+                review_hash=sa.bindparam("rhash"),
             ),
             [
                 {
                     "did": s.delivery.id,
-                    "hash": s.lesson.content_hash,
-                    "pos": s.course.position(s.lesson.slug),
+                    "hash": _content_hash(s),
+                    "pos": s.course.position(s.lesson.slug) if s.lesson else 0,
+                    **_review_columns(s, "rslug", "rhash"),
                 }
                 for s in reused
                 if s.delivery is not None
@@ -148,47 +244,83 @@ def open_deliveries(
     jobs = []
     for s in sends:
         if s.delivery is None:
-            delivery = created[(s.row.enrollment_id, s.lesson.slug)]
+            delivery = created[(s.row.enrollment_id, s.slug)]
         elif s.delivery.status == DeliveryStatus.failed.value:
-            delivery = DeliveryState(**{**s.delivery.__dict__, "created_at": now, "attempts": 0})
+            delivery = replace(s.delivery, created_at=now, attempts=0)
         else:
             delivery = s.delivery
-        jobs.append(Job(s.row, s.cadence, s.course, s.lesson, s.sent_slugs, delivery))
+        jobs.append(Job(s, delivery))
     return jobs
+
+
+def _reviewed(send: Send) -> Lesson | None:
+    """The lesson whose review question this e-mail carries, if any."""
+    if send.kind is DeliveryKind.review:
+        return send.lesson
+    return send.extras.review
+
+
+def _review_columns(send: Send, slug: str, content_hash: str) -> dict[str, str | None]:
+    lesson = _reviewed(send)
+    return {
+        slug: lesson.slug if lesson else None,
+        content_hash: lesson.content_hash if lesson else None,
+    }
+
+
+def _content_hash(send: Send) -> str:
+    if send.lesson is not None:
+        return send.lesson.content_hash
+    return send.course.lessons[-1].content_hash if send.course.lessons else ""
+
+
+def _check_json(check: Check | None, spacing: Spacing) -> str:
+    if check is None:
+        return json.dumps(None)
+    return json.dumps(
+        {
+            "question": check.question,
+            "options": list(check.options),
+            "answer": check.answer,
+            "explanation": check.explanation,
+            "spacing": spacing.as_dict(),
+        }
+    )
 
 
 def record_versions(
     conn: sa.Connection, renderer: Renderer, recorded: set[str], jobs: Sequence[Job]
 ) -> None:
-    """Store each lesson version's links, takeaway and check, so the web app never trusts a URL."""
+    """Store each lesson version's links, takeaway, check and review wording, so the web app
+    never trusts a URL and judges answers against what the message carried."""
     rows = []
     for job in jobs:
-        lesson = job.lesson
-        if lesson.content_hash in recorded:
-            continue
-        rendered = renderer.render(job.course, lesson)
-        check = lesson.check
-        rows.append(
-            {
-                "content_hash": lesson.content_hash,
-                "course": job.course.slug,
-                "slug": lesson.slug,
-                "title": lesson.title,
-                "links": json.dumps(list(rendered.links)),
-                "takeaway": lesson.takeaway,
-                "check": json.dumps(
-                    {
-                        "question": check.question,
-                        "options": list(check.options),
-                        "answer": check.answer,
-                        "explanation": check.explanation,
-                    }
-                    if check
-                    else None
-                ),
-            }
-        )
-        recorded.add(lesson.content_hash)
+        course = job.send.course
+        for lesson in (job.send.lesson, _reviewed(job.send)):
+            if lesson is None or lesson.content_hash in recorded:
+                continue
+            links = (
+                renderer.render(course, lesson, job.send.extras).links
+                if job.send.lesson is lesson
+                else ()
+            )
+            check = lesson.check
+            rows.append(
+                {
+                    "content_hash": lesson.content_hash,
+                    "course": course.slug,
+                    "slug": lesson.slug,
+                    "title": lesson.title,
+                    "links": json.dumps(list(links)),
+                    "takeaway": lesson.takeaway,
+                    "check": _check_json(check, course.spacing),
+                    "review": _check_json(
+                        (check.review or check) if check else None, course.spacing
+                    ),
+                }
+            )
+            if links or job.send.lesson is lesson:
+                recorded.add(lesson.content_hash)
     if rows:
         conn.execute(insert_ignoring_conflicts(conn, LV), rows)
 
@@ -207,6 +339,16 @@ def complete(conn: sa.Connection, worker: str, ids: Sequence[int], now: datetime
     )
 
 
+def finish(conn: sa.Connection, worker: str, ids: Sequence[int]) -> None:
+    """Completed people with no review left: nothing more is due."""
+    if ids:
+        conn.execute(
+            E.update()
+            .where(E.c.id.in_(list(ids)), E.c.claimed_by == worker)
+            .values(next_due_at=None, claimed_until=None, claimed_by=None)
+        )
+
+
 def quarantine(
     conn: sa.Connection, worker: str, held: Sequence[tuple[int, str]], now: datetime
 ) -> None:
@@ -223,38 +365,59 @@ def quarantine(
     )
 
 
+@dataclass(frozen=True)
+class Sent:
+    """A message the relay accepted: when, on which local day, and the next slot after it."""
+
+    job: Job
+    at: datetime
+    day: date
+    reply: str
+    due: datetime | None  # None: nothing more for now (the last lesson's completion follows)
+    autopause: str = ""  # the reason, for the note of an automatic pause
+
+
+SENT_EVENT = {
+    DeliveryKind.lesson: EventKind.sent,
+    DeliveryKind.welcome: EventKind.welcome,
+    DeliveryKind.review: EventKind.review,
+    DeliveryKind.completion: EventKind.certificate,
+    DeliveryKind.note: EventKind.note,
+}
+
+
 def record_outcomes(
     conn: sa.Connection,
     worker: str,
-    sent: Sequence[tuple[Job, datetime, str, datetime | None, bool]],
+    sent: Sequence[Sent],
     retried: Sequence[tuple[Job, datetime, str, datetime, datetime]],
     failed: Sequence[tuple[Job, datetime, str, str]],
     now: datetime,
 ) -> None:
-    """Write what sending did: deliveries, their events, schedules and status changes.
+    """Write what sending did: deliveries, their events, schedules, reviews and status changes.
 
-    sent: (job, sent_at, reply, next slot or None when that was the last lesson, completed)
-    retried: (job, sent_at, reply, retry_at, next slot)
-    failed: (job, sent_at, reply, reason)"""
+    retried: (job, sent_at, reply, retry_at, next slot); failed: (job, sent_at, reply, reason)"""
     deliveries: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     schedule: list[dict[str, Any]] = []
     progress: list[dict[str, Any]] = []
-    completed: list[int] = []
-    for job, at, reply, due, done in sent:
-        deliveries.append(_delivery(job, DeliveryStatus.sent, sent_at=at))
-        rows.append(events.sent(job.row.enrollment_id, job.delivery.id, at, reply))
-        progress.append(
-            {
-                "eid": job.row.enrollment_id,
-                "sent": len(job.sent_slugs) + 1,
-                "last": _local_day(job, at),
-            }
-        )
-        if done:
-            completed.append(job.row.enrollment_id)
-        else:
-            schedule.append({"eid": job.row.enrollment_id, "due": due})
+    completed: list[Change] = []
+    paused: list[Change] = []
+    for item in sent:
+        job, send = item.job, item.job.send
+        eid, did = send.row.enrollment_id, job.delivery.id
+        deliveries.append(_delivery(job, DeliveryStatus.sent, sent_at=item.at))
+        rows.append(events.sent(eid, did, item.at, item.reply, SENT_EVENT[send.kind]))
+        lessons = len(send.sent_slugs) + (send.kind is DeliveryKind.lesson)
+        progress.append({"eid": eid, "sent": lessons, "last": item.day})
+        schedule.append({"eid": eid, "due": item.due})
+        if send.kind is DeliveryKind.completion:
+            completed.append(Change(eid, reason="course completed; certificate sent"))
+        if send.kind is DeliveryKind.note and item.autopause:
+            paused.append(Change(eid, reason=item.autopause, delivery_id=did))
+        if send.extras.review is not None and send.kind is DeliveryKind.lesson:
+            rows.append(events.row(EventKind.review, eid, item.at, delivery_id=did,
+                                   method="smtp", detail=send.extras.review.slug))  # fmt: skip
     for job, at, reply, retry_at, due in retried:
         deliveries.append(
             _delivery(job, DeliveryStatus.retry, next_attempt_at=retry_at, error=reply)
@@ -276,6 +439,7 @@ def record_outcomes(
             deliveries,
         )
     events.insert(conn, rows)
+    _record_reviews(conn, sent)
     mine = sa.and_(E.c.id == sa.bindparam("eid"), E.c.claimed_by == worker)
     if progress:
         conn.execute(
@@ -284,22 +448,20 @@ def record_outcomes(
             .values(lessons_sent=sa.bindparam("sent"), last_sent_on=sa.bindparam("last")),
             progress,
         )
+    lifecycle.apply(conn, Transition.complete, completed, now=now, method="dispatch",
+                    verdict=Verdict.unknown, held_by=worker)  # fmt: skip
+    lifecycle.apply(conn, Transition.autopause, paused, now=now, method="dispatch",
+                    verdict=Verdict.unknown, held_by=worker)  # fmt: skip
     if schedule:
-        # The schedule changes only while the person is still active: a pause or an unsubscribe
-        # that arrived while the message was on the wire stands.
-        conn.execute(
-            E.update().where(mine, E.c.status == "active").values(next_due_at=sa.bindparam("due")),
-            schedule,
+        # The schedule changes only while the person is still receiving: a pause or an
+        # unsubscribe that arrived while the message was on the wire stands.
+        receiving = sa.or_(  # not IN: an expanding IN cannot run as executemany
+            E.c.status == EnrollmentStatus.active.value,
+            E.c.status == EnrollmentStatus.completed.value,
         )
-    lifecycle.apply(
-        conn,
-        Transition.complete,
-        [Change(eid, reason="every lesson sent") for eid in completed],
-        now=now,
-        method="dispatch",
-        verdict=Verdict.unknown,
-        held_by=worker,
-    )
+        conn.execute(
+            E.update().where(mine, receiving).values(next_due_at=sa.bindparam("due")), schedule
+        )
     lifecycle.apply(
         conn,
         Transition.bounce,
@@ -312,13 +474,51 @@ def record_outcomes(
         verdict=Verdict.unknown,
         held_by=worker,
     )
-    ids = [j.row.enrollment_id for j, *_ in sent] + [j.row.enrollment_id for j, *_ in retried]
+    ids = [i.job.row.enrollment_id for i in sent] + [j.row.enrollment_id for j, *_ in retried]
     ids += [j.row.enrollment_id for j, *_ in failed]
     if ids:
         conn.execute(
             E.update()
             .where(E.c.id.in_(ids), E.c.claimed_by == worker)
             .values(claimed_until=None, claimed_by=None)
+        )
+
+
+def _record_reviews(conn: sa.Connection, sent: Sequence[Sent]) -> None:
+    """A lesson with a check starts its spaced review (back in `wrong_days` unless answered);
+    a review that went out comes back again unless it is answered."""
+    new, carried = [], []
+    for item in sent:
+        send = item.job.send
+        spacing = send.course.spacing
+        eid = send.row.enrollment_id
+        if send.kind is DeliveryKind.lesson and send.lesson is not None and send.lesson.check:
+            state = spacing_unanswered(spacing, item.day)
+            new.append({"enrollment_id": eid, "lesson_slug": send.lesson.slug,
+                        "due_on": state.due_on, "streak": 0, "rounds": 0, "retired": False,
+                        "first_right": None, "updated_at": item.at})  # fmt: skip
+        review = send.extras.review or (send.lesson if send.kind is DeliveryKind.review else None)
+        if review is not None:
+            rounds = send.row.review.rounds + 1 if send.row.review else 1
+            state = spacing_unanswered(spacing, item.day, rounds)
+            carried.append({"eid": eid, "slug": review.slug, "due": state.due_on,
+                            "rounds": rounds, "retired": state.retired, "at": item.at})  # fmt: skip
+    if new:
+        conn.execute(insert_ignoring_conflicts(conn, R), new)
+    if carried:
+        conn.execute(
+            R.update()
+            .where(
+                R.c.enrollment_id == sa.bindparam("eid"), R.c.lesson_slug == sa.bindparam("slug")
+            )
+            .values(
+                due_on=sa.bindparam("due"),
+                rounds=sa.bindparam("rounds"),
+                streak=0,
+                retired=sa.bindparam("retired"),
+                updated_at=sa.bindparam("at"),
+            ),
+            carried,
         )
 
 
@@ -339,5 +539,44 @@ def _delivery(
     }
 
 
-def _local_day(job: Job, at: datetime) -> date:
-    return local_date(at, job.cadence.timezone)
+def summary(conn: sa.Connection, job: Job, now: datetime) -> Summary:
+    """One person's course in figures, for the completion e-mail and the certificate."""
+    eid = job.row.enrollment_id
+    zone = job.cadence.timezone
+    first = conn.execute(
+        sa.select(sa.func.min(D.c.sent_at)).where(
+            D.c.enrollment_id == eid, D.c.status == DeliveryStatus.sent.value
+        )
+    ).scalar()
+    confirmed = conn.execute(
+        sa.select(sa.func.count(sa.distinct(EV.c.delivery_id))).where(
+            EV.c.enrollment_id == eid,
+            EV.c.kind == EventKind.confirm.value,
+            EV.c.verdict != Verdict.machine.value,
+        )
+    ).scalar_one()
+    reviews = {
+        slug: (first_right, retired)
+        for slug, first_right, retired in conn.execute(
+            sa.select(R.c.lesson_slug, R.c.first_right, R.c.retired).where(R.c.enrollment_id == eid)
+        )
+    }
+    lessons = []
+    still_open = []
+    for lesson in job.send.course.lessons:
+        right, retired = reviews.get(lesson.slug, (None, True))
+        if lesson.check is None:
+            result = "no check"
+        else:
+            result = {True: "right", False: "wrong", None: "not answered"}[right]
+            if not retired:
+                still_open.append((lesson.check.review or lesson.check).question)
+        lessons.append(LessonResult(lesson.title, lesson.takeaway, result))
+    return Summary(
+        cohort=job.row.cohort,
+        started=local_date(first or now, zone),
+        finished=local_date(now, zone),
+        confirmed=int(confirmed),
+        lessons=lessons,
+        open_reviews=still_open,
+    )

@@ -14,10 +14,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from drip import events
+from drip.db import insert_ignoring_conflicts
+from drip.models import COHORT as C
 from drip.models import DELIVERY as D
+from drip.models import ENROLLMENT as E
 from drip.models import EVENT as EV
 from drip.models import LESSON_VERSION as LV
+from drip.models import PERSON as P
+from drip.models import REVIEW as R
 from drip.models import EventKind, Verdict
+from drip.schedule import local_date
+from drip.spacing import Spacing, answered
 from drip.tracking.pages import Status, enrollment_state
 from drip.tracking.verdict import BURST_SECONDS, LINK_KINDS, Hit, Judgement, counts, judge
 
@@ -88,6 +95,8 @@ class Answered:
     correct: int
     explanation: str
     repeat: bool
+    review: bool = False
+    status: Status | None = None
 
 
 def _seconds(sent_at: datetime | None, now: datetime) -> float | None:
@@ -246,17 +255,45 @@ def record_confirm(engine: Engine, delivery_id: int, req: Request) -> Confirmed 
 
 
 def record_answer(engine: Engine, delivery_id: int, option: int, req: Request) -> Answered | None:
-    """Record an answer; the page shows the first answer a person gave, which stands."""
+    """Record an answer to a lesson's check; the first answer a person gives stands, and starts
+    the question's spaced review (back soon when wrong, later when right)."""
+    return _answer(engine, delivery_id, option, req, EventKind.answer)
+
+
+def record_review_answer(
+    engine: Engine, delivery_id: int, option: int, req: Request
+) -> Answered | None:
+    """Record an answer to the review question an e-mail carried; the first one stands, and
+    moves the question along its review schedule (or retires it)."""
+    return _answer(engine, delivery_id, option, req, EventKind.review_answer)
+
+
+def _answer(
+    engine: Engine, delivery_id: int, option: int, req: Request, kind: EventKind
+) -> Answered | None:
+    review = kind is EventKind.review_answer
     with engine.begin() as conn:
-        row = _delivery_and_version(conn, delivery_id, LV.c.title, LV.c.check)
-        check = json.loads(row.check or "null") if row is not None else None
+        hash_column = D.c.review_hash if review else D.c.content_hash
+        row = conn.execute(
+            sa.select(
+                D.c.enrollment_id,
+                D.c.sent_at,
+                D.c.created_at,
+                LV.c.slug,
+                LV.c.title,
+                LV.c.review if review else LV.c.check,
+            )
+            .select_from(D.join(LV, LV.c.content_hash == hash_column))
+            .where(D.c.id == delivery_id)
+        ).first()
+        check = json.loads(row[5] or "null") if row is not None else None
         if row is None or not check or not 0 <= option < len(check["options"]):
             return None
         first = conn.execute(
             sa.select(EV.c.option)
             .where(
                 EV.c.delivery_id == delivery_id,
-                EV.c.kind == EventKind.answer.value,
+                EV.c.kind == kind.value,
                 EV.c.verdict != Verdict.machine.value,
                 EV.c.option.is_not(None),
             )
@@ -267,9 +304,12 @@ def record_answer(engine: Engine, delivery_id: int, option: int, req: Request) -
         if counts(req.method):
             sent = Sent(row.enrollment_id, row.sent_at or row.created_at)
             right = option == check["answer"]
-            _record_link_hit(
-                conn, sent, delivery_id, EventKind.answer, req, option=option, correct=right
+            judgement = _record_link_hit(
+                conn, sent, delivery_id, kind, req, option=option, correct=right
             )
+            if first is None and judgement.verdict is not Verdict.machine:
+                advance_review(conn, row.enrollment_id, row.slug, right, check, req.now, review)
+        state = enrollment_state(conn, row.enrollment_id)
         return Answered(
             title=row.title or "",
             question=check["question"],
@@ -278,4 +318,50 @@ def record_answer(engine: Engine, delivery_id: int, option: int, req: Request) -
             correct=check["answer"],
             explanation=check.get("explanation") or "",
             repeat=first is not None,
+            review=review,
+            status=state,
         )
+
+
+def advance_review(
+    conn: sa.Connection,
+    enrollment_id: int,
+    slug: str,
+    right: bool,
+    check: dict[str, Any],
+    now: datetime,
+    review: bool,
+) -> None:
+    """Move a question along its spaced review after the answer of record."""
+    spacing = Spacing(**check.get("spacing", {}))
+    zone = conn.execute(
+        sa.select(sa.func.coalesce(P.c.timezone, C.c.timezone))
+        .select_from(E.join(P, P.c.id == E.c.person_id).join(C, C.c.id == E.c.cohort_id))
+        .where(E.c.id == enrollment_id)
+    ).scalar_one()
+    today = local_date(now, zone)
+    current = conn.execute(
+        sa.select(R.c.streak).where(R.c.enrollment_id == enrollment_id, R.c.lesson_slug == slug)
+    ).first()
+    if current is None:  # the answer came before the send was recorded
+        conn.execute(
+            insert_ignoring_conflicts(conn, R).values(
+                enrollment_id=enrollment_id, lesson_slug=slug, due_on=today, streak=0,
+                rounds=0, retired=False, first_right=None, updated_at=now,
+            )
+        )  # fmt: skip
+    streak = current.streak if current is not None and review else 0
+    state = answered(spacing, today, streak, right)
+    values: dict[str, Any] = {
+        "due_on": state.due_on,
+        "streak": state.streak,
+        "retired": state.retired,
+        "updated_at": now,
+    }
+    if not review:
+        values["first_right"] = right
+    conn.execute(
+        R.update()
+        .where(R.c.enrollment_id == enrollment_id, R.c.lesson_slug == slug)
+        .values(**values)
+    )

@@ -10,13 +10,14 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from drip import lifecycle
+from drip import events, lifecycle
 from drip.lifecycle import Change, Transition, next_due
 from drip.models import COHORT as C
 from drip.models import DELIVERY as D
 from drip.models import ENROLLMENT as E
 from drip.models import PERSON as P
 from drip.schedule import local_date
+from drip.states import EnrollmentStatus, EventKind, Verdict
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,89 @@ def change(
             method=method,
         )
         return enrollment_state(conn, enrollment_id, bool(applied))
+
+
+SEND_TIMES = tuple(f"{h:02d}:{m:02d}" for h in range(6, 12) for m in (0, 30))
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A reader's send time and days, as the "change time" page shows them."""
+
+    send_time: str
+    days: tuple[str, ...]
+    window_end: str
+    status: Status
+
+
+def schedule_of(engine: Engine, delivery_id: int) -> Schedule | None:
+    """The send time and days in force for the delivery's enrollment."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(
+                D.c.enrollment_id,
+                sa.case((E.c.send_time != "", E.c.send_time), else_=C.c.send_time),
+                sa.case((E.c.send_days != "", E.c.send_days), else_=C.c.send_days),
+                C.c.window_end,
+            )
+            .select_from(D.join(E, E.c.id == D.c.enrollment_id).join(C, C.c.id == E.c.cohort_id))
+            .where(D.c.id == delivery_id)
+        ).first()
+        if row is None:
+            return None
+        days = tuple(d for d in row[2].split(",") if d)
+        return Schedule(row[1], days, row[3], enrollment_state(conn, row[0]))
+
+
+def change_schedule(
+    engine: Engine, delivery_id: int, send_time: str, days: list[str], *, now: datetime, method: str
+) -> Schedule | str | None:
+    """Set the reader's own send time and days; the next lesson moves to the new slot. Returns
+    the new schedule, a message saying what to fix, or None for an unknown delivery."""
+    if send_time not in SEND_TIMES:
+        return f"pick a time between {SEND_TIMES[0]} and {SEND_TIMES[-1]}"
+    chosen = [d for d in WEEKDAYS if d in days]
+    if not chosen:
+        return "pick at least one day"
+    with engine.begin() as conn:
+        found = conn.execute(
+            sa.select(D.c.enrollment_id, C.c.window_end)
+            .select_from(D.join(E, E.c.id == D.c.enrollment_id).join(C, C.c.id == E.c.cohort_id))
+            .where(D.c.id == delivery_id)
+        ).first()
+        if found is None:
+            return None
+        enrollment_id, window_end = found
+        if send_time >= window_end:
+            return f"pick a time before {window_end}, when the day's sending window closes"
+        conn.execute(
+            E.update()
+            .where(E.c.id == enrollment_id)
+            .values(send_time=send_time, send_days=",".join(chosen))
+        )
+        due = next_due(conn, [enrollment_id], now).get(enrollment_id)
+        receiving = (EnrollmentStatus.active.value, EnrollmentStatus.completed.value)
+        conn.execute(
+            E.update()
+            .where(E.c.id == enrollment_id, E.c.status.in_(receiving), E.c.next_due_at.is_not(None))
+            .values(next_due_at=due)
+        )
+        events.insert(
+            conn,
+            [
+                events.row(
+                    EventKind.schedule,
+                    enrollment_id,
+                    now,
+                    delivery_id=delivery_id,
+                    method=method,
+                    verdict=Verdict.human,
+                    detail=f"{send_time} {','.join(chosen)}",
+                )
+            ],
+        )
+    return schedule_of(engine, delivery_id)
 
 
 def database_ok(engine: Engine) -> bool:

@@ -61,7 +61,7 @@ def test_one_lesson_a_day_in_order_then_completed(
         send_due(d, clock)
         clock += timedelta(minutes=30)
     d.transport.close()
-    assert len(handler.messages) == 6
+    assert len(handler.messages) == 8  # three lessons and the completion each
     for person, zone in (("ada@example.com", "Asia/Kolkata"), ("bo@example.com", "Europe/London")):
         mine = [
             email.message_from_bytes(m.data, policy=email.policy.default)
@@ -73,9 +73,10 @@ def test_one_lesson_a_day_in_order_then_completed(
             "What a drip course is",
             "Reading a lesson in two minutes",
             "Answering the check",
+            "You completed Sample: three quick lessons",
         ]
         days = [local_date(m["Date"].datetime, zone) for m in mine]
-        assert days == [date(2026, 11, 30), date(2026, 12, 1), date(2026, 12, 2)]
+        assert days == [date(2026, 11, 30), date(2026, 12, 1), date(2026, 12, 2), date(2026, 12, 3)]
         assert all(
             m["Date"].datetime.astimezone(__import__("zoneinfo").ZoneInfo(zone)).strftime("%H:%M")
             == "07:30"
