@@ -87,7 +87,12 @@ def status_cmd(fmt: str) -> None:
         return
     emit(rows, fmt, "outbox")
     if refused and fmt == "table":
-        emit(refused, fmt, "rejected (never retried; fix and run drip xapi replay)")
+        # One line each: a reason is too long for a table column in a terminal.
+        click.echo("rejected, never retried (fix the cause, then drip xapi replay --since DATE):")
+        for r in refused:
+            lesson = f" {r['lesson']}" if r["lesson"] else ""
+            click.echo(f"  {r['target']} {r['at']} {r['event']}{lesson} of {r['email']} "
+                       f"(id {r['id']}): {r['reason']}")  # fmt: skip
 
 
 @xapi.command("replay")

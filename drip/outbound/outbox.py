@@ -191,7 +191,15 @@ def reason(response: httpx.Response) -> str:
         data = None
     if isinstance(data, dict):
         detail = data.get("detail", data.get("message", data.get("error")))
-        if detail is not None:
+        if isinstance(detail, list) and detail and all(isinstance(d, dict) for d in detail):
+            # A validation error list (FastAPI, Ralph): the first message and where it points;
+            # the rest are mostly the other shapes a union field could have taken.
+            first = detail[0]
+            where = ".".join(str(p) for p in first.get("loc", ())[-2:])
+            text = f"{where}: {first.get('msg', '')}"
+            if len(detail) > 1:
+                text += f" (and {len(detail) - 1} more)"
+        elif detail is not None:
             text = detail if isinstance(detail, str) else json.dumps(detail, ensure_ascii=False)
     label = f"{response.status_code} {response.reason_phrase}".strip()
     return f"{label}: {text}"[:1000] if text else label
