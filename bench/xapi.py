@@ -66,9 +66,16 @@ def database(folder: Path, people: int) -> tuple[str, list[tuple[int, int]]]:
 
 def rows(pairs: list[tuple[int, int]], n: int) -> list[events.Row]:
     return [
-        events.hit(EventKind.open, pairs[i % len(pairs)][0], pairs[i % len(pairs)][1],
-                   NOW + timedelta(seconds=i), method="GET", seconds_since_send=60.0,
-                   verdict=Verdict.human, reason="mail client")  # fmt: skip
+        events.hit(
+            EventKind.open,
+            pairs[i % len(pairs)][0],
+            pairs[i % len(pairs)][1],
+            NOW + timedelta(seconds=i),
+            method="GET",
+            seconds_since_send=60.0,
+            verdict=Verdict.human,
+            reason="mail client",
+        )  # fmt: skip
         for i in range(n)
     ]
 
@@ -87,7 +94,9 @@ def write(url: str, batch: list[events.Row], config: OutboxConfig | None) -> flo
 
 def through_drip(ralph: Ralph, url: str, config: OutboxConfig, n: int) -> float:
     engine = enable(make_engine(url), config)
-    target = XapiTarget(ralph.endpoint, Identity(BASE), config.namespace, RALPH_USER, RALPH_PASSWORD)
+    target = XapiTarget(
+        ralph.endpoint, Identity(BASE), config.namespace, RALPH_USER, RALPH_PASSWORD
+    )
     started = time.perf_counter()
     result = push_all(engine, [target], NOW + timedelta(days=1))["xapi"]
     seconds = time.perf_counter() - started
@@ -156,9 +165,13 @@ def main() -> None:
     print(f"{args.events} events a round, {args.rounds} rounds, Ralph (file backend) on 127.0.0.1")
     print(f"through drip's outbox to the LRS: {spread(drip_rates, 'events/s')}")
     print(f"LRS ingest, direct PUTs:          {spread(lrs_rates, 'statements/s')}")
-    print(f"ratio of medians (drip / direct): {statistics.median(drip_rates) / statistics.median(lrs_rates):.2f}")
-    print(f"writing the events, 100 a transaction: {spread(plain_writes, 'events/s')} without the outbox, "
-          f"{spread(outbox_writes, 'events/s')} with it")
+    print(
+        f"ratio of medians (drip / direct): {statistics.median(drip_rates) / statistics.median(lrs_rates):.2f}"
+    )
+    print(
+        f"writing the events, 100 a transaction: {spread(plain_writes, 'events/s')} without the outbox, "
+        f"{spread(outbox_writes, 'events/s')} with it"
+    )
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ from datetime import timedelta
 from sqlalchemy.engine import Engine
 
 from drip.config import Settings, require_secret
-from drip.errors import ConfigError
 from drip.curriculum.load import Catalog
 from drip.db import check_schema, make_engine
+from drip.errors import ConfigError
 from drip.mail.build import LessonMail
 from drip.mail.limits import SharedRateLimit, SharedRateLimited
 from drip.mail.render import Renderer
@@ -90,8 +90,9 @@ class App:
         if s.xapi_endpoint:
             identity = Identity(s.activity_base, s.xapi_actor, s.xapi_account_attribute)
             targets.append(
-                XapiTarget(s.xapi_endpoint, identity, config.namespace,
-                           s.xapi_username, s.xapi_password)  # fmt: skip
+                XapiTarget(
+                    s.xapi_endpoint, identity, config.namespace, s.xapi_username, s.xapi_password
+                )  # fmt: skip
             )
         if s.webhook_url:
             targets.append(WebhookTarget(s.webhook_url, s.webhook_secret))

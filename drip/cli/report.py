@@ -155,13 +155,17 @@ def report_cmd(
     lessons = app.settings.lessons_path
     if email:
         if fmt in ("html", "lms"):
-            raise click.UsageError(f"--person has no {fmt.upper()} form; use --format table, csv or json")
+            raise click.UsageError(
+                f"--person has no {fmt.upper()} form; use --format table, csv or json"
+            )
         rows = [as_dict(e) for e in person_timeline(app.engine, email, cohort)]
         _emit(rows, TIMELINE_COLUMNS, fmt, output, f"events of {email.strip().lower()}")
         return
     if cohort is None:
         if fmt in ("html", "lms"):
-            raise click.UsageError(f"name a COHORT for the {fmt.upper()} report; see drip cohort list")
+            raise click.UsageError(
+                f"name a COHORT for the {fmt.upper()} report; see drip cohort list"
+            )
         summaries = cohort_summaries(app.engine, lessons, now_utc(), human_only=human_only)
         _emit([as_dict(s) for s in summaries], SUMMARY_COLUMNS, fmt, output, "cohorts")
         return

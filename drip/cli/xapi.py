@@ -96,7 +96,9 @@ def status_cmd(fmt: str) -> None:
 
 
 @xapi.command("replay")
-@click.option("--since", required=True, help="Re-send events from this date or time (ISO 8601, UTC).")
+@click.option(
+    "--since", required=True, help="Re-send events from this date or time (ISO 8601, UTC)."
+)
 @click.option("--target", type=click.Choice(["all", "xapi", "webhook"]), default="all",
               show_default=True, help="Which target gets them again.")  # fmt: skip
 @click.option("--now", "now_text", help="Pretend it is this time (ISO 8601, UTC if no offset).")
@@ -113,7 +115,9 @@ def replay_cmd(since: str, target: str, now_text: str | None) -> None:
         raise ConfigError(NOT_CONFIGURED)
     if target != "all":
         if target not in config.targets:
-            raise click.UsageError(f"--target {target} is not configured; configured: {', '.join(config.targets)}")
+            raise click.UsageError(
+                f"--target {target} is not configured; configured: {', '.join(config.targets)}"
+            )
         config = replace(config, targets=(target,))
     start = parse_now(since)
     queued = replay(app.engine, config, start, parse_now(now_text))

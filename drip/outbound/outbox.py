@@ -263,12 +263,25 @@ def _items(conn: sa.Connection, ids: list[int]) -> list[Item]:
     ).all()
     return [
         Item(
-            outbox_id=r.outbox_id, key=r.key, attempts=r.attempts, event_id=r.event_id,
-            kind=r.kind, at=r.at, verdict=r.verdict, option=r.option, correct=r.correct,
-            enrollment_id=r.enrollment_id, person_id=r.person_id, email=r.email, name=r.name,
+            outbox_id=r.outbox_id,
+            key=r.key,
+            attempts=r.attempts,
+            event_id=r.event_id,
+            kind=r.kind,
+            at=r.at,
+            verdict=r.verdict,
+            option=r.option,
+            correct=r.correct,
+            enrollment_id=r.enrollment_id,
+            person_id=r.person_id,
+            email=r.email,
+            name=r.name,
             attributes=_attributes(r.attributes) if _has_attributes() else {},
-            cohort=r.cohort, course=r.course, lesson_slug=r.lesson_slug,
-            lesson_title=r.lesson_title, position=r.position,
+            cohort=r.cohort,
+            course=r.course,
+            lesson_slug=r.lesson_slug,
+            lesson_title=r.lesson_title,
+            position=r.position,
         )  # fmt: skip
         for r in rows
     ]
@@ -448,8 +461,14 @@ def rejections(engine: Engine, targets: Sequence[str], limit: int = 50) -> list[
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(
-                O.c.target, O.c.key, EV.c.at, EV.c.kind, P.c.email,
-                sa.func.coalesce(D.c.lesson_slug, ""), O.c.code, O.c.last_error,
+                O.c.target,
+                O.c.key,
+                EV.c.at,
+                EV.c.kind,
+                P.c.email,
+                sa.func.coalesce(D.c.lesson_slug, ""),
+                O.c.code,
+                O.c.last_error,
             )  # fmt: skip
             .select_from(
                 O.join(EV, EV.c.id == O.c.event_id)
@@ -464,9 +483,7 @@ def rejections(engine: Engine, targets: Sequence[str], limit: int = 50) -> list[
     return [Rejection(*row) for row in rows]
 
 
-def replay(
-    engine: Engine, config: OutboxConfig, since: datetime, now: datetime
-) -> dict[str, int]:
+def replay(engine: Engine, config: OutboxConfig, since: datetime, now: datetime) -> dict[str, int]:
     """Queue again every event since `since` (sent, rejected or never queued), with the same
     ids, for a new LRS or receiver; returns how many rows each target will send."""
     from drip.db import insert_ignoring_conflicts
@@ -487,10 +504,13 @@ def replay(
                     insert_ignoring_conflicts(conn, O),
                     [
                         {
-                            "target": target, "event_id": event_id,
+                            "target": target,
+                            "event_id": event_id,
                             "key": event_key(config.namespace, event_id),
-                            "status": OutboxStatus.pending.value, "attempts": 0,
-                            "next_attempt_at": now, "last_error": "",
+                            "status": OutboxStatus.pending.value,
+                            "attempts": 0,
+                            "next_attempt_at": now,
+                            "last_error": "",
                         }  # fmt: skip
                         for event_id in chunk
                     ],
@@ -503,8 +523,11 @@ def replay(
                         O.c.status.in_([OutboxStatus.sent.value, OutboxStatus.rejected.value]),
                     )
                     .values(
-                        status=OutboxStatus.pending.value, attempts=0, next_attempt_at=now,
-                        code=None, last_error="",
+                        status=OutboxStatus.pending.value,
+                        attempts=0,
+                        next_attempt_at=now,
+                        code=None,
+                        last_error="",
                     )  # fmt: skip
                 )
             queued[target] = len(ids)

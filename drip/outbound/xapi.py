@@ -55,7 +55,10 @@ def actor(identity: Identity, item: Item) -> dict[str, Any]:
     if identity.actor == "account":
         employee = item.attributes.get(identity.account_attribute)
         name = employee or f"drip-person-{item.person_id}"
-        return {"objectType": "Agent", "account": {"homePage": identity.activity_base, "name": name}}
+        return {
+            "objectType": "Agent",
+            "account": {"homePage": identity.activity_base, "name": name},
+        }
     agent: dict[str, Any] = {"objectType": "Agent", "mbox": f"mailto:{item.email}"}
     if item.name:
         agent["name"] = item.name
@@ -93,11 +96,15 @@ def statement(identity: Identity, item: Item, namespace: uuid.UUID) -> dict[str,
         target = _activity(lesson, "lesson", item.lesson_title or item.lesson_slug)
         context["contextActivities"] = {"parent": [course]}
         if item.kind == EventKind.answer.value:
-            target = _activity(f"{lesson}/check", "question", f"Check: {target['definition']['name'][LANGUAGE]}")
+            target = _activity(
+                f"{lesson}/check", "question", f"Check: {target['definition']['name'][LANGUAGE]}"
+            )
             context["contextActivities"]["grouping"] = [{"objectType": "Activity", "id": lesson}]
             result = {"success": bool(item.correct), "completion": True}
             if item.option is not None:
-                result["response"] = chr(ord("a") + item.option) if item.option < 26 else str(item.option)
+                result["response"] = (
+                    chr(ord("a") + item.option) if item.option < 26 else str(item.option)
+                )
         elif item.kind == EventKind.confirm.value:
             result = {"completion": True}
     else:
@@ -135,10 +142,11 @@ class XapiTarget:
         body = statement(self.identity, item, self.namespace)
         if body is None:
             return httpx.Response(204)
+        auth = httpx.BasicAuth(self.username, self.password) if self.username else None
         return client.put(
             f"{self.endpoint}/statements",
             params={"statementId": item.key},
             json=body,
             headers={"X-Experience-API-Version": VERSION},
-            auth=(self.username, self.password) if self.username else None,
+            auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
         )

@@ -53,9 +53,12 @@ def completions(engine: Engine, cohort_name: str, id_attribute: str = "") -> lis
     columns: list[Any] = [E.c.id, P.c.id.label("person_id"), P.c.email]
     if "attributes" in P.c:
         columns.append(P.c.attributes)
-    completed = sa.select(EV.c.enrollment_id, sa.func.max(EV.c.at).label("at")).where(
-        EV.c.kind == EventKind.complete.value
-    ).group_by(EV.c.enrollment_id).subquery()
+    completed = (
+        sa.select(EV.c.enrollment_id, sa.func.max(EV.c.at).label("at"))
+        .where(EV.c.kind == EventKind.complete.value)
+        .group_by(EV.c.enrollment_id)
+        .subquery()
+    )
     first_answer = (
         sa.select(sa.func.min(EV.c.id))
         .where(
@@ -76,7 +79,7 @@ def completions(engine: Engine, cohort_name: str, id_attribute: str = "") -> lis
             .where(E.c.cohort_id == cohort.id, E.c.status == "completed")
             .order_by(P.c.email)
         ).all()
-        checks = dict(
+        checks: dict[int, int] = dict(
             conn.execute(
                 sa.select(D.c.enrollment_id, sa.func.count())
                 .select_from(D.join(LV, LV.c.content_hash == D.c.content_hash))
@@ -85,7 +88,7 @@ def completions(engine: Engine, cohort_name: str, id_attribute: str = "") -> lis
                 .group_by(D.c.enrollment_id)
             ).all()
         )
-        right = dict(
+        right: dict[int, int] = dict(
             conn.execute(
                 sa.select(EV.c.enrollment_id, sa.func.count())
                 .join(E, E.c.id == EV.c.enrollment_id)
@@ -123,7 +126,12 @@ def completions_csv(rows: list[Completion]) -> str:
     writer.writerow(COLUMNS)
     for r in rows:
         writer.writerow(
-            [r.person_id, r.email, r.course_id, r.completion_date.isoformat(),
-             "" if r.score is None else r.score]  # fmt: skip
+            [
+                r.person_id,
+                r.email,
+                r.course_id,
+                r.completion_date.isoformat(),
+                "" if r.score is None else r.score,
+            ]  # fmt: skip
         )
     return buffer.getvalue()

@@ -10,7 +10,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -119,8 +119,8 @@ def test_every_event_arrives_signed_once_and_forgeries_and_replays_are_refused(
     assert down.returncode == 1
     assert "webhook answered 503 Service Unavailable" in down.stderr
     receiver.now += 60
-    later = AFTER.timestamp() + 60
-    pushed = run_drip(["xapi", "push", "--now", datetime.fromtimestamp(later).astimezone().isoformat()], env)
+    later = (AFTER + timedelta(minutes=1)).isoformat()
+    pushed = run_drip(["xapi", "push", "--now", later], env)
     assert pushed.returncode == 0, pushed.stderr
     assert "webhook: 18 sent" in pushed.stdout
 
@@ -135,14 +135,20 @@ def test_every_event_arrives_signed_once_and_forgeries_and_replays_are_refused(
         queued = set(conn.execute(sa.select(O.c.key)).scalars())
     assert sorted(b["id"] for b in bodies) == sorted(queued)  # each event once
     assert len(queued) == 18
-    eve = [b for b in bodies if b["person"]["email"] == "eve@example.com" and b["event"] == "answer"]
+    eve = [
+        b for b in bodies if b["person"]["email"] == "eve@example.com" and b["event"] == "answer"
+    ]
     assert [b["answer"]["correct"] for b in sorted(eve, key=lambda b: b["at"])] == [False, True]
-    assert not any(b["person"]["email"] == "bob@example.com" and b["event"] == "open" for b in bodies)
+    assert not any(
+        b["person"]["email"] == "bob@example.com" and b["event"] == "open" for b in bodies
+    )
 
     # A forgery: eve's wrong answer turned right, sent with the genuine header.
     wrong = next(d for d in receiver.deliveries if d.accepted and b'"correct":false' in d.body)
     forged = wrong.body.replace(b'"correct":false', b'"correct":true')
-    refused = httpx.post(receiver.url, content=forged, headers={"Drip-Signature": wrong.headers["Drip-Signature"]})
+    refused = httpx.post(
+        receiver.url, content=forged, headers={"Drip-Signature": wrong.headers["Drip-Signature"]}
+    )
     assert refused.status_code == 401
     # Signed with a key that is not the shared secret.
     stamp = int(receiver.now)
@@ -151,6 +157,10 @@ def test_every_event_arrives_signed_once_and_forgeries_and_replays_are_refused(
                       headers={"Drip-Signature": f"t={stamp},v1={mac.hexdigest()}"}).status_code == 401  # fmt: skip
     # A replay: the genuine delivery sent again ten minutes later.
     receiver.now += 600
-    replayed = httpx.post(receiver.url, content=wrong.body, headers={"Drip-Signature": wrong.headers["Drip-Signature"]})
+    replayed = httpx.post(
+        receiver.url,
+        content=wrong.body,
+        headers={"Drip-Signature": wrong.headers["Drip-Signature"]},
+    )
     assert replayed.status_code == 401
     assert len(receiver.accepted()) == 18

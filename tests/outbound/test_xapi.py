@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
-from reports.test_queries import COHORT, Clock, build_cohort
+from reports.test_queries import Clock, build_cohort
 from reports.test_queries import web_server as web_server  # the fixture, re-exported
 from support import RALPH_PASSWORD, RALPH_USER, Ralph, SmtpHandler, cli_env, make_settings, run_drip
 
@@ -67,7 +66,9 @@ def cohort(
 def keys(engine: sa.Engine) -> dict[str, int]:
     """The statement ids drip queued, with their event ids."""
     with engine.connect() as conn:
-        return dict(conn.execute(sa.select(O.c.key, O.c.event_id).where(O.c.target == "xapi")).all())
+        return dict(
+            conn.execute(sa.select(O.c.key, O.c.event_id).where(O.c.target == "xapi")).all()
+        )
 
 
 def by_person(statements: list[dict], order: dict[str, int]) -> dict[str, list[str]]:
@@ -104,7 +105,11 @@ def test_a_cohorts_statements_reach_the_lrs_once_each(
         for s in served
         if s["verb"]["id"] == ADL + "answered"
     )
-    assert [(name, ok) for name, _, ok in answered] == [("Ann", True), ("Eve", False), ("Eve", True)]
+    assert [(name, ok) for name, _, ok in answered] == [
+        ("Ann", True),
+        ("Eve", False),
+        ("Eve", True),
+    ]
     lesson = next(s for s in stored if s["verb"]["id"] == ADL + "experienced")
     assert lesson["object"]["id"].startswith(f"{ACTIVITY_BASE}/courses/sample/lessons/")
     assert lesson["context"]["contextActivities"]["parent"][0]["id"] == (
@@ -202,4 +207,3 @@ def test_account_actors_carry_the_hr_id_and_no_email(
     # No person has an employee_id attribute here: drip's own person id stands in for it.
     assert {a["account"]["name"].split("-")[0] for a in actors} == {"drip"}
     assert "@example.com" not in json.dumps(actors)
-

@@ -21,7 +21,10 @@ def test_the_lms_file_lists_completions_with_dates_and_scores(scenario: Scenario
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     ids = {}
     with scenario.engine.connect() as conn:
-        ids = {email: str(pid) for pid, email in conn.execute(P.select().with_only_columns(P.c.id, P.c.email))}
+        ids = {
+            email: str(pid)
+            for pid, email in conn.execute(P.select().with_only_columns(P.c.id, P.c.email))
+        }
     # ann, bob, eve and fay got every lesson (completed on 4 March, when lesson 3 went out);
     # the sample course has a check in every lesson: ann answered 1 of 3 right, eve's first
     # answer (the one that stands) was wrong, bob and fay answered none.
