@@ -31,8 +31,9 @@ from drip import events  # noqa: E402
 from drip.db import make_engine, migrate  # noqa: E402
 from drip.models import DELIVERY as D  # noqa: E402
 from drip.models import ENROLLMENT as E  # noqa: E402
-from drip.outbound.outbox import OutboxConfig, enable, namespace_for, push_all  # noqa: E402
+from drip.outbound.outbox import push_all  # noqa: E402
 from drip.outbound.xapi import Identity, XapiTarget  # noqa: E402
+from drip.outgoing import OutboxConfig, enable, namespace_for  # noqa: E402
 from drip.people.cohorts import create_cohort  # noqa: E402
 from drip.people.csv import Row  # noqa: E402
 from drip.people.enroll import enroll_rows  # noqa: E402

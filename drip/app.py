@@ -15,7 +15,8 @@ from drip.mail.build import LessonMail
 from drip.mail.limits import SharedRateLimit, SharedRateLimited
 from drip.mail.render import Renderer
 from drip.mail.transports import Transport, open_transport
-from drip.outbound.outbox import OutboxConfig, Target, enable, namespace_for
+from drip.outbound.outbox import Target
+from drip.outgoing import OutboxConfig, enable, namespace_for
 from drip.sending.run import Dispatcher
 
 

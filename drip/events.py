@@ -10,9 +10,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from drip import outgoing
 from drip.models import EVENT as EV
 from drip.models import EventKind, Verdict
-from drip.outbound import outbox
 
 Row = dict[str, Any]
 
@@ -117,7 +117,7 @@ def insert(conn: sa.Connection, rows: list[Row]) -> None:
     the outbox when the connection carries an outbox configuration."""
     if not rows:
         return
-    config = outbox.config_of(conn)
+    config = outgoing.config_of(conn)
     wanted = config.wanted(rows) if config is not None else []
     if config is None or not wanted:
         conn.execute(EV.insert(), rows)
@@ -127,7 +127,7 @@ def insert(conn: sa.Connection, rows: list[Row]) -> None:
         .scalars()
         .all()
     )
-    outbox.add(conn, config, [(ids[i], rows[i]) for i in wanted])
+    outgoing.add(conn, config, [(ids[i], rows[i]) for i in wanted])
 
 
 # -- reading -----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ NOT_CONFIGURED = (
 
 
 def _targets(app: Any) -> list[Any]:
-    targets = app.outbox_targets()
+    targets: list[Any] = app.outbox_targets()
     if not targets:
         raise ConfigError(NOT_CONFIGURED)
     return targets

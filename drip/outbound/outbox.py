@@ -1,15 +1,11 @@
-"""The outbox: rows written in the same transaction as their event, and the loop that delivers
-them to one target (an LRS, a webhook) once each, with retries, and stops on a refusal.
-
-A connection carries the outbox configuration as an execution option (`enable`), so
-`drip.events.insert` and the open pixel's group commit add outbox rows in the event's own
-transaction, and do no extra work at all when nothing is configured."""
+"""The outbox's sender: the loop that delivers queued events to one target (an LRS, a webhook)
+once each, with retries, and stops on a refusal; and the status and replay of the queue.
+The rows themselves are written with their event by `drip.outgoing`."""
 
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,32 +20,12 @@ from drip.models import EVENT as EV
 from drip.models import LESSON_VERSION as LV
 from drip.models import OUTBOX as O
 from drip.models import PERSON as P
-from drip.states import EventKind, OutboxStatus, Verdict
+from drip.outgoing import KINDS, READER, OutboxConfig, event_key
+from drip.states import OutboxStatus, Verdict
 
-if TYPE_CHECKING:  # httpx is loaded by the sender only, not by every event write
+if TYPE_CHECKING:  # httpx is loaded by the sender only
     import httpx
 
-OPTION = "drip_outbox"  # the execution option that carries an OutboxConfig
-
-# What a learning record wants to hear about: reading, confirming and answering a lesson (by a
-# person), and the course's status changes. Clicks, sends and drip's bookkeeping stay inside.
-READER_KINDS = frozenset({EventKind.open, EventKind.confirm, EventKind.answer})
-STATUS_KINDS = frozenset(
-    {
-        EventKind.complete,
-        EventKind.pause,
-        EventKind.autopause,
-        EventKind.resume,
-        EventKind.wake,
-        EventKind.unsubscribe,
-    }
-)
-KINDS = frozenset(k.value for k in READER_KINDS | STATUS_KINDS)
-READER = frozenset(k.value for k in READER_KINDS)
-
-# A link scanner is recognised by a burst of hits within 2 s, after which its earlier hits are
-# re-judged as machine: an event leaves only once that window is over.
-SETTLE = timedelta(seconds=5)
 LEASE = timedelta(minutes=5)  # a claimed row that its worker never settles becomes due again
 FIRST_RETRY = timedelta(seconds=30)
 MAX_RETRY = timedelta(hours=1)
@@ -57,67 +33,6 @@ MAX_RETRY = timedelta(hours=1)
 # pass stops and the row waits, rather than every row being marked rejected.
 REFUSED = frozenset({401, 403, 404, 405, 407})
 RETRIED = frozenset({408, 425, 429})
-
-
-@dataclass(frozen=True)
-class OutboxConfig:
-    """The targets events are queued for and the namespace of their ids."""
-
-    targets: tuple[str, ...]
-    namespace: uuid.UUID
-
-    def wanted(self, rows: Sequence[dict[str, Any]]) -> list[int]:
-        """Indexes of the event rows that leave drip: no machine hit, reader events by people."""
-        return [
-            i
-            for i, row in enumerate(rows)
-            if row["kind"] in KINDS
-            and row["verdict"] != Verdict.machine.value
-            and (row["kind"] not in READER or row["verdict"] == Verdict.human.value)
-        ]
-
-
-def namespace_for(activity_base: str) -> uuid.UUID:
-    """The UUID namespace of one drip installation's event ids, from its activity base IRI."""
-    return uuid.uuid5(uuid.NAMESPACE_URL, activity_base)
-
-
-def event_key(namespace: uuid.UUID, event_id: int) -> str:
-    """The id an event has outside drip (xAPI statementId, webhook id): the same on every retry."""
-    return str(uuid.uuid5(namespace, f"event/{event_id}"))
-
-
-def enable(engine: Engine, config: OutboxConfig | None) -> Engine:
-    """The engine whose connections queue outbox rows with every event they write."""
-    if config is None or not config.targets:
-        return engine
-    return engine.execution_options(**{OPTION: config})
-
-
-def config_of(conn: sa.Connection) -> OutboxConfig | None:
-    """The outbox configuration a connection carries, if any."""
-    return conn.get_execution_options().get(OPTION)  # type: ignore[no-any-return]
-
-
-def add(
-    conn: sa.Connection, config: OutboxConfig, events: Iterable[tuple[int, dict[str, Any]]]
-) -> None:
-    """Queue (event id, event row) pairs for every target, in the caller's transaction."""
-    rows = [
-        {
-            "target": target,
-            "event_id": event_id,
-            "key": event_key(config.namespace, event_id),
-            "status": OutboxStatus.pending.value,
-            "attempts": 0,
-            "next_attempt_at": row["at"] + SETTLE,
-            "last_error": "",
-        }
-        for event_id, row in events
-        for target in config.targets
-    ]
-    if rows:
-        conn.execute(O.insert(), rows)
 
 
 # -- delivering -------------------------------------------------------------------------------
@@ -179,7 +94,8 @@ class PushResult:
 
 def backoff(attempts: int) -> timedelta:
     """Delay before the next attempt: 30 seconds, doubling, capped at one hour."""
-    return min(FIRST_RETRY * (2 ** max(0, attempts - 1)), MAX_RETRY)
+    delay: timedelta = FIRST_RETRY * (2 ** max(0, attempts - 1))
+    return min(delay, MAX_RETRY)
 
 
 def reason(response: httpx.Response) -> str:

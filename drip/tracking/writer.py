@@ -14,9 +14,8 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from drip import events
+from drip import events, outgoing
 from drip.models import EVENT as EV
-from drip.outbound import outbox
 
 log = logging.getLogger("drip.tracking")
 
@@ -55,7 +54,7 @@ def _insert_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     """Insert a batch of event rows in one transaction; on SQLite straight through the driver,
     whose per-batch cost is a fraction of the ORM-free core path (the hot path of every open).
     With an outbox configured, the batch's outbox rows go in the same transaction."""
-    if outbox.config_of(conn) is not None:
+    if outgoing.config_of(conn) is not None:
         with conn.begin():
             events.insert(conn, rows)
         return

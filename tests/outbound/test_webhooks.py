@@ -24,7 +24,7 @@ from support import ROOT, SmtpHandler, cli_env, free_port, make_settings, run_dr
 
 from drip.db import make_engine
 from drip.models import OUTBOX as O
-from drip.outbound.outbox import OutboxConfig, enable, namespace_for
+from drip.outgoing import OutboxConfig, enable, namespace_for
 
 SECRET = "webhook-secret-0123456789abcdef"
 ACTIVITY_BASE = "https://learn.example.com/xapi"

@@ -17,7 +17,7 @@ from drip.config import Settings
 from drip.db import make_engine
 from drip.models import OUTBOX as O
 from drip.models import PERSON as P
-from drip.outbound.outbox import OutboxConfig, enable, namespace_for
+from drip.outgoing import OutboxConfig, enable, namespace_for
 
 ACTIVITY_BASE = "https://learn.example.com/xapi"
 AFTER = "2026-03-05T00:00:00Z"  # the day after the cohort's last hit
