@@ -10,12 +10,32 @@ from sqlalchemy.engine import Engine
 from drip.config import Settings, require_secret
 from drip.curriculum.load import Catalog
 from drip.db import check_schema, make_engine
+from drip.errors import ConfigError
 from drip.mail.build import LessonMail
 from drip.mail.limits import SharedRateLimit, SharedRateLimited
 from drip.mail.notes import NoteMail
 from drip.mail.render import Renderer
 from drip.mail.transports import Transport, open_transport
+from drip.outbound.outbox import Target
+from drip.outgoing import OutboxConfig, enable, namespace_for
 from drip.sending.run import Dispatcher
+
+
+def outbox_config(settings: Settings) -> OutboxConfig | None:
+    """The outbox targets the settings turn on (xAPI, webhooks), or None."""
+    targets = tuple(
+        name
+        for name, on in (("xapi", settings.xapi_endpoint), ("webhook", settings.webhook_url))
+        if on
+    )
+    if not targets:
+        return None
+    if settings.webhook_url and not settings.webhook_secret:
+        raise ConfigError(
+            "DRIP_WEBHOOK_URL is set but DRIP_WEBHOOK_SECRET is empty; set 16+ random characters "
+            "and give the receiver the same"
+        )
+    return OutboxConfig(targets, namespace_for(settings.activity_base))
 
 
 @dataclass
@@ -27,7 +47,7 @@ class App:
 
     @classmethod
     def open(cls, settings: Settings, *, check: bool = True) -> App:
-        engine = make_engine(settings.database_url)
+        engine = enable(make_engine(settings.database_url), outbox_config(settings))
         if check:
             check_schema(engine)
         return cls(settings, engine)
@@ -63,3 +83,24 @@ class App:
             lease=timedelta(seconds=s.lease_seconds),
             retry_lifetime=timedelta(hours=s.retry_lifetime_hours),
         )
+
+    def outbox_targets(self) -> list[Target]:
+        """The configured places events go besides mail, in the order they are pushed."""
+        from drip.outbound.webhooks import WebhookTarget
+        from drip.outbound.xapi import Identity, XapiTarget
+
+        s = self.settings
+        config = outbox_config(s)
+        if config is None:
+            return []
+        targets: list[Target] = []
+        if s.xapi_endpoint:
+            identity = Identity(s.activity_base, s.xapi_actor, s.xapi_account_attribute)
+            targets.append(
+                XapiTarget(
+                    s.xapi_endpoint, identity, config.namespace, s.xapi_username, s.xapi_password
+                )  # fmt: skip
+            )
+        if s.webhook_url:
+            targets.append(WebhookTarget(s.webhook_url, s.webhook_secret))
+        return targets

@@ -119,6 +119,29 @@ def _path(value: str) -> str:
     return value.strip()
 
 
+def _optional_url(value: str) -> str:
+    value = value.strip().rstrip("/")
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http(s) URL like https://lrs.example.com/xAPI")
+    return value
+
+
+def _actor(value: str) -> str:
+    value = value.strip().lower()
+    if value not in ("mbox", "account"):
+        raise ValueError("must be mbox (the e-mail address) or account (an HR id, no e-mail)")
+    return value
+
+
+def _optional_secret(value: str) -> str:
+    if value and len(value) < 16:
+        raise ValueError("is too short: use at least 16 random characters")
+    return value
+
+
 def _secret(value: str) -> str:
     if len(value) < 16:
         raise ValueError("is too short: use at least 16 random characters (drip init writes one)")
@@ -257,6 +280,64 @@ SETTINGS: tuple[Setting, ...] = (
         "Port the web endpoint listens on.",
         "use a port like 8080",
     ),
+    Setting(
+        "xapi_endpoint",
+        "",
+        _optional_url,
+        "Learning record store's xAPI endpoint (statements go to ENDPOINT/statements); empty: off.",
+        "use the LRS's xAPI base URL, like https://lrs.example.com/xAPI",
+    ),
+    Setting(
+        "xapi_username",
+        "",
+        str.strip,
+        "User name for the LRS (HTTP basic auth).",
+        "use the LRS key or user name",
+    ),
+    Setting(
+        "xapi_password",
+        "",
+        str,
+        "Password for the LRS (HTTP basic auth).",
+        "use the LRS secret or password",
+        secret=True,
+    ),
+    Setting(
+        "xapi_actor",
+        "mbox",
+        _actor,
+        "Who a statement names: mbox (mailto: e-mail) or account (the HR id, no e-mail).",
+        "use mbox or account",
+    ),
+    Setting(
+        "xapi_account_attribute",
+        "employee_id",
+        str.strip,
+        "Person attribute holding the HR employee id, for DRIP_XAPI_ACTOR=account.",
+        "name a person attribute, like employee_id",
+    ),
+    Setting(
+        "xapi_activity_base",
+        "",
+        _optional_url,
+        "Base IRI of lesson and course activity ids; empty: DRIP_BASE_URL/xapi.",
+        "use a stable URL like https://learn.example.com/xapi",
+    ),
+    Setting(
+        "webhook_url",
+        "",
+        _optional_url,
+        "Where signed event webhooks are POSTed; empty: off.",
+        "use an https URL like https://hr.example.com/hooks/drip",
+    ),
+    Setting(
+        "webhook_secret",
+        "",
+        _optional_secret,
+        "Key that signs webhooks (Drip-Signature); needed with DRIP_WEBHOOK_URL.",
+        "set 16+ random characters and give the receiver the same",
+        secret=True,
+    ),
 )
 
 
@@ -281,6 +362,11 @@ class Settings:
     @property
     def sender(self) -> str:
         return str(self.values["from"])
+
+    @property
+    def activity_base(self) -> str:
+        """The base IRI of xAPI activity ids."""
+        return str(self.values["xapi_activity_base"] or self.values["base_url"] + "/xapi")
 
     @property
     def lessons_path(self) -> Path:

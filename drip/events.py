@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from drip import outgoing
 from drip.models import EVENT as EV
 from drip.models import EventKind, Verdict
 
@@ -119,9 +120,21 @@ def hit(
 
 
 def insert(conn: sa.Connection, rows: list[Row]) -> None:
-    """Write event rows in one statement."""
-    if rows:
+    """Write event rows in one statement, and queue those that leave drip (xAPI, webhooks) in
+    the outbox when the connection carries an outbox configuration."""
+    if not rows:
+        return
+    config = outgoing.config_of(conn)
+    wanted = config.wanted(rows) if config is not None else []
+    if config is None or not wanted:
         conn.execute(EV.insert(), rows)
+        return
+    ids = (
+        conn.execute(EV.insert().returning(EV.c.id, sort_by_parameter_order=True), rows)
+        .scalars()
+        .all()
+    )
+    outgoing.add(conn, config, [(ids[i], rows[i]) for i in wanted])
 
 
 # -- reading -----------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from drip.states import DeliveryStatus, EnrollmentStatus, EventKind, Verdict
+from drip.states import DeliveryStatus, EnrollmentStatus, EventKind, OutboxStatus, Verdict
 
-__all__ = ["DeliveryStatus", "EnrollmentStatus", "EventKind", "Verdict"]
+__all__ = ["DeliveryStatus", "EnrollmentStatus", "EventKind", "OutboxStatus", "Verdict"]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -162,6 +162,28 @@ class Review(SQLModel, table=True):
     updated_at: datetime | None = utc_column(nullable=False)
 
 
+class OutboxItem(SQLModel, table=True):
+    """One event waiting to leave drip for one target (an LRS, a webhook), written in the same
+    transaction as the event; `key` is the id the target sees, the same on every retry."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        sa.UniqueConstraint("target", "event_id", name="uq_outbox_target_event"),
+        sa.Index("ix_outbox_due", "target", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    target: str = Field(max_length=10)
+    event_id: int = Field(foreign_key="event.id")
+    key: str = Field(max_length=36)
+    status: str = Field(default=OutboxStatus.pending.value, max_length=10)
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime | None = utc_column(nullable=False)
+    sent_at: datetime | None = utc_column()
+    code: int | None = Field(default=None)  # the target's last HTTP status
+    last_error: str = Field(default="")
+
+
 class DigestLog(SQLModel, table=True):
     """One row per cohort and ISO week: the claim that makes a weekly digest go out once."""
 
@@ -196,3 +218,4 @@ LESSON_VERSION: sa.Table = LessonVersion.__table__  # type: ignore[attr-defined]
 DIGEST_LOG: sa.Table = DigestLog.__table__  # type: ignore[attr-defined]
 REVIEW: sa.Table = Review.__table__  # type: ignore[attr-defined]
 SEND_BUDGET: sa.Table = SendBudget.__table__  # type: ignore[attr-defined]
+OUTBOX: sa.Table = OutboxItem.__table__  # type: ignore[attr-defined]

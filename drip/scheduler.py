@@ -18,6 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from drip.app import App
 from drip.models import COHORT as C
+from drip.outbound.outbox import push_all
 from drip.reports.digest import send_digests
 from drip.sending.run import send_due
 
@@ -46,6 +47,25 @@ def make_tick(app: App, stop: threading.Event) -> Callable[[], None]:
     return tick
 
 
+def make_outbox_job(app: App, stop: threading.Event) -> Callable[[], None] | None:
+    """The job that sends the outbox (xAPI statements, webhooks), or None if none is configured."""
+    targets = app.outbox_targets()
+    if not targets:
+        return None
+
+    def push() -> None:
+        try:
+            results = push_all(app.engine, targets, datetime.now(UTC), should_stop=stop.is_set)
+        except Exception:  # a failed pass must not kill the loop; the next one retries
+            log.exception("outbox pass failed")
+            return
+        for name, result in results.items():
+            if result.sent or result.rejected or result.stopped:
+                log.info("outbox %s: %s", name, result.summary())
+
+    return push
+
+
 def start_scheduler(app: App, stop: threading.Event) -> BackgroundScheduler:
     """Start the tick job every DRIP_TICK_SECONDS, coalesced, one instance at a time."""
     scheduler = BackgroundScheduler(timezone=UTC)
@@ -58,6 +78,13 @@ def start_scheduler(app: App, stop: threading.Event) -> BackgroundScheduler:
         misfire_grace_time=None,
         next_run_time=datetime.now(UTC),
     )
+    outbox_job = make_outbox_job(app, stop)
+    if outbox_job is not None:
+        scheduler.add_job(
+            outbox_job, IntervalTrigger(seconds=app.settings.tick_seconds), id="outbox",
+            max_instances=1, coalesce=True, misfire_grace_time=None,
+            next_run_time=datetime.now(UTC),
+        )  # fmt: skip
     add_digest_jobs(scheduler, app)
     scheduler.start()
     return scheduler

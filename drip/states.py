@@ -65,3 +65,10 @@ class Verdict(enum.StrEnum):
     human = "human"
     machine = "machine"
     unknown = "unknown"
+
+
+class OutboxStatus(enum.StrEnum):
+    pending = "pending"  # waiting for its first or next attempt
+    sent = "sent"  # the target took it (or already had it: 409)
+    rejected = "rejected"  # the target refused it (4xx); kept with the reason, never retried
+    skipped = "skipped"  # judged a machine after it was queued: never sent as learning

@@ -5,6 +5,7 @@ from support import (  # noqa: F401 - fixtures are found by name
     _sqlite_template,
     db_url,
     engine,
+    ralph,
     settings,
     smtp,
 )

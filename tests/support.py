@@ -254,3 +254,122 @@ def serving(app: Starlette) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+# -- a real learning record store (Ralph) -----------------------------------------------------
+
+RALPH_USER = "drip"
+RALPH_PASSWORD = "lrs-password-0123456789"
+
+
+def ralph_python() -> Path | None:
+    """The Python of a venv with ralph-malph[backend-fs,lrs]: $DRIP_TEST_RALPH_PYTHON, else
+    ./.ralph-venv (Ralph pins its own FastAPI and pydantic, so it lives apart from drip)."""
+    named = os.environ.get("DRIP_TEST_RALPH_PYTHON")
+    candidates = [Path(named)] if named else [ROOT / ".ralph-venv" / "bin" / "python"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    return None
+
+
+# `ralph runserver -b fs` runs this app under uvicorn with a reloader; the test runs it without
+# one, so that stopping it stops it. Ralph's file backend writes its statement file with
+# operation CREATE, which refuses a file that exists: its first statement is stored and every
+# later one fails with 500 "Statement indexation failed". APPEND is what an LRS file needs.
+RALPH_LAUNCH = """
+import sys
+import uvicorn
+from ralph.backends.data.base import BaseOperationType
+from ralph.backends.lrs.fs import FSLRSBackend
+FSLRSBackend.default_operation_type = BaseOperationType.APPEND
+uvicorn.run("ralph.api:app", host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+class Ralph:
+    """Ralph LRS on 127.0.0.1 with the file-system backend in a folder and basic auth; it can be
+    stopped and started again on the same port and the same files."""
+
+    def __init__(self, python: Path, folder: Path) -> None:
+        self.python = python
+        self.folder = folder
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}/xAPI"
+        self.process: subprocess.Popen[bytes] | None = None
+        (folder / "data").mkdir(parents=True, exist_ok=True)
+        (folder / "app").mkdir(exist_ok=True)
+        auth = folder / "auth.json"
+        # The credentials file Ralph reads (RALPH_AUTH_FILE), with a bcrypt hash as `ralph auth -w`
+        # writes it, made with the bcrypt of Ralph's own venv.
+        script = (
+            "import bcrypt, json, sys; json.dump([{'agent': {'mbox': 'mailto:drip@example.com',"
+            " 'objectType': 'Agent'}, 'scopes': ['all'], 'username': sys.argv[1], 'hash':"
+            " bcrypt.hashpw(sys.argv[2].encode(), bcrypt.gensalt(4)).decode()}],"
+            " open(sys.argv[3], 'w'))"
+        )
+        subprocess.run(
+            [str(python), "-c", script, RALPH_USER, RALPH_PASSWORD, str(auth)], check=True
+        )
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("RALPH_")},
+            "RALPH_APP_DIR": str(folder / "app"),
+            "RALPH_AUTH_FILE": str(auth),
+            "RALPH_RUNSERVER_BACKEND": "fs",
+            "RALPH_BACKENDS__LRS__FS__DEFAULT_DIRECTORY_PATH": str(folder / "data"),
+        }
+
+    @property
+    def file(self) -> Path:
+        return self.folder / "data" / "fs_lrs.jsonl"
+
+    def start(self) -> None:
+        """Start Ralph's app (what `ralph runserver -b fs` runs) on its port."""
+        import httpx
+
+        self.process = subprocess.Popen(
+            [str(self.python), "-c", RALPH_LAUNCH, str(self.port)],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=open(self.folder / "ralph.log", "ab"),
+        )  # fmt: skip
+        for _ in range(300):
+            if self.process.poll() is not None:
+                raise RuntimeError((self.folder / "ralph.log").read_text()[-2000:])
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/__heartbeat__").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("Ralph did not answer /__heartbeat__ within 15 s")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def stored(self) -> list[dict[str, Any]]:
+        """Every statement Ralph wrote to its file, duplicates included."""
+        import json
+
+        if not self.file.exists():
+            return []
+        return [json.loads(line) for line in self.file.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def ralph(tmp_path: Path) -> Iterator[Ralph]:
+    """A running Ralph LRS of the test's own; skipped when Ralph is not installed."""
+    python = ralph_python()
+    if python is None:
+        pytest.skip(
+            "Ralph LRS not installed: python3 -m venv .ralph-venv && .ralph-venv/bin/pip install"
+            " 'ralph-malph[backend-fs,lrs]' requests (or set DRIP_TEST_RALPH_PYTHON)"
+        )
+    try:
+        lrs = Ralph(python, tmp_path / "ralph")
+        lrs.start()
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"Ralph LRS cannot start: {exc}")
+    yield lrs
+    lrs.stop()

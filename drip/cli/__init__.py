@@ -18,6 +18,7 @@ from drip.cli.people import people
 from drip.cli.report import report_cmd
 from drip.cli.run import run_cmd, serve_cmd
 from drip.cli.send import send_due_cmd, send_test
+from drip.cli.xapi import xapi
 
 
 @click.group(cls=DripGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,5 +50,6 @@ for _command, _name in (
     (demo_cmd, "demo"),
     (report_cmd, "report"),
     (log_cmd, "log"),
+    (xapi, "xapi"),
 ):
     main.add_command(_command, _name)

@@ -122,8 +122,9 @@ def _render(renderables: Iterable[Any], output: Path | None) -> None:
 
 @click.command("report")
 @click.argument("cohort", required=False)
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "html"]),
-              default="table", show_default=True, help="Output format.")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "html", "lms"]),
+              default="table", show_default=True,
+              help="Output format; lms: the completion CSV an LMS imports.")  # fmt: skip
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to this file instead of the terminal.")  # fmt: skip
 @click.option("--human-only/--all", "human_only", default=True, show_default=True,
@@ -153,16 +154,26 @@ def report_cmd(
     app = open_app()
     lessons = app.settings.lessons_path
     if email:
-        if fmt == "html":
-            raise click.UsageError("--person has no HTML form; use --format table, csv or json")
+        if fmt in ("html", "lms"):
+            raise click.UsageError(
+                f"--person has no {fmt.upper()} form; use --format table, csv or json"
+            )
         rows = [as_dict(e) for e in person_timeline(app.engine, email, cohort)]
         _emit(rows, TIMELINE_COLUMNS, fmt, output, f"events of {email.strip().lower()}")
         return
     if cohort is None:
-        if fmt == "html":
-            raise click.UsageError("name a COHORT for the HTML report; see drip cohort list")
+        if fmt in ("html", "lms"):
+            raise click.UsageError(
+                f"name a COHORT for the {fmt.upper()} report; see drip cohort list"
+            )
         summaries = cohort_summaries(app.engine, lessons, now_utc(), human_only=human_only)
         _emit([as_dict(s) for s in summaries], SUMMARY_COLUMNS, fmt, output, "cohorts")
+        return
+    if fmt == "lms":
+        from drip.reports.lms import completions, completions_csv
+
+        attribute = app.settings.xapi_account_attribute
+        _write(completions_csv(completions(app.engine, cohort, attribute)), output)
         return
     report = cohort_report(app.engine, cohort, lessons, now_utc(), human_only=human_only)
     if fmt == "html":

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from drip import events, outgoing
 from drip.models import EVENT as EV
 
 log = logging.getLogger("drip.tracking")
@@ -51,7 +52,12 @@ SQLITE_INSERT = (
 
 def _insert_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     """Insert a batch of event rows in one transaction; on SQLite straight through the driver,
-    whose per-batch cost is a fraction of the ORM-free core path (the hot path of every open)."""
+    whose per-batch cost is a fraction of the ORM-free core path (the hot path of every open).
+    With an outbox configured, the batch's outbox rows go in the same transaction."""
+    if outgoing.config_of(conn) is not None:
+        with conn.begin():
+            events.insert(conn, rows)
+        return
     if conn.dialect.name != "sqlite":
         with conn.begin():
             conn.execute(EV.insert(), rows)

@@ -92,8 +92,10 @@ def build_cohort(
     db_url: str,
     smtp: tuple[SmtpHandler, int],
     web_server: tuple[str, Clock],
+    finish: bool = False,
 ) -> Scenario:
-    """Nine people on the three-lesson sample course, Mon 2 to Wed 4 March 2026 (UTC).
+    """Nine people on the three-lesson sample course, Mon 2 to Wed 4 March 2026 (UTC); with
+    `finish`, also Thursday 5 March, when the four with every lesson get their completion.
 
     ann opens, confirms and answers right; bob's opens are all Apple prefetches (machine);
     cat opens lesson 1 and unsubscribes with its link; dan bounces (550) on lesson 2; eve
@@ -166,6 +168,8 @@ def build_cohort(
     hit(utc(2026, 3, 4, 9, 1), "ann", 3, "CONFIRM")
     hit(utc(2026, 3, 4, 9, 2), "ann", 3, f"ANSWER-{answers[2]}")
     hit(utc(2026, 3, 4, 8, 0, 2), "bob", 3, "OPEN", APPLE_PREFETCH)
+    if finish:
+        assert send_due(dispatcher, utc(2026, 3, 5, 8)).completed == 4
     dispatcher.transport.close()
     return Scenario(app, settings, engine, web)
 
