@@ -33,7 +33,7 @@ from drip.people.cohorts import create_cohort
 from drip.people.csv import Row
 from drip.people.enroll import enroll_rows
 from drip.sending.run import send_due
-from drip.tokens import Purpose, make_token
+from drip.tokens import Purpose, make_dotted_token, make_token
 from drip.web import RateLimiter, create_app
 
 START = utc(2026, 11, 30, 6, 0)  # a Monday
@@ -234,7 +234,7 @@ def test_no_open_redirect(site: Site) -> None:
         site.url(Purpose.click, delivery, 0) + "?url=https://evil.example", headers=BROWSER
     )
     assert response.headers["location"] == PEW
-    token = make_token(SECRET, Purpose.click, delivery, 0)
+    token = make_dotted_token(SECRET, Purpose.click, delivery, 0)
     payload, signature = token.split(".")
     altered = f"/c/{delivery}-1.{signature}"
     assert site.http.get(altered).status_code == 404
