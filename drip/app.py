@@ -44,7 +44,9 @@ class App:
 
     def lesson_mail(self, secret: str | None = None) -> LessonMail:
         s = self.settings
-        return LessonMail(self.renderer(), s.sender, s.base_url, secret or require_secret(s))
+        return LessonMail(
+            self.renderer(), s.sender, s.base_url, secret or require_secret(s), s.reply_to
+        )
 
     def dispatcher(self, transport: Transport | None = None) -> Dispatcher:
         s = self.settings

@@ -31,6 +31,7 @@ class LessonMail:
     sender: str
     base_url: str
     secret: str
+    reply_to: str = ""
     _templates: dict[tuple[str, str, str, str], MessageTemplate] = field(default_factory=dict)
 
     def template(self, course: Course, lesson: Lesson) -> MessageTemplate:
@@ -39,7 +40,7 @@ class LessonMail:
         key = (course.slug, lesson.slug, lesson.content_hash, rendered.version)
         template = self._templates.get(key)
         if template is None or template.rendered is not rendered:
-            template = MessageTemplate.of(rendered, self.sender)
+            template = MessageTemplate.of(rendered, self.sender, self.reply_to)
             self._templates[key] = template
         return template
 
