@@ -62,7 +62,30 @@ def test_message_has_the_headers_and_parts_mail_clients_expect(template: Message
     assert "Lesson 3 of 20" in text and "Lesson 3 of 20" in html
     assert "Got it: https://learn.example.com/confirm/tok" in text
     assert 'href="https://learn.example.com/confirm/tok"' in html
-    assert template.rendered.lesson.takeaway in text
+    assert template.rendered.lesson.takeaway in " ".join(text.split())
+
+
+def test_replies_and_out_of_office_answers_go_to_the_reply_address(
+    template: MessageTemplate,
+) -> None:
+    msg = build(template)
+    assert msg["Reply-To"] == "Drip Lessons <lessons@example.com>"  # by default the sender
+    assert msg["Auto-Submitted"] == "auto-generated"
+    assert msg["X-Auto-Response-Suppress"] == "OOF, AutoReply"
+    lesson = template.rendered.lesson
+    assert msg["Feedback-ID"] == f"{lesson.slug}:{lesson.course}:lesson:drip"
+    other = MessageTemplate.of(
+        template.rendered, template.sender, "Training team <training@example.com>"
+    )
+    assert build(other)["Reply-To"] == "Training team <training@example.com>"
+
+
+def test_plain_text_reads_well_alone(template: MessageTemplate) -> None:
+    text = build(template).get_body(("plain",)).get_content()
+    assert "**" not in text and "](" not in text and "__" not in text
+    too_long = [line for line in text.splitlines() if len(line) > 72 and "://" not in line]
+    assert too_long == []
+    assert "A. " in text and "QUICK CHECK" in text and "TAKEAWAY" in text
 
 
 def test_script_in_name_is_escaped_in_html(template: MessageTemplate) -> None:
