@@ -26,7 +26,9 @@ def lesson_html() -> str:
     rendered = Renderer(ROOT / "templates").render(course, course.lessons[2])
     values = {key: f"{BASE}/{key.lower()}" for key in recipient_keys(rendered)}
     values["NAME"] = "Ada"
-    values["OPEN"] = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
+    values["OPEN"] = (
+        "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
+    )
     return rendered.personalize(values)[0]
 
 

@@ -46,7 +46,9 @@ def _mac(secret: str, purpose: Purpose, payload: str) -> bytes:
 
 
 def _signature(secret: str, purpose: Purpose, payload: str) -> str:
-    return base64.urlsafe_b64encode(_mac(secret, purpose, payload)).decode("ascii")[:SIGNATURE_CHARS]
+    return base64.urlsafe_b64encode(_mac(secret, purpose, payload)).decode("ascii")[
+        :SIGNATURE_CHARS
+    ]
 
 
 def _varints(ids: tuple[int, ...]) -> bytes:

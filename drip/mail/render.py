@@ -238,7 +238,9 @@ def markdown_text(body: str, width: int = TEXT_WIDTH) -> str:
             out += ("\n\n" if out else "") + "-" * 24
             in_item = False
     if links:
-        out += "\n\n" + "\n".join(f"[{n}] {slot(f'LINK-{n - 1}')}" for n in range(1, len(links) + 1))
+        out += "\n\n" + "\n".join(
+            f"[{n}] {slot(f'LINK-{n - 1}')}" for n in range(1, len(links) + 1)
+        )
     return out
 
 
@@ -261,7 +263,7 @@ def _inline_text(children: Sequence[Any], links: list[str]) -> str:
                 links.append(href)
                 pending.append(f" [{len(links)}]")
             elif href.startswith("mailto:"):
-                pending.append(f" ({href[len('mailto:'):]})")
+                pending.append(f" ({href[len('mailto:') :]})")
             else:
                 pending.append(f" ({href})" if href else "")
         elif kind == "link_close":

@@ -293,7 +293,9 @@ def test_outlook_structures_survive_premailer(name: str) -> None:
 @pytest.mark.parametrize("name", [n for n in EMAILS if n.startswith("lesson")])
 def test_the_got_it_button_is_bulletproof(name: str) -> None:
     html = EMAILS[name]
-    vml = re.search(r"<!--\[if mso\]>\s*<v:roundrect[^>]*href=\"([^\"]+)\"(.*?)<!\[endif\]-->", html, re.S)
+    vml = re.search(
+        r"<!--\[if mso\]>\s*<v:roundrect[^>]*href=\"([^\"]+)\"(.*?)<!\[endif\]-->", html, re.S
+    )
     assert vml, "no VML button for Outlook"
     assert vml.group(1) == f"{URL}CONFIRM" and "Got it" in vml.group(2)
     assert 'fillcolor="#047857"' in vml.group(0)
