@@ -66,7 +66,7 @@ def enrollment_state(conn: sa.Connection, enrollment_id: int, changed: bool = Fa
     )
 
 
-def _after_pause(row: sa.Row[Any], zone: str) -> datetime | None:
+def _after_pause(row: Any, zone: str) -> datetime | None:
     """The first send slot on or after the day a timed pause ends (never a non-send day)."""
     try:
         cadence = cadence_for(
