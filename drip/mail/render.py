@@ -76,22 +76,38 @@ def recipient_keys(rendered: RenderedLesson) -> list[str]:
     return sorted(rendered.html.keys | rendered.text.keys)
 
 
+def email_environment(templates: Path) -> jinja2.Environment:
+    """The Jinja environment of the e-mail templates (HTML autoescaped, `wrap` for text parts)."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates)),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["wrap"] = wrap
+    return env
+
+
+def render_email(templates: Path, name: str, **context: Any) -> tuple[str, str]:
+    """(inlined html, text) of an e-mail that is not a lesson (the digest): templates/email/NAME
+    .html.j2 and .txt.j2, rendered and CSS-inlined once per message."""
+    env = email_environment(templates)
+    try:
+        html = env.get_template(f"email/{name}.html.j2").render(**context)
+        text = env.get_template(f"email/{name}.txt.j2").render(**context)
+    except jinja2.TemplateError as exc:
+        raise RenderError(f"{templates}/email/{name}: template error: {exc}") from None
+    return inline_css(html), text
+
+
 class Renderer:
     """Renders lessons from a templates folder, caching one inlined copy per lesson version."""
 
     def __init__(self, templates: Path) -> None:
         self.templates = templates
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(templates)),
-            autoescape=jinja2.select_autoescape(
-                enabled_extensions=("html", "html.j2"), default=False
-            ),
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-        )
-        self.env.filters["wrap"] = wrap
+        self.env = email_environment(templates)
         self.body_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
         self.version = _folder_hash(templates / "email")
         self.inline_calls = 0

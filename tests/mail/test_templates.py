@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import cssutils
 import lxml.html
@@ -19,6 +20,8 @@ from support import LESSONS, TEMPLATES
 
 from drip.curriculum.load import load_course
 from drip.mail.render import Renderer, recipient_keys
+from drip.reports.digest import Named, digest_parts
+from drip.reports.queries import CohortReport, PersonRow, Summary
 
 DARK_MEDIA = "prefers-color-scheme: dark"
 OGSC = "[data-ogsc]"
@@ -199,8 +202,23 @@ def emails() -> dict[str, str]:
     }
 
 
+def digest_report(behind: int = 3) -> CohortReport:
+    """A cohort's report as the digest reads it, with people behind (no database needed)."""
+    people = [
+        PersonRow(f"p{i}@example.com", f"Person {i}", "active", "", 3, 20, "3 of 20", None, 0, 0, i < behind)
+        for i in range(12)
+    ]  # fmt: skip
+    summary = Summary(
+        "Leaders Q1", "sample", "Sample: three quick lessons", 20, 12, 10, 1, 0, 1, 0, 0, 36,
+        20, 24, 0.56, 0.67, 9, 8, 6, 0.15, 12 - behind, behind,
+    )  # fmt: skip
+    return CohortReport(summary, [], people, [], [], True, datetime(2026, 3, 9, 8, tzinfo=UTC))
+
+
 def digest_emails() -> dict[str, str]:
-    return {}
+    paused = [Named("Hal Jordan", "hal@example.com")]
+    html, _ = digest_parts(digest_report(), paused, TEMPLATES, "leaders-q1-2026-03-09.html")
+    return {"digest": html}
 
 
 EMAILS = emails()
@@ -276,9 +294,7 @@ def test_outlook_structures_survive_premailer(name: str) -> None:
     html = EMAILS[name]
     opened = html.count("<!--[if mso]>")
     assert opened >= 2 and opened == html.count("<![endif]-->") - html.count("<!--[if !mso]>")
-    assert re.search(
-        r'<!--\[if mso\]><table role="presentation" align="center" width="600"', html
-    ), "no fixed 600 px table for Outlook"
+    assert re.search(r'<!--\[if mso\]><table role="presentation" align="center" width="600"', html)
     assert "<o:OfficeDocumentSettings>" in html and "<o:PixelsPerInch>96" in html
     root = lxml.html.document_fromstring(html)
     tables = root.findall(".//table")
@@ -337,3 +353,14 @@ def test_tap_targets_are_44px_and_headings_name_takeaway_and_check(name: str) ->
     assert "One tap on an answer sends it" in root.text_content()
     letters = [s.text for s in root.find_class("letter")]
     assert letters == ["A.", "B.", "C.", "D."][: len(letters)] and len(letters) >= 3
+
+
+def test_the_digest_names_the_people_behind_and_paused() -> None:
+    html, text = digest_parts(
+        digest_report(), [Named("Hal Jordan", "hal@example.com")], TEMPLATES, "r.html"
+    )
+    for body in (html, text):
+        assert "Person 0" in body and "p2@example.com" in body and "Person 3" not in body
+        assert "Hal Jordan" in body and "hal@example.com" in body
+        assert "Checks answered right" in body and "6 of 8" in body
+    assert max(len(line) for line in text.splitlines()) <= 72
