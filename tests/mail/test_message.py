@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from support import LESSONS, TEMPLATES
+from support import LESSONS, TEMPLATES, spam_score
 
 from drip.curriculum.load import load_course
 from drip.errors import HeaderError
+from drip.mail.build import LessonMail, Recipient
 from drip.mail.message import MessageTemplate, check_header_value, format_address
 from drip.mail.render import Renderer, recipient_keys
 
@@ -185,3 +186,12 @@ def test_encoded_parts_decode_to_the_personalized_text(
     expected = part.fill({k: str(escape(v)) if escape_html else v for k, v in vals.items()})
     decoded = binascii.a2b_qp(encoded.encode("ascii")).decode("utf-8")
     assert decoded == expected.replace("\r\n", "\n").replace("\n", "\r\n")
+
+
+def test_spamassassin_local_rules_score_a_lesson_below_1() -> None:
+    course = load_course(LESSONS, "social-media-for-executives")
+    mail = LessonMail(Renderer(TEMPLATES), "Drip Lessons <lessons@example.org>",
+                      "https://lessons.example.org", "k" * 32)  # fmt: skip
+    recipient = Recipient(123, "ada@example.com", "Ada Lovelace", NOW, "<abc123@example.org>")
+    score, report = spam_score(mail.build(course, course.lessons[2], recipient))
+    assert score < 1.0, report

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import sqlalchemy as sa
-from support import utc
+from support import make_settings, spam_score, utc
 
 from drip import lifecycle
 from drip.lifecycle import Change, Transition
@@ -12,7 +14,7 @@ from drip.models import PERSON as P
 from drip.people.cohorts import create_cohort
 from drip.people.csv import Row
 from drip.people.enroll import enroll_rows
-from drip.reports.digest import Named, auto_paused
+from drip.reports.digest import Named, auto_paused, build_digest
 
 NOW = utc(2026, 3, 2, 9)
 
@@ -39,3 +41,17 @@ def test_the_digest_names_who_drip_paused_automatically(engine: sa.Engine) -> No
         Named("", "cy@example.com"),
         Named("Bob", "bob@example.com"),
     ]
+
+
+def test_spamassassin_local_rules_score_the_digest_below_1(
+    engine: sa.Engine, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, FROM="Drip Lessons <lessons@example.org>")
+    cohort = create_cohort(
+        engine, name="Leaders", course="sample", start=NOW.date(), timezone="UTC",
+        manager="boss@example.org", now=NOW,
+    )  # fmt: skip
+    enroll_rows(engine, cohort, [Row(2, "ann@example.org", "Ann", None)], now=NOW)
+    message = build_digest(engine, settings, "Leaders", NOW, "boss@example.org")
+    score, report = spam_score(message.as_bytes())
+    assert score < 1.0, report
