@@ -126,7 +126,8 @@ def test_run_warns_about_a_plain_http_base_url(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(3)
+    assert proc.stdout is not None
+    assert "drip running" in proc.stdout.readline()  # printed after the warnings
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert "warning: DRIP_BASE_URL has value 'http://learn.example.com': plain http" in err
