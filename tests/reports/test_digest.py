@@ -51,7 +51,8 @@ def test_spamassassin_local_rules_score_the_digest_below_1(
         engine, name="Leaders", course="sample", start=NOW.date(), timezone="UTC",
         manager="boss@example.org", now=NOW,
     )  # fmt: skip
-    enroll_rows(engine, cohort, [Row(2, "ann@example.org", "Ann", None)], now=NOW)
+    people = [Row(i + 2, f"p{i}@example.org", f"Person {i}", None) for i in range(30)]
+    enroll_rows(engine, cohort, people, now=NOW)
     message = build_digest(engine, settings, "Leaders", NOW, "boss@example.org")
     score, report = spam_score(message.as_bytes())
     assert score < 1.0, report
