@@ -367,3 +367,19 @@ def test_the_digest_names_the_people_behind_and_paused() -> None:
         assert "Hal Jordan" in body and "hal@example.com" in body
         assert "Checks answered right" in body and "6 of 8" in body
     assert max(len(line) for line in text.splitlines()) <= 72
+
+
+def test_every_email_template_is_checked() -> None:
+    # A new e-mail template (welcome, completion) joins emails() above, so the checks cover it.
+    names = {
+        path.name.removesuffix(".html.j2")
+        for path in (TEMPLATES / "email").glob("*.html.j2")
+        if path.name not in ("base.html.j2", "_macros.html.j2")
+    }
+    checked = {name.split(" ")[0] for name in EMAILS}
+    assert names <= checked, f"add {sorted(names - checked)} to emails() in this file"
+
+
+@pytest.mark.parametrize("name", EMAILS)
+def test_gmail_does_not_clip_the_message(name: str) -> None:
+    assert len(EMAILS[name].encode("utf-8")) < 90_000  # Gmail clips HTML over 102 kB
