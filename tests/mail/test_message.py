@@ -195,3 +195,18 @@ def test_spamassassin_local_rules_score_a_lesson_below_1() -> None:
     recipient = Recipient(123, "ada@example.com", "Ada Lovelace", NOW, "<abc123@example.org>")
     score, report = spam_score(mail.build(course, course.lessons[2], recipient))
     assert score < 1.0, report
+
+
+def test_plain_text_links_are_short_enough_for_72_columns() -> None:
+    course = load_course(LESSONS, "social-media-for-executives")
+    mail = LessonMail(Renderer(TEMPLATES), "Drip Lessons <lessons@example.org>",
+                      "https://learn.example.com", "k" * 32)  # fmt: skip
+    recipient = Recipient(12_345_678, "ada@example.com", "Ada", NOW, "<a1@example.org>")
+    message = email.message_from_bytes(
+        mail.build(course, course.lessons[2], recipient), policy=email.policy.default
+    )
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    tracked = [line for line in text.splitlines() if "learn.example.com/" in line]
+    assert len(tracked) >= 7  # answers, got it, pause, unsubscribe
+    assert max(len(line) for line in tracked) <= 72
+    assert max(len(line) for line in text.splitlines() if "://" not in line) <= 72
