@@ -65,7 +65,9 @@ class App:
 
     def lesson_mail(self, secret: str | None = None) -> LessonMail:
         s = self.settings
-        return LessonMail(self.renderer(), s.sender, s.base_url, secret or require_secret(s))
+        return LessonMail(
+            self.renderer(), s.sender, s.base_url, secret or require_secret(s), s.reply_to
+        )
 
     def note_mail(self, secret: str | None = None) -> NoteMail:
         s = self.settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -69,6 +70,11 @@ def _from(value: str) -> str:
     return value
 
 
+def _reply_to(value: str) -> str:
+    value = value.strip()
+    return _from(value) if value else ""
+
+
 def _base_url(value: str) -> str:
     value = value.strip().rstrip("/")
     parts = urlsplit(value)
@@ -78,6 +84,7 @@ def _base_url(value: str) -> str:
 
 
 MAX_NUMBER = 1_000_000_000
+DEFAULT_SENDER_NAME = "Drip Lessons"
 
 
 def _finite(value: str) -> float:
@@ -183,10 +190,17 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "from",
-        "drip <lessons@drip.localhost>",
+        f"{DEFAULT_SENDER_NAME} <lessons@drip.localhost>",
         _from,
-        "Sender address and display name.",
+        f'Sender address and display name (a bare address is shown as "{DEFAULT_SENDER_NAME}").',
         'use "Name <address@example.com>"',
+    ),
+    Setting(
+        "reply_to",
+        "",
+        _reply_to,
+        "Where replies and out-of-office answers go (default: the sender).",
+        'use "Training team <training@example.com>"',
     ),
     Setting(
         "base_url",
@@ -361,7 +375,15 @@ class Settings:
 
     @property
     def sender(self) -> str:
-        return str(self.values["from"])
+        """The From header: DRIP_FROM, with the default display name when it has none."""
+        value = str(self.values["from"])
+        name, address = parseaddr(value)
+        return value if name else f"{DEFAULT_SENDER_NAME} <{address}>"
+
+    @property
+    def reply_to(self) -> str:
+        """The Reply-To header: DRIP_REPLY_TO, else the sender."""
+        return str(self.values.get("reply_to") or "") or self.sender
 
     @property
     def activity_base(self) -> str:
@@ -465,6 +487,28 @@ def load_settings(
             raise ConfigError(f"{where} has value '{shown}': {reason}; {setting.fix}") from None
         sources[setting.name] = source
     return Settings(values, sources, config_path if config_path.is_file() else None)
+
+
+def warnings(settings: Settings) -> list[str]:
+    """What is allowed but probably wrong in the settings, as sentences that say the fix."""
+    found = []
+    parts = urlsplit(str(settings.values["base_url"]))
+    if parts.scheme == "http" and not _loopback(parts.hostname or ""):
+        found.append(
+            f"DRIP_BASE_URL has value '{settings.values['base_url']}': plain http outside this "
+            "machine lets anyone on the way read and change the links in every lesson; "
+            "use https://"
+        )
+    return found
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def require_secret(settings: Settings) -> str:

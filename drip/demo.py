@@ -1,5 +1,5 @@
-"""drip demo: a fresh database, a dozen executives (and three on a short course), and the past
-fortnight replayed on a fast clock with simulated readers."""
+"""drip demo: a fresh database, a dozen executives, and the past five weeks replayed on a fast
+clock with simulated readers."""
 
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from drip.models import LESSON_VERSION as LV
 from drip.models import PERSON as P
 from drip.models import Cohort
 from drip.people.cohorts import create_cohort, get_cohort
-from drip.people.csv import Row, read_people_csv
+from drip.people.csv import read_people_csv
 from drip.people.directory import list_people
-from drip.people.enroll import enroll_csv, enroll_rows
+from drip.people.enroll import enroll_csv
 from drip.sending.run import send_due
 from drip.tracking.hits import Request, record_answer, record_confirm, record_review_answer
 
@@ -78,7 +78,6 @@ class DemoResult:
 ENGAGED, SKIMMING, DRIFTING = "engaged", "skimming", "drifting"
 PERSONAS = (ENGAGED, ENGAGED, ENGAGED, ENGAGED, SKIMMING, SKIMMING, DRIFTING, DRIFTING)
 READER = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 Mobile"
-QUICK = "sample"  # a three-lesson course that finishes inside the demo
 
 
 def persona(index: int) -> str:
@@ -86,10 +85,10 @@ def persona(index: int) -> str:
 
 
 def run_demo(
-    folder: Path, base: Settings, *, days: int = 14, start: datetime, people_csv: Path | None = None
+    folder: Path, base: Settings, *, days: int = 35, start: datetime, people_csv: Path | None = None
 ) -> DemoResult:
-    """Enrol the example executives (and three on a short course), then fast-forward `days` days
-    of sending into folder/outbox, with simulated readers opening, answering and drifting."""
+    """Enrol the example executives, then fast-forward `days` days of sending into
+    folder/outbox, with simulated readers opening, answering and drifting."""
     if folder.exists():
         if not (folder / MARKER).exists() and any(folder.iterdir()):
             raise InputError(
@@ -122,12 +121,6 @@ def run_demo(
     create_cohort(app.engine, name="demo", course=COURSE, start=(start + timedelta(days=2)).date(),
                   timezone="UTC", sponsor=sponsor, now=start)  # fmt: skip
     enroll_csv(app.engine, "demo", people_csv or example_csv(), now=start)
-    create_cohort(app.engine, name="demo-quick", course=QUICK, start=start.date(),
-                  timezone="UTC", welcome=False, now=start)  # fmt: skip
-    enroll_rows(app.engine, get_cohort_by_name(app, "demo-quick"),
-                [Row(2 + i, f"quick{i + 1}@example.com", name, "Europe/London")
-                 for i, name in enumerate(["Quinn Adams", "Rosa Brandt", "Sam Ito"])],
-                now=start)  # fmt: skip
     order = {p.email: i for i, p in enumerate(read_people_csv(people_csv or example_csv()))}
     dispatcher = app.dispatcher()
     end = start + timedelta(days=days)
@@ -181,9 +174,8 @@ def _read(app: App, seen: int, order: dict[str, int]) -> int:
         if kind == "lesson":
             record_confirm(app.engine, delivery_id, later)
             if who == ENGAGED:
-                # Everyone misses one check the first time (the executives lesson 2's, the short
-                # course lesson 1's); the review brings it back.
-                missed = 2 if address in order else 1
+                # Everyone misses lesson 2's check the first time; the review brings it back.
+                missed = 2
                 answer = Request("GET", READER, later.now + timedelta(minutes=1))
                 record_answer(
                     app.engine, delivery_id, _right(app, delivery_id, position != missed), answer
@@ -232,7 +224,7 @@ def highlights(outbox: Path) -> dict[str, Path]:
     return {label: found[label] for label, _ in kinds if label in found}
 
 
-def demo_start(now: datetime, days: int = 14) -> datetime:
+def demo_start(now: datetime, days: int = 35) -> datetime:
     """The simulated start: `days` ago at the top of the hour (UTC), so that the links in the
     e-mails work in `drip serve` today and no click looks like it came before its e-mail."""
     return (now - timedelta(days=days)).astimezone(UTC).replace(minute=0, second=0, microsecond=0)

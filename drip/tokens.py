@@ -1,4 +1,8 @@
-"""Signed, per-purpose link tokens holding ids only (HMAC-SHA256, URL-safe)."""
+"""Signed, per-purpose link tokens holding ids only (HMAC-SHA256, URL-safe).
+
+Two encodings of the same ids and the same 128-bit MAC verify: the compact form drip writes
+(base64url of the ids as varints followed by the MAC: 27 characters for a delivery and an option)
+and the older dotted form (`123-0.` and 22 MAC characters) that links already sent still hold."""
 
 from __future__ import annotations
 
@@ -13,6 +17,10 @@ from drip.errors import TokenError
 
 PAYLOAD = re.compile(r"^[0-9]{1,18}(?:-[0-9]{1,6}){0,2}$")
 SIGNATURE_CHARS = 22  # 128 bits of HMAC-SHA256, base64url
+MAC_BYTES = 16
+COMPACT = re.compile(r"^[A-Za-z0-9_-]{23,40}$")
+MAX_FIRST = 10**18 - 1  # what the dotted form allows: 18 digits, then up to 6
+MAX_NEXT = 999_999
 
 
 class Purpose(StrEnum):
@@ -33,22 +41,90 @@ def _keyed(secret: str) -> hmac.HMAC:
     return hmac.new(key, digestmod=hashlib.sha256)
 
 
-def _signature(secret: str, purpose: Purpose, payload: str) -> str:
+def _mac(secret: str, purpose: Purpose, payload: str) -> bytes:
     mac = _keyed(secret).copy()
     mac.update(f"{purpose.value}:{payload}".encode("ascii"))
-    return base64.urlsafe_b64encode(mac.digest()).decode("ascii")[:SIGNATURE_CHARS]
+    return mac.digest()
+
+
+def _signature(secret: str, purpose: Purpose, payload: str) -> str:
+    return base64.urlsafe_b64encode(_mac(secret, purpose, payload)).decode("ascii")[
+        :SIGNATURE_CHARS
+    ]
+
+
+def _varints(ids: tuple[int, ...]) -> bytes:
+    if ids[0] < 0x80 and (len(ids) == 1 or max(ids) < 0x80):
+        return bytes(ids)  # the common small case: one byte per id
+    out = bytearray()
+    for value in ids:
+        while value > 0x7F:
+            out.append(value & 0x7F | 0x80)
+            value >>= 7
+        out.append(value)
+    return bytes(out)
+
+
+def _check_ids(ids: tuple[int, ...]) -> None:
+    if not 1 <= len(ids) <= 3 or min(ids) < 0:
+        raise ValueError("a token needs one to three non-negative ids")
+    if ids[0] > MAX_FIRST or (len(ids) > 1 and max(ids[1:]) > MAX_NEXT):
+        raise ValueError("a token's ids are too large")
 
 
 def make_token(secret: str, purpose: Purpose, *ids: int) -> str:
-    """Sign the ids for one purpose; the token holds no e-mail address."""
-    if not ids or any(i < 0 for i in ids):
-        raise ValueError("a token needs one or more non-negative ids")
+    """Sign the ids for one purpose (compact form); the token holds no e-mail address."""
+    _check_ids(ids)
+    mac = _keyed(secret).copy()
+    mac.update(f"{purpose.value}:{'-'.join(map(str, ids))}".encode("ascii"))
+    data = _varints(ids) + mac.digest()[:MAC_BYTES]
+    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+
+
+def make_dotted_token(secret: str, purpose: Purpose, *ids: int) -> str:
+    """The older dotted form of a token, as links sent before the compact form hold it."""
+    _check_ids(ids)
     payload = "-".join(str(i) for i in ids)
     return f"{payload}.{_signature(secret, purpose, payload)}"
 
 
+def _read_compact(secret: str, purpose: Purpose, token: str) -> tuple[int, ...]:
+    if not COMPACT.match(token):
+        raise TokenError("malformed token")
+    try:
+        data = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except ValueError:
+        raise TokenError("malformed token") from None
+    head, mac = data[:-MAC_BYTES], data[-MAC_BYTES:]
+    ids: list[int] = []
+    value = shift = 0
+    for byte in head:
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            ids.append(value)
+            value = shift = 0
+    ids_tuple = tuple(ids)
+    try:
+        _check_ids(ids_tuple)
+    except ValueError:
+        raise TokenError("malformed token") from None
+    # One encoding per token: re-encode and compare the text, so no padding bit, overlong varint
+    # or trailing byte can make a second token for the same ids.
+    payload = "-".join(str(i) for i in ids_tuple)
+    expected = _varints(ids_tuple) + _mac(secret, purpose, payload)[:MAC_BYTES]
+    if shift or not hmac.compare_digest(
+        base64.urlsafe_b64encode(expected).decode("ascii").rstrip("="), token
+    ):
+        raise TokenError("bad signature")
+    del mac
+    return ids_tuple
+
+
 def read_token(secret: str, purpose: Purpose, token: str) -> tuple[int, ...]:
     """Return the ids of a valid token, or raise TokenError for anything forged or altered."""
+    if "." not in token:
+        return _read_compact(secret, purpose, token)
     payload, dot, signature = token.partition(".")
     if not dot or not PAYLOAD.match(payload) or len(signature) != SIGNATURE_CHARS:
         raise TokenError("malformed token")

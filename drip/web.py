@@ -9,7 +9,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from functools import partial
+from email.utils import parseaddr
+from functools import lru_cache, partial
 from typing import Any
 
 import uvicorn
@@ -31,6 +32,7 @@ from starlette.routing import Route
 
 from drip.app import App
 from drip.config import Settings, load_settings, require_secret
+from drip.curriculum.load import load_course
 from drip.errors import DripError, TokenError
 from drip.tokens import Purpose, make_token, read_token
 from drip.tracking import hits as tracking
@@ -54,7 +56,7 @@ PAGE_HEADERS = {
 MAX_TOKEN = 64
 MESSAGES = {
     400: ("That did not work", "Please use one of the buttons on the page."),
-    404: ("Link not found", "This link is not valid. Please use the link in your lesson email."),
+    404: ("Link not found", "This link is not valid. Please use the link in your lesson e-mail."),
     405: ("Not allowed", "This page does not accept that kind of request."),
     429: ("Too many requests", "Please wait a minute and try again."),
     500: ("Something went wrong", "Please try again in a few minutes."),
@@ -122,8 +124,21 @@ def create_app(
     by_token = RateLimiter(token_limit, window)
     by_ip = RateLimiter(ip_limit, window)
 
+    contact = parseaddr(settings.reply_to)[1]
+
+    @lru_cache(maxsize=64)
+    def course_length(slug: str) -> int | None:
+        try:
+            return len(load_course(settings.lessons_path, slug).lessons)
+        except DripError:
+            return None  # the page leaves the "of N" out rather than fail
+
     def page(name: str, code: int = 200, /, **context: Any) -> HTMLResponse:
-        html = pages.get_template(name).render(**context)
+        status = context.get("status")
+        if isinstance(status, actions.Status):
+            context.setdefault("when", _when(status))
+            context.setdefault("total", course_length(status.course) if status.course else None)
+        html = pages.get_template(name).render(contact=contact, **context)
         return HTMLResponse(html, status_code=code, headers=PAGE_HEADERS)
 
     def message(status: int, title: str = "", text: str = "") -> HTMLResponse:
@@ -181,7 +196,7 @@ def create_app(
         shown = await run_in_threadpool(tracking.record_confirm, engine, delivery_id, hit(request))
         if shown is None:
             raise HTTPException(404)
-        return page("confirm.html.j2", lesson=shown, status=shown.status, when=_when(shown.status))
+        return page("confirm.html.j2", lesson=shown, status=shown.status)
 
     async def answer(request: Request) -> Response:
         delivery_id, option = _pair(ids(request, Purpose.answer))
@@ -190,10 +205,8 @@ def create_app(
         )
         if shown is None:
             raise HTTPException(404)
-        return page("answer.html.j2", answer=shown, when=_when(shown.status))
-
-    def _pause_url(delivery_id: int) -> str:
-        return f"/p/{make_token(secret, Purpose.pause, delivery_id)}"
+        status = await run_in_threadpool(actions.enrollment_status, engine, delivery_id)
+        return page("answer.html.j2", answer=shown, status=status)
 
     async def review(request: Request) -> Response:
         delivery_id, option = _pair(ids(request, Purpose.review))
@@ -202,7 +215,8 @@ def create_app(
         )
         if shown is None:
             raise HTTPException(404)
-        return page("answer.html.j2", answer=shown, when=_when(shown.status))
+        status = await run_in_threadpool(actions.enrollment_status, engine, delivery_id)
+        return page("answer.html.j2", answer=shown, status=status)
 
     async def schedule(request: Request) -> Response:
         (delivery_id,) = ids(request, Purpose.schedule)
@@ -259,29 +273,23 @@ def create_app(
                 if status is None:
                     raise HTTPException(404)
                 problem = MESSAGES[400][1]
-                return page(
-                    "pause.html.j2",
-                    400,
-                    status=status,
-                    when=_when(status),
-                    action="",
-                    problem=problem,
-                )
+                return page("pause.html.j2", 400, status=status, action="", problem=problem)
             status = await change(request, delivery_id, action)
         else:
             status = await run_in_threadpool(actions.enrollment_status, engine, delivery_id)
         if status is None:
             raise HTTPException(404)
-        return page("pause.html.j2", status=status, when=_when(status), action=action, problem="")
+        return page("pause.html.j2", status=status, action=action, problem="")
 
     async def unsubscribe(request: Request) -> Response:
         (delivery_id,) = ids(request, Purpose.unsubscribe)
+        # The page offers a pause instead: the same delivery's signed pause link.
+        pause_url = f"/p/{make_token(secret, Purpose.pause, delivery_id)}"
         if request.method != "POST":
             status = await run_in_threadpool(actions.enrollment_status, engine, delivery_id)
             if status is None:
                 raise HTTPException(404)
-            return page("unsubscribe.html.j2", status=status, done=False,
-                        pause_url=_pause_url(delivery_id))  # fmt: skip
+            return page("unsubscribe.html.j2", status=status, done=False, pause_url=pause_url)
         try:
             form = await request.form()
             one_click = form.get("List-Unsubscribe") == "One-Click"
@@ -292,14 +300,14 @@ def create_app(
             status = await change(request, delivery_id, "resubscribe")
             if status is None:
                 raise HTTPException(404)
-            return page("unsubscribe.html.j2", status=status, done=False,
-                        pause_url=_pause_url(delivery_id))  # fmt: skip
+            return page(
+                "unsubscribe.html.j2", status=status, done=False, pause_url=pause_url, back=True
+            )
         reason = "one-click unsubscribe (RFC 8058)" if one_click else "unsubscribed via the page"
         status = await change(request, delivery_id, "unsubscribe", reason)
         if status is None:
             raise HTTPException(404)
-        return page("unsubscribe.html.j2", status=status, done=True,
-                    pause_url=_pause_url(delivery_id))  # fmt: skip
+        return page("unsubscribe.html.j2", status=status, done=True, pause_url=pause_url)
 
     async def healthz(request: Request) -> Response:
         if not await run_in_threadpool(actions.database_ok, engine):

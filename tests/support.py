@@ -4,6 +4,7 @@ a real SMTP server on 127.0.0.1 (aiosmtpd), the real lessons and templates."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -373,3 +374,17 @@ def ralph(tmp_path: Path) -> Iterator[Ralph]:
         pytest.skip(f"Ralph LRS cannot start: {exc}")
     yield lrs
     lrs.stop()
+
+
+def spam_score(message: bytes) -> tuple[float, str]:
+    """SpamAssassin's score of a message with local tests only (-L), and its report; the test
+    is skipped where spamassassin is not installed (apt-get install spamassassin)."""
+    if shutil.which("spamassassin") is None:
+        pytest.skip("spamassassin is not installed (apt-get install spamassassin)")
+    result = subprocess.run(
+        ["spamassassin", "-L", "-t"], input=message, capture_output=True, timeout=120, check=True
+    )
+    out = result.stdout.decode("utf-8", "replace")
+    found = re.search(r"^X-Spam-Status: \w+, score=(-?[\d.]+)", out, re.M)
+    assert found, out[:2000]
+    return float(found.group(1)), out[out.find("Content analysis details") :]

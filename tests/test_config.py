@@ -61,3 +61,33 @@ def test_bad_setting_in_cli_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "DRIP_BASE_URL has value 'learn.example.com'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("base_url", "warned"),
+    [
+        ("http://learn.example.com", True),
+        ("http://10.0.0.5:8080", True),
+        ("https://learn.example.com", False),
+        ("http://127.0.0.1:8080", False),
+        ("http://localhost:8080", False),
+        ("http://[::1]:8080", False),
+    ],
+)
+def test_drip_config_warns_about_plain_http_outside_this_machine(
+    tmp_path: Path, base_url: str, warned: bool
+) -> None:
+    settings = make_settings(tmp_path, base_url=base_url)
+    result = run_drip(["config"], cli_env(settings))
+    assert result.returncode == 0
+    assert ("warning: DRIP_BASE_URL" in result.stderr) is warned, result.stderr
+
+
+def test_sender_name_and_reply_to_have_sensible_defaults(tmp_path: Path) -> None:
+    bare = make_settings(tmp_path, FROM="lessons@example.com")
+    assert bare.sender == "Drip Lessons <lessons@example.com>"
+    assert bare.reply_to == bare.sender
+    named = make_settings(tmp_path, reply_to="Training <training@example.com>")
+    assert named.reply_to == "Training <training@example.com>"
+    with pytest.raises(ConfigError, match="DRIP_REPLY_TO has value 'not an address'"):
+        make_settings(tmp_path, reply_to="not an address")

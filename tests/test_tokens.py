@@ -4,7 +4,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from drip.errors import TokenError
-from drip.tokens import Purpose, make_token, read_token
+from drip.tokens import Purpose, make_dotted_token, make_token, read_token
 
 KEY = "k" * 32
 
@@ -35,6 +35,39 @@ def test_purpose_and_key_are_bound() -> None:
         read_token("another-key-0123456789", Purpose.open, token)
 
 
-def test_token_holds_no_address() -> None:
+def test_token_holds_no_address_and_is_short() -> None:
     token = make_token(KEY, Purpose.click, 7, 1)
-    assert "@" not in token and token.startswith("7-1.")
+    assert "@" not in token and "." not in token
+    assert len(make_token(KEY, Purpose.answer, 123_456_789, 4)) <= 28
+    assert len(token) < len(make_dotted_token(KEY, Purpose.click, 7, 1))
+
+
+@given(st.integers(0, 10**12), st.integers(0, 99), st.sampled_from(list(Purpose)))
+@hsettings(max_examples=200, deadline=None)
+def test_links_sent_with_the_dotted_form_still_verify(
+    delivery: int, index: int, purpose: Purpose
+) -> None:
+    token = make_dotted_token(KEY, purpose, delivery, index)
+    assert read_token(KEY, purpose, token) == (delivery, index)
+
+
+@given(st.integers(0, 10**9), st.data())
+@hsettings(max_examples=300, deadline=None)
+def test_one_changed_character_of_a_dotted_token_fails(delivery: int, data: st.DataObject) -> None:
+    token = make_dotted_token(KEY, Purpose.confirm, delivery)
+    i = data.draw(st.integers(0, len(token) - 1))
+    c = data.draw(st.sampled_from("0123456789-._ABCabcxyzXYZ"))
+    if token[i] == c:
+        return
+    with pytest.raises(TokenError):
+        read_token(KEY, Purpose.confirm, token[:i] + c + token[i + 1 :])
+
+
+@given(st.binary(min_size=16, max_size=30))
+@hsettings(max_examples=300, deadline=None)
+def test_random_compact_tokens_are_refused(data: bytes) -> None:
+    import base64
+
+    token = base64.urlsafe_b64encode(data).decode().rstrip("=")
+    with pytest.raises(TokenError):
+        read_token(KEY, Purpose.open, token)

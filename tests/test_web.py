@@ -33,7 +33,7 @@ from drip.people.cohorts import create_cohort
 from drip.people.csv import Row
 from drip.people.enroll import enroll_rows
 from drip.sending.run import send_due
-from drip.tokens import Purpose, make_token
+from drip.tokens import Purpose, make_dotted_token, make_token
 from drip.web import RateLimiter, create_app
 
 START = utc(2026, 11, 30, 6, 0)  # a Monday
@@ -234,7 +234,7 @@ def test_no_open_redirect(site: Site) -> None:
         site.url(Purpose.click, delivery, 0) + "?url=https://evil.example", headers=BROWSER
     )
     assert response.headers["location"] == PEW
-    token = make_token(SECRET, Purpose.click, delivery, 0)
+    token = make_dotted_token(SECRET, Purpose.click, delivery, 0)
     payload, signature = token.split(".")
     altered = f"/c/{delivery}-1.{signature}"
     assert site.http.get(altered).status_code == 404
@@ -269,7 +269,10 @@ def test_the_first_answer_stands(site: Site) -> None:
     site.clock[0] = LATER + timedelta(minutes=1)
     again = site.http.get(site.url(Purpose.answer, delivery, 0), headers=BROWSER)
     assert "your first answer stands" in again.text
-    assert re.search(r'class="chosen">One lesson each weekday \(your answer\)', again.text)
+    assert re.search(
+        r'class="chosen correct"><span class="letter">B.</span> One lesson each weekday \(your answer\)',
+        again.text,
+    )
     answers = site.events("answer")
     assert [(a["option"], a["correct"]) for a in answers] == [(1, True), (0, False)]
     assert len(site.events("open")) == 1
@@ -279,8 +282,23 @@ def test_a_wrong_answer_shows_the_right_one(site: Site) -> None:
     delivery = site.delivery("ada@example.com")
     response = site.http.get(site.url(Purpose.answer, delivery, 2), headers=BROWSER)
     assert (
-        "Not quite" in response.text and "The answer is: One lesson each weekday" in response.text
+        "Not quite" in response.text
+        and "The answer is: B. One lesson each weekday" in response.text
     )
+
+
+def test_the_answer_page_speaks_the_emails_letters_and_shows_progress(site: Site) -> None:
+    delivery = site.delivery("ada@example.com")
+    response = site.http.get(site.url(Purpose.answer, delivery, 0), headers=BROWSER)
+    letters = re.findall(r'<span class="letter">([A-Z])\.</span>', response.text)
+    assert letters == ["A", "B", "C"]
+    assert re.search(
+        r'class=" correct"><span class="letter">B.</span>[^<]*<span class="mark">', response.text
+    )
+    assert "(your answer)" in response.text and "not this one" in response.text
+    assert "The answer is: B. One lesson each weekday" in response.text
+    assert "Progress: 1 of 3 lessons received." in response.text
+    assert "Your next lesson arrives on <strong>Tuesday 1 December at 07:30 (UTC)" in response.text
 
 
 def test_a_scanner_answer_does_not_take_the_persons_answer(site: Site) -> None:
@@ -345,6 +363,21 @@ def test_one_click_unsubscribe_multipart(site: Site) -> None:
     assert site.send(utc(2026, 12, 1, 7, 30)) == ["ada@example.com:reading-a-lesson-in-two-minutes"]
 
 
+def test_the_unsubscribe_page_offers_a_pause_and_a_way_back(site: Site) -> None:
+    delivery = site.delivery("ada@example.com")
+    page = site.http.get(site.url(Purpose.unsubscribe, delivery))
+    pause = re.search(r'<a class="button secondary" href="(/p/[^"]+)">Pause instead</a>', page.text)
+    assert pause and pause.group(1) == site.url(Purpose.pause, delivery)
+    assert 'value="pause1"' in site.http.get(pause.group(1)).text
+    done = site.http.post(site.url(Purpose.unsubscribe, delivery), data={"confirm": "yes"})
+    assert "You are unsubscribed" in done.text
+    assert re.search(r'<button type="submit" name="action" value="resubscribe"', done.text)
+    back = site.http.post(site.url(Purpose.unsubscribe, delivery), data={"action": "resubscribe"})
+    assert "Welcome back" in back.text and "Your next lesson arrives on" in back.text
+    assert site.enrollment(delivery)["status"] == "active"
+    assert [e["kind"] for e in site.events()] == ["unsubscribe", "resubscribe"]
+
+
 def test_the_unsubscribe_form_works(site: Site) -> None:
     delivery = site.delivery("ada@example.com")
     page = site.http.get(site.url(Purpose.unsubscribe, delivery))
@@ -378,6 +411,15 @@ def test_a_pause_skips_days_and_no_lesson_is_lost(site: Site) -> None:
     assert site.send(utc(2026, 12, 7, 7, 30)) == ["ada@example.com:reading-a-lesson-in-two-minutes"]
 
 
+def test_a_pause_names_the_next_lesson_on_a_send_day(site: Site) -> None:
+    delivery = site.delivery("ada@example.com")
+    site.clock[0] = utc(2026, 12, 5, 10, 0)  # a Saturday: two weeks end on Saturday 19 December
+    response = site.http.post(site.url(Purpose.pause, delivery), data={"action": "pause2"})
+    assert site.enrollment(delivery)["paused_until"] == date(2026, 12, 19)
+    assert "Saturday" not in response.text
+    assert "The next one arrives on <strong>Monday 21 December at 07:30 (UTC)" in response.text
+
+
 def test_resume_continues_with_the_next_lesson(site: Site) -> None:
     delivery = site.delivery("ada@example.com")
     site.http.post(site.url(Purpose.pause, delivery), data={"action": "pause2"})
@@ -409,6 +451,7 @@ def test_health_unknown_routes_and_methods(site: Site) -> None:
     assert (health.status_code, health.text) == (200, "ok")
     missing = site.http.get("/nothing/here")
     assert missing.status_code == 404 and "Link not found" in missing.text
+    assert 'write to <a href="mailto:lessons@example.com">' in missing.text
     assert site.http.post(site.url(Purpose.open, 1)).status_code == 405
 
 

@@ -120,6 +120,19 @@ def say(message: str) -> None:
         console.print(message, markup=False)
 
 
+def warn(message: str) -> None:
+    """Print a warning to stderr, even with --quiet."""
+    click.echo(f"warning: {message}", err=True)
+
+
+def warn_settings(s: Settings) -> None:
+    """Print the warnings about the settings (drip config, drip run)."""
+    from drip.config import warnings
+
+    for message in warnings(s):
+        warn(message)
+
+
 def write_output(text: str, output: Path | None) -> None:
     """Write text to the --output file, or print it when there is none."""
     if output is None:

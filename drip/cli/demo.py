@@ -1,4 +1,4 @@
-"""`drip demo`: a fortnight of lessons for a dozen fictional executives, into an outbox."""
+"""`drip demo`: five weeks of a course for a dozen fictional executives, into an outbox."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ from drip.cli.base import (
     help="Folder for the demo database and outbox (replaced if it holds an old demo).",
 )
 @click.option(
-    "--days", type=click.IntRange(1, 60), default=14, show_default=True, help="Days to simulate."
+    "--days", type=click.IntRange(1, 60), default=35, show_default=True, help="Days to replay."
 )
 def demo_cmd(folder: Path, days: int) -> None:
-    """Replay the past fortnight for a dozen example executives into an outbox folder."""
+    """Replay the past five weeks of a course for a dozen example executives into an outbox."""
     from drip.demo import demo_start, highlights, run_demo
 
     started = now_utc()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from drip.cli.base import emit, output_options, say, settings
+from drip.cli.base import emit, output_options, say, settings, warn_settings
 from drip.config import CONFIG_FILE, SETTINGS, load_settings, mask
 
 # -- setup ---------------------------------------------------------------------------------
@@ -28,6 +28,7 @@ def config_cmd(fmt: str) -> None:
         for setting in SETTINGS
     ]
     emit(rows, fmt, title=f"drip settings (file: {s.config_file or 'none'})")
+    warn_settings(s)
 
 
 @click.command("init")
@@ -50,6 +51,7 @@ def init_cmd(config_path: Path) -> None:
             '# database_url = "sqlite:///drip.db"\n'
             '# mail_url = "outbox:outbox"\n'
             '# from = "Drip Lessons <lessons@example.com>"\n'
+            '# reply_to = "Training team <training@example.com>"\n'
             '# base_url = "https://learn.example.com"\n',
             encoding="utf-8",
         )

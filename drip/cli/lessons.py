@@ -122,6 +122,6 @@ def lessons_preview(course: str, slug: str, output: Path | None, text: bool, nam
 
     s = settings()
     c = load_course(s.lessons_path, course)
-    mail = LessonMail(Renderer(s.templates_path), s.sender, s.base_url, "preview")
+    mail = LessonMail(Renderer(s.templates_path), s.sender, s.base_url, "preview", s.reply_to)
     html, plain = mail.preview(c, c.lesson(slug), name)
     write_output(plain if text else html, output)

@@ -7,6 +7,7 @@ import click
 from drip.cli.base import (
     open_app,
     say,
+    warn_settings,
 )
 from drip.config import require_secret
 
@@ -23,6 +24,7 @@ def run_cmd(no_web: bool, host: str | None, port: int | None) -> None:
 
     app = open_app()
     require_secret(app.settings)
+    warn_settings(app.settings)
     serve = None
     if not no_web:
         from drip.web import serve_function

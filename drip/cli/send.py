@@ -68,7 +68,7 @@ def send_test(course: str, slug: str, to: str, name: str) -> None:
     lesson = c.lesson(slug)
     # Without a secret key the links are signed with a throwaway one: they will not resolve.
     key = s.secret_key or secrets.token_urlsafe(32)
-    mail = LessonMail(Renderer(s.templates_path), s.sender, s.base_url, key)
+    mail = LessonMail(Renderer(s.templates_path), s.sender, s.base_url, key, s.reply_to)
     recipient = Recipient(0, address, name, now_utc(), new_message_id(sender_domain(s.sender)))
     data = mail.build(c, lesson, recipient)
     with open_transport(s.mail_url, s.smtp_timeout) as transport:

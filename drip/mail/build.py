@@ -31,6 +31,7 @@ class LessonMail:
     sender: str
     base_url: str
     secret: str
+    reply_to: str = ""
     _templates: dict[int, MessageTemplate] = field(default_factory=dict)
 
     def template(
@@ -40,7 +41,7 @@ class LessonMail:
         rendered = self.renderer.render(course, lesson, extras)
         template = self._templates.get(id(rendered))
         if template is None or template.rendered is not rendered:
-            template = MessageTemplate.of(rendered, self.sender)
+            template = MessageTemplate.of(rendered, self.sender, self.reply_to)
             self._templates[id(rendered)] = template
         return template
 

@@ -100,6 +100,21 @@ def format_address(name: str, address: str) -> str:
     return f"{phrase} <{address}>" if phrase else address
 
 
+def feedback_id(campaign: str, item: str, kind: str = "lesson") -> str:
+    """A Feedback-ID value (Gmail's Postmaster Tools form: item:campaign:kind:sender)."""
+    parts = [re.sub(r"[^A-Za-z0-9._-]+", "-", p)[:40] or "-" for p in (item, campaign, kind)]
+    return ":".join([*parts, "drip"])
+
+
+def automatic_headers(feedback: str) -> list[str]:
+    """Headers that mark a message as machine-sent: no out-of-office answers, a campaign tag."""
+    return [
+        "Auto-Submitted: auto-generated",
+        "X-Auto-Response-Suppress: OOF, AutoReply",
+        f"Feedback-ID: {feedback}",
+    ]
+
+
 def sender_domain(sender: str) -> str:
     """The domain of the From address, for Message-IDs."""
     return parseaddr(sender)[1].rpartition("@")[2] or "drip.localhost"
@@ -176,9 +191,11 @@ class MessageTemplate:
     html: EncodedPart
 
     @classmethod
-    def of(cls, rendered: RenderedLesson, sender: str) -> MessageTemplate:
+    def of(cls, rendered: RenderedLesson, sender: str, reply_to: str = "") -> MessageTemplate:
+        """Fold the lesson's message once; replies go to `reply_to`, by default the sender."""
         name, address = parseaddr(sender)
         from_header = format_address(name, address)
+        reply_header = format_address(*parseaddr(reply_to)) if reply_to else from_header
         subject = check_header_value("Subject", rendered.subject)
         boundary = (
             "==drip_"
@@ -190,10 +207,12 @@ class MessageTemplate:
         head = CRLF.join(
             [
                 f"From: {from_header}",
+                f"Reply-To: {reply_header}",
                 f"Subject: {encode_unstructured(subject)}",
                 "MIME-Version: 1.0",
                 f'Content-Type: multipart/alternative; boundary="{boundary}"',
                 "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+                *automatic_headers(feedback_id(rendered.course.slug, rendered.lesson.slug)),
             ]
         )
         return cls(

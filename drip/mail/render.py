@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from drip.errors import RenderError
 
 PLACEHOLDER = re.compile(r"%%DRIP-([A-Z]+(?:-\d+)?)%%")
 TRACKED_SCHEMES = ("http://", "https://")
+TEXT_WIDTH = 72
 
 
 def slot(key: str) -> str:
@@ -110,21 +112,38 @@ def recipient_keys(rendered: RenderedLesson) -> list[str]:
     return sorted(rendered.html.keys | rendered.text.keys)
 
 
+def email_environment(templates: Path) -> jinja2.Environment:
+    """The Jinja environment of the e-mail templates (HTML autoescaped, `wrap` for text parts)."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates)),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["wrap"] = wrap
+    return env
+
+
+def render_email(templates: Path, name: str, **context: Any) -> tuple[str, str]:
+    """(inlined html, text) of an e-mail that is not a lesson (the digest): templates/email/NAME
+    .html.j2 and .txt.j2, rendered and CSS-inlined once per message."""
+    env = email_environment(templates)
+    try:
+        html = env.get_template(f"email/{name}.html.j2").render(**context)
+        text = env.get_template(f"email/{name}.txt.j2").render(**context)
+    except jinja2.TemplateError as exc:
+        raise RenderError(f"{templates}/email/{name}: template error: {exc}") from None
+    return inline_css(html), text
+
+
 class Renderer:
     """Renders lessons from a templates folder, caching one inlined copy per lesson version."""
 
     def __init__(self, templates: Path) -> None:
         self.templates = templates
-        self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(templates)),
-            autoescape=jinja2.select_autoescape(
-                enabled_extensions=("html", "html.j2"), default=False
-            ),
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-        )
+        self.env = email_environment(templates)
         self.body_env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
         self.version = _folder_hash(templates / "email")
         self.inline_calls = 0
@@ -184,7 +203,7 @@ class Renderer:
                 body_html=Markup(body_html), **context
             )
             text = self.env.get_template("email/lesson.txt.j2").render(
-                body_text=body.strip(), **context
+                body_text=markdown_text(body), **context
             )
         except jinja2.TemplateSyntaxError as exc:
             raise RenderError(
@@ -230,6 +249,95 @@ def inline_css(html: str) -> str:
             strip_important=False,
         ).transform(doctype="<!DOCTYPE html>")
     )
+
+
+def wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None = None) -> str:
+    """Wrap text at `width` columns with a hanging `indent`; long words such as links stay whole."""
+    lines = []
+    for paragraph in str(text).split("\n"):
+        lines.append(
+            textwrap.fill(
+                paragraph,
+                width=width,
+                initial_indent=indent if first is None else first,
+                subsequent_indent=indent,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+            or (indent if first is None else first).rstrip()
+        )
+        first = None
+    return "\n".join(lines)
+
+
+def markdown_text(body: str, width: int = TEXT_WIDTH) -> str:
+    """A lesson body as plain text that reads well alone: no Markdown markers, wrapped at `width`,
+    tracked links numbered [1] with their slots listed after the text (same order as the HTML)."""
+    md = MarkdownIt("commonmark", {"html": False, "typographer": True})
+    tokens = md.enable(["replacements", "smartquotes"]).parse(body)
+    out = ""
+    links: list[str] = []
+    lists: list[int] = []  # per open list: the next number, 0 for bullets
+    prefix = ""
+    quote = 0
+    in_item = False  # the last block was a list item: the next item follows on the next line
+    for token in tokens:
+        kind = token.type
+        if kind in ("bullet_list_open", "ordered_list_open"):
+            lists.append(int(token.attrGet("start") or 1) if kind == "ordered_list_open" else 0)
+        elif kind in ("bullet_list_close", "ordered_list_close"):
+            lists.pop()
+            in_item = bool(lists)
+        elif kind == "list_item_open":
+            prefix = f"{lists[-1]}. " if lists[-1] else "- "
+            lists[-1] += 1 if lists[-1] else 0
+        elif kind in ("blockquote_open", "blockquote_close"):
+            quote += 1 if kind == "blockquote_open" else -1
+        elif kind == "inline" and token.children:
+            text = _inline_text(token.children, links)
+            base = " " * 3 * max(len(lists) - 1, 0) + "> " * quote
+            block = wrap(text, width, indent=base + " " * len(prefix), first=base + prefix)
+            out += ("\n" if in_item and prefix else "\n\n" if out else "") + block
+            in_item, prefix = bool(lists), ""
+        elif kind in ("fence", "code_block"):
+            code = "\n".join("    " + line for line in token.content.rstrip().split("\n"))
+            out += ("\n\n" if out else "") + code
+            in_item = False
+        elif kind == "hr":
+            out += ("\n\n" if out else "") + "-" * 24
+            in_item = False
+    if links:
+        out += "\n\n" + "\n".join(
+            f"[{n}] {slot(f'LINK-{n - 1}')}" for n in range(1, len(links) + 1)
+        )
+    return out
+
+
+def _inline_text(children: Sequence[Any], links: list[str]) -> str:
+    out: list[str] = []
+    pending: list[str] = []  # the note each open link adds at its close
+    for child in children:
+        kind = child.type
+        if kind in ("text", "code_inline"):
+            out.append(child.content)
+        elif kind == "softbreak":
+            out.append(" ")
+        elif kind == "hardbreak":
+            out.append("\n")
+        elif kind == "image":
+            out.append(child.content or "")
+        elif kind == "link_open":
+            href = str(child.attrGet("href") or "")
+            if href.startswith(TRACKED_SCHEMES):
+                links.append(href)
+                pending.append(f" [{len(links)}]")
+            elif href.startswith("mailto:"):
+                pending.append(f" ({href[len('mailto:') :]})")
+            else:
+                pending.append(f" ({href})" if href else "")
+        elif kind == "link_close":
+            out.append(pending.pop() if pending else "")
+    return "".join(out).strip()
 
 
 def _markdown(links: list[str]) -> MarkdownIt:

@@ -1,4 +1,5 @@
-"""The weekly digest: each cohort's figures mailed to its manager with the HTML report attached."""
+"""The weekly digest: each cohort's figures and the people behind or paused automatically, by name,
+mailed to its manager as an HTML e-mail with a text part, the full HTML report attached."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -16,16 +18,29 @@ from sqlalchemy.engine import Engine
 from drip.config import Settings
 from drip.db import insert_ignoring_conflicts
 from drip.errors import DripError, HeaderError
-from drip.mail.message import check_header_value, sender_domain
+from drip.mail.message import automatic_headers, check_header_value, feedback_id, sender_domain
+from drip.mail.render import render_email
 from drip.mail.transports import Transport
 from drip.models import COHORT as C
 from drip.models import DIGEST_LOG as DL
+from drip.models import ENROLLMENT as E
+from drip.models import EVENT as EV
+from drip.models import PERSON as P
 from drip.reports.html import render_html
-from drip.reports.queries import CohortReport, cohort_report
+from drip.reports.queries import BEHIND_AFTER, CohortReport, cohort_report
+from drip.states import EnrollmentStatus, EventKind
 
 log = logging.getLogger("drip.reports.digest")
 
-BEHIND_NAMED = 10
+BEHIND_NAMED = 25
+
+
+@dataclass(frozen=True)
+class Named:
+    """A person the digest names."""
+
+    name: str
+    email: str
 
 
 @dataclass(frozen=True)
@@ -53,31 +68,73 @@ def _filename(cohort: str, now: datetime) -> str:
     return f"{slug}-{now:%Y-%m-%d}.html"
 
 
-def digest_text(report: CohortReport) -> str:
-    """The plain-text figures at the top of the digest."""
-    s = report.summary
-    behind = [p.email for p in report.behind]
-    named = ", ".join(behind[:BEHIND_NAMED]) + (
-        f" and {len(behind) - BEHIND_NAMED} more" if len(behind) > BEHIND_NAMED else ""
+def auto_paused(engine: Engine, cohort: str) -> list[Named]:
+    """The cohort's people whose lessons are paused because drip paused them, by name."""
+    last_pause = (
+        sa.select(EV.c.kind)
+        .where(
+            EV.c.enrollment_id == E.c.id,
+            EV.c.kind.in_([EventKind.pause.value, EventKind.autopause.value]),
+        )
+        .order_by(EV.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
     )
-    return "\n".join(
-        [
-            f"Weekly progress of {s.cohort} ({s.course_title}), {report.generated_at:%d %B %Y}.",
-            "",
-            f"Enrolled: {s.enrolled} ({s.active} active, {s.paused} paused, {s.completed} completed,"
-            f" {s.unsubscribed} unsubscribed, {s.bounced} bounced)",
-            f"Lessons sent: {s.lessons_sent}",
-            f"Opened by a person: {s.open_rate_human:.0%}"
-            f" ({s.open_rate_all:.0%} counting machine opens)",
-            f'"Got it" confirmations: {s.confirmed}',
-            f"Checks answered right: {s.answered_right} of {s.answered}",
-            f"Average progress: {s.average_progress:.0%} of {s.course_lessons} lessons",
-            f"On track: {s.on_track}",
-            f"Behind: {s.behind}" + (f" ({named})" if behind else ""),
-            "",
-            "The attached report has the charts, the lesson funnel and everyone's progress.",
-            "",
-        ]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(P.c.name, P.c.email)
+            .select_from(E.join(P, P.c.id == E.c.person_id).join(C, C.c.id == E.c.cohort_id))
+            .where(
+                C.c.name == cohort,
+                E.c.status == EnrollmentStatus.paused.value,
+                last_pause == EventKind.autopause.value,
+            )
+            .order_by(P.c.name, P.c.email)
+        ).all()
+    return [Named(name or "", email) for name, email in rows]
+
+
+def figures(report: CohortReport) -> list[tuple[str, str]]:
+    """The digest's headline figures as (label, value) rows."""
+    s = report.summary
+    return [
+        (
+            "Enrolled",
+            f"{s.enrolled} ({s.active} active, {s.paused} paused, {s.completed} completed, "
+            f"{s.unsubscribed} unsubscribed, {s.bounced} bounced)",
+        ),
+        ("Lessons sent", f"{s.lessons_sent}"),
+        (
+            "Opened by a person",
+            f"{s.open_rate_human:.0%} ({s.open_rate_all:.0%} counting machine opens)",
+        ),
+        ('"Got it" confirmations', f"{s.confirmed}"),
+        ("Checks answered right", f"{s.answered_right} of {s.answered}"),
+        ("Average progress", f"{s.average_progress:.0%} of {s.course_lessons} lessons"),
+        ("On track", f"{s.on_track}"),
+        ("Behind", f"{s.behind}"),
+    ]
+
+
+def digest_parts(
+    report: CohortReport, paused: list[Named], templates: Path, filename: str
+) -> tuple[str, str]:
+    """(html, text) of the digest body."""
+    s = report.summary
+    return render_email(
+        templates,
+        "digest",
+        report=report,
+        s=s,
+        figures=figures(report),
+        behind=[Named(p.name, p.email) for p in report.behind],
+        behind_after=BEHIND_AFTER,
+        paused=paused,
+        named=BEHIND_NAMED,
+        filename=filename,
+        subject=f"{s.cohort}: weekly progress",
+        preheader=f"{s.open_rate_human:.0%} of lessons opened, {s.behind} behind, "
+        f"{len(paused)} paused automatically",
     )
 
 
@@ -89,6 +146,7 @@ def build_digest(
     s = report.summary
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = _header("From", settings.sender)
+    message["Reply-To"] = _header("Reply-To", settings.reply_to)
     if recipient:
         message["To"] = _header("To", recipient)
     subject = (
@@ -97,12 +155,21 @@ def build_digest(
     message["Subject"] = _header("Subject", subject)
     message["Date"] = format_datetime(now.astimezone(UTC))
     message["Message-ID"] = make_msgid("digest", domain=sender_domain(settings.sender))
-    message.set_content(digest_text(report))
+    for line in automatic_headers(feedback_id(s.cohort, f"{now:%G-W%V}", "digest")):
+        name, _, value = line.partition(": ")
+        message[name] = value
+    filename = _filename(s.cohort, now)
+    html, text = digest_parts(
+        report, auto_paused(engine, cohort_name), settings.templates_path, filename
+    )
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    # An attachment declared as text/html with its charset: gateways quarantine bare HTML files.
     message.add_attachment(
-        render_html(report, settings.templates_path).encode("utf-8"),
-        maintype="text",
+        render_html(report, settings.templates_path),
         subtype="html",
-        filename=_filename(s.cohort, now),
+        charset="utf-8",
+        filename=filename,
     )
     return message
 

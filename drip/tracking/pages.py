@@ -4,43 +4,79 @@ resume and unsubscribe a reader asks for (through drip.lifecycle)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from drip import events, lifecycle
+from drip.errors import DripError
 from drip.lifecycle import Change, Transition, next_due
 from drip.models import COHORT as C
 from drip.models import DELIVERY as D
 from drip.models import ENROLLMENT as E
 from drip.models import PERSON as P
-from drip.schedule import local_date
+from drip.schedule import cadence_for, local_date, local_moment, next_slot
 from drip.states import EnrollmentStatus, EventKind, Verdict
 
 
 @dataclass(frozen=True)
 class Status:
-    """An enrollment as a page shows it: status, pause end and next lesson in local time."""
+    """An enrollment as a page shows it: status, pause end, next lesson in local time (for a
+    timed pause, the first lesson after it, on a send day), lessons received and the course."""
 
     status: str
     paused_until: date | None
     next_local: datetime | None
     timezone: str
     changed: bool = False
+    lessons_sent: int = 0
+    course: str = ""
 
 
 def enrollment_state(conn: sa.Connection, enrollment_id: int, changed: bool = False) -> Status:
     """An enrollment's status and next lesson in its own local time."""
     row = conn.execute(
-        sa.select(E.c.status, E.c.paused_until, E.c.next_due_at, P.c.timezone, C.c.timezone)
+        sa.select(
+            E.c.status,
+            E.c.paused_until,
+            E.c.next_due_at,
+            P.c.timezone.label("person_zone"),
+            C.c.timezone.label("cohort_zone"),
+            E.c.lessons_sent,
+            E.c.last_sent_on,
+            C.c.course,
+            C.c.send_time,
+            C.c.window_end,
+            C.c.send_days,
+            C.c.skip_dates,
+            C.c.start_date,
+        )
         .select_from(E.join(P, P.c.id == E.c.person_id).join(C, C.c.id == E.c.cohort_id))
         .where(E.c.id == enrollment_id)
     ).one()
-    zone = row[3] or row[4] or "UTC"
-    local = row.next_due_at.astimezone(ZoneInfo(zone)) if row.next_due_at else None
-    return Status(row.status, row.paused_until, local, zone, changed)
+    zone = row.person_zone or row.cohort_zone or "UTC"
+    due = row.next_due_at
+    if row.status == "paused" and row.paused_until is not None:
+        due = _after_pause(row, zone)
+    local = due.astimezone(ZoneInfo(zone)) if due else None
+    return Status(
+        row.status, row.paused_until, local, zone, changed, row.lessons_sent or 0, row.course
+    )
+
+
+def _after_pause(row: Any, zone: str) -> datetime | None:
+    """The first send slot on or after the day a timed pause ends (never a non-send day)."""
+    try:
+        cadence = cadence_for(
+            zone, row.send_time, row.window_end, row.send_days, row.skip_dates, row.start_date
+        )
+        wakes = local_moment(row.paused_until, time(0, 0), cadence.zone).astimezone(UTC)
+        return next_slot(cadence, wakes, row.last_sent_on)
+    except (DripError, ValueError, KeyError):
+        return None
 
 
 def enrollment_status(engine: Engine, delivery_id: int) -> Status | None:

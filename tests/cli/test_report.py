@@ -124,7 +124,7 @@ def test_log_filters(scenario: Scenario) -> None:
     assert lines.splitlines()[0].startswith(
         "2026-03-04 08:00:00  sent        unknown ann@example.com"
     )
-    assert len(lines.splitlines()) == 5  # sent, review (lesson 1 came back), open, confirm, answer
+    assert len(lines.splitlines()) == 4  # sent, open, confirm, answer
 
 
 def test_follow_streams_new_events_until_ctrl_c(scenario: Scenario) -> None:

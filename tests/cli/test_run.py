@@ -111,3 +111,24 @@ def test_run_serves_the_web_endpoint_and_stops_on_sigint(tmp_path: Path) -> None
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "stopped" in err and "Traceback" not in err
+
+
+def test_run_warns_about_a_plain_http_base_url(tmp_path: Path) -> None:
+    db = tmp_path / "drip.db"
+    settings = make_settings(tmp_path, f"sqlite:///{db}", base_url="http://learn.example.com")
+    env = cli_env(settings)
+    assert run_drip(["init"], env, cwd=tmp_path).returncode == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drip.cli", "run", "--no-web"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert "drip running" in proc.stdout.readline()  # printed after the warnings
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert "warning: DRIP_BASE_URL has value 'http://learn.example.com': plain http" in err
+    assert "use https://" in err

@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from support import LESSONS, TEMPLATES
+from support import LESSONS, TEMPLATES, spam_score
 
 from drip.curriculum.load import load_course
 from drip.errors import HeaderError
+from drip.mail.build import LessonMail, Recipient
 from drip.mail.message import MessageTemplate, check_header_value, format_address
 from drip.mail.render import Renderer, recipient_keys
 
@@ -62,7 +63,30 @@ def test_message_has_the_headers_and_parts_mail_clients_expect(template: Message
     assert "Lesson 3 of 20" in text and "Lesson 3 of 20" in html
     assert "Got it: https://learn.example.com/confirm/tok" in text
     assert 'href="https://learn.example.com/confirm/tok"' in html
-    assert template.rendered.lesson.takeaway in text
+    assert template.rendered.lesson.takeaway in " ".join(text.split())
+
+
+def test_replies_and_out_of_office_answers_go_to_the_reply_address(
+    template: MessageTemplate,
+) -> None:
+    msg = build(template)
+    assert msg["Reply-To"] == "Drip Lessons <lessons@example.com>"  # by default the sender
+    assert msg["Auto-Submitted"] == "auto-generated"
+    assert msg["X-Auto-Response-Suppress"] == "OOF, AutoReply"
+    lesson = template.rendered.lesson
+    assert msg["Feedback-ID"] == f"{lesson.slug}:{lesson.course}:lesson:drip"
+    other = MessageTemplate.of(
+        template.rendered, template.sender, "Training team <training@example.com>"
+    )
+    assert build(other)["Reply-To"] == "Training team <training@example.com>"
+
+
+def test_plain_text_reads_well_alone(template: MessageTemplate) -> None:
+    text = build(template).get_body(("plain",)).get_content()
+    assert "**" not in text and "](" not in text and "__" not in text
+    too_long = [line for line in text.splitlines() if len(line) > 72 and "://" not in line]
+    assert too_long == []
+    assert "A. " in text and "QUICK CHECK" in text and "TAKEAWAY" in text
 
 
 def test_script_in_name_is_escaped_in_html(template: MessageTemplate) -> None:
@@ -162,3 +186,27 @@ def test_encoded_parts_decode_to_the_personalized_text(
     expected = part.fill({k: str(escape(v)) if escape_html else v for k, v in vals.items()})
     decoded = binascii.a2b_qp(encoded.encode("ascii")).decode("utf-8")
     assert decoded == expected.replace("\r\n", "\n").replace("\n", "\r\n")
+
+
+def test_spamassassin_local_rules_score_a_lesson_below_1() -> None:
+    course = load_course(LESSONS, "social-media-for-executives")
+    mail = LessonMail(Renderer(TEMPLATES), "Drip Lessons <lessons@example.org>",
+                      "https://lessons.example.org", "k" * 32)  # fmt: skip
+    recipient = Recipient(123, "ada@example.com", "Ada Lovelace", NOW, "<abc123@example.org>")
+    score, report = spam_score(mail.build(course, course.lessons[2], recipient))
+    assert score < 1.0, report
+
+
+def test_plain_text_links_are_short_enough_for_72_columns() -> None:
+    course = load_course(LESSONS, "social-media-for-executives")
+    mail = LessonMail(Renderer(TEMPLATES), "Drip Lessons <lessons@example.org>",
+                      "https://learn.example.com", "k" * 32)  # fmt: skip
+    recipient = Recipient(12_345_678, "ada@example.com", "Ada", NOW, "<a1@example.org>")
+    message = email.message_from_bytes(
+        mail.build(course, course.lessons[2], recipient), policy=email.policy.default
+    )
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    tracked = [line for line in text.splitlines() if "learn.example.com/" in line]
+    assert len(tracked) >= 7  # answers, got it, pause, unsubscribe
+    assert max(len(line) for line in tracked) <= 72
+    assert max(len(line) for line in text.splitlines() if "://" not in line) <= 72

@@ -391,10 +391,19 @@ def test_weekly_digest_goes_to_the_manager(
     assert received.rcpt_tos == ["boss@example.com"]
     message = email.message_from_bytes(received.data, policy=policy.default)
     assert message["Subject"] == "Leaders Q1: weekly progress, 28% of lessons opened, 2 behind"
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["Reply-To"] == "Drip Lessons <lessons@example.com>"
     body = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert "Lessons sent: 18" in body and "Behind: 2 (bob@example.com, fay@example.com)" in body
+    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    for part in (body, html.replace("&lt;", "<").replace("&gt;", ">")):
+        assert "Bob <bob@example.com>" in part and "Fay <fay@example.com>" in part
+        assert "Ann <ann@example.com>" not in part
+    assert "Lessons sent: 18" in body and "BEHIND (2)" in body
+    assert "<o:OfficeDocumentSettings>" in html and 'role="presentation"' in html
     (attachment,) = list(message.iter_attachments())
     assert attachment.get_filename() == "leaders-q1-2026-03-04.html"
+    assert attachment.get_content_type() == "text/html"
+    assert attachment.get_content_charset() == "utf-8"
     assert "<svg" in attachment.get_content()
 
 

@@ -1,10 +1,12 @@
 import email
 import email.policy
+import io
 import subprocess
 import sys
 from datetime import date, timedelta
 from pathlib import Path
 
+import pypdf
 import sqlalchemy as sa
 from support import SmtpHandler, cli_env, make_settings, run_drip, utc
 
@@ -287,21 +289,37 @@ def test_send_due_without_schema_says_run_init(tmp_path: Path) -> None:
     assert result.returncode == 1 and "run `drip init`" in result.stderr
 
 
-def test_demo_runs_a_fortnight(tmp_path: Path) -> None:
+def test_demo_shows_the_whole_learning_loop(tmp_path: Path) -> None:
     env = cli_env(make_settings(tmp_path))
     result = run_drip(["demo", "--dir", str(tmp_path / "demo")], env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     files = sorted((tmp_path / "demo" / "outbox").glob("*.eml"))
-    assert 12 * 9 <= len(files) <= 12 * 11
-    per_person: dict[str, list[str]] = {}
+    per_person: dict[str, list[email.message.EmailMessage]] = {}
     for path in files:
         msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        per_person.setdefault(msg["To"].addresses[0].addr_spec, []).append(msg["Subject"])
+        per_person.setdefault(msg["To"].addresses[0].addr_spec, []).append(msg)
     assert len(per_person) == 12
-    for subjects in per_person.values():
-        assert subjects[0] == "Why social media is now a leadership issue"
-        assert len(subjects) == len(set(subjects))
-    assert "lesson emails in" in result.stdout
+    for address, messages in per_person.items():
+        subjects = [str(m["Subject"]).strip() for m in messages]
+        assert subjects[0].startswith("Welcome to"), address
+        assert subjects[1] == "Why social media is now a leadership issue", address
+        assert len(subjects) == len(set(subjects)), address  # nothing sent twice
+        days = [m["Date"].datetime.date() for m in messages]
+        assert len(days) == len(set(days)), f"two e-mails on one day to {address}"
+    # Each kind of e-mail is there, and the demo says where to look.
+    for label in ("welcome", "lesson with a review question", "lesson with a catch-up line",
+                  "automatic pause note", "completion with certificate",
+                  "review e-mail after the course"):  # fmt: skip
+        assert f"  {label}: " in result.stdout, label
+    completion = next(
+        m for ms in per_person.values() for m in ms if str(m["Subject"]).startswith("You completed")
+    )
+    pdf = next(part for part in completion.iter_attachments())
+    assert pdf.get_content_type() == "application/pdf"
+    text = pypdf.PdfReader(io.BytesIO(pdf.get_content())).pages[0].extract_text()
+    name = completion["To"].addresses[0].display_name
+    assert name in text and "Social media for executives" in text
+    assert "emails in" in result.stdout
 
 
 def test_an_unsubscribe_while_the_lesson_is_on_the_wire_stands(
