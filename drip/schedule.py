@@ -196,3 +196,13 @@ def in_window(cadence: Cadence, moment: datetime) -> bool:
         <= moment
         < local_moment(day, cadence.window_end, zone)
     )
+
+
+def unreadable(zone: str, send: str, end: str, days: str, exc: Exception) -> str:
+    """Why a stored schedule cannot be used, and how to fix it."""
+    detail = str(exc).strip("'\"") or type(exc).__name__
+    return (
+        f"cannot schedule: timezone '{zone}', send time '{send}', window end '{end}', "
+        f"days '{days}' ({detail}); fix the timezone with drip people set-timezone EMAIL ZONE "
+        "(that releases it)"
+    )[:1000]

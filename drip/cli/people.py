@@ -115,3 +115,16 @@ def _people_action(action: str, past: str) -> Callable[..., None]:
 
 for _action, _past in (("pause", "paused"), ("resume", "resumed"), ("unsubscribe", "unsubscribed")):
     people.command(_action)(_people_action(_action, _past))
+
+
+@people.command("set-timezone")
+@click.argument("email")
+@click.argument("zone")
+def people_set_timezone(email: str, zone: str) -> None:
+    """Set a person's timezone (an IANA name); enrolments held for a bad one are released."""
+    from drip.people.directory import set_timezone
+
+    released = set_timezone(open_app().engine, email, zone, now=now_utc())
+    say(f"{email}: timezone {zone}")
+    for name in released:
+        say(f"{email} in '{name}': released")

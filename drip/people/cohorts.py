@@ -144,7 +144,10 @@ def _reschedule(db: Session, cohort: Cohort, now: datetime) -> None:
         )
     ).all()
     for enrollment, person in rows:
-        enrollment.next_due_at = next_slot(
-            cohort_cadence(cohort, person.timezone), now, enrollment.last_sent_on
-        )
+        try:
+            enrollment.next_due_at = next_slot(
+                cohort_cadence(cohort, person.timezone), now, enrollment.last_sent_on
+            )
+        except Exception:  # an unreadable stored zone: due now, and the claim holds it
+            enrollment.next_due_at = now
         db.add(enrollment)

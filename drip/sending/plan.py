@@ -9,7 +9,7 @@ from datetime import date, datetime
 from drip.curriculum.load import Course, Lesson
 from drip.errors import DripError
 from drip.models import DeliveryStatus
-from drip.schedule import Cadence, cadence_for, next_slot
+from drip.schedule import Cadence, cadence_for, next_slot, unreadable
 from drip.sending.retry import HOLD
 
 
@@ -147,9 +147,4 @@ def plan(
 
 
 def _bad_row(row: Claimed, exc: Exception) -> str:
-    detail = str(exc) or type(exc).__name__
-    return (
-        f"cannot schedule: timezone '{row.timezone}', send time '{row.send_time}', window end "
-        f"'{row.window_end}', days '{row.send_days}' ({detail}); fix it with drip people set or "
-        f"drip cohort edit, then drip people resume"
-    )[:1000]
+    return unreadable(row.timezone, row.send_time, row.window_end, row.send_days, exc)

@@ -38,7 +38,10 @@ def enrollment_state(conn: sa.Connection, enrollment_id: int, changed: bool = Fa
         .where(E.c.id == enrollment_id)
     ).one()
     zone = row[3] or row[4] or "UTC"
-    local = row.next_due_at.astimezone(ZoneInfo(zone)) if row.next_due_at else None
+    try:
+        local = row.next_due_at.astimezone(ZoneInfo(zone)) if row.next_due_at else None
+    except (ValueError, KeyError):  # a zone this machine does not know: show UTC
+        zone, local = "UTC", row.next_due_at
     return Status(row.status, row.paused_until, local, zone, changed)
 
 
@@ -88,7 +91,11 @@ def change(
         enrollment_id, sent_at, status, zone, cohort_zone = found
         until = None
         if action in PAUSES:
-            until = local_date(now, zone or cohort_zone) + timedelta(days=PAUSES[action])
+            try:
+                today = local_date(now, zone or cohort_zone)
+            except (ValueError, KeyError):  # a zone this machine does not know
+                today = now.date()
+            until = today + timedelta(days=PAUSES[action])
         default = {
             Transition.pause: f"paused until {until.isoformat() if until else ''} via the pause page",
             Transition.resume: "resumed via the pause page",
