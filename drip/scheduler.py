@@ -18,12 +18,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from drip.app import App
 from drip.models import COHORT as C
-from drip.reports.digest import send_digests
+from drip.reports.digest import due_retries, send_digests
 from drip.sending.run import send_due
 
 log = logging.getLogger("drip.run")
 
 SYNC_JOB = "digest-sync"
+RETRY_JOB = "digest-retry"
 
 
 def make_tick(app: App, stop: threading.Event) -> Callable[[], None]:
@@ -96,6 +97,11 @@ def add_digest_jobs(scheduler: BaseScheduler, app: App) -> None:
             sync_digest_jobs, IntervalTrigger(hours=1), args=(scheduler, app), id=SYNC_JOB,
             max_instances=1, coalesce=True,
         )  # fmt: skip
+    if scheduler.get_job(RETRY_JOB) is None:
+        scheduler.add_job(
+            retry_digests, IntervalTrigger(minutes=5), args=(app,), id=RETRY_JOB,
+            max_instances=1, coalesce=True,
+        )  # fmt: skip
 
 
 def sync_digest_jobs(scheduler: BaseScheduler, app: App) -> None:
@@ -108,7 +114,11 @@ def sync_digest_jobs(scheduler: BaseScheduler, app: App) -> None:
         ).all()
     wanted = {f"digest-{cohort_id}": (cohort_id, zone) for cohort_id, zone in rows}
     for job in scheduler.get_jobs():
-        if job.id.startswith("digest-") and job.id != SYNC_JOB and job.id not in wanted:
+        if (
+            job.id.startswith("digest-")
+            and job.id not in (SYNC_JOB, RETRY_JOB)
+            and job.id not in wanted
+        ):
             scheduler.remove_job(job.id)
     for job_id, (cohort_id, zone) in wanted.items():
         job = scheduler.get_job(job_id)
@@ -130,7 +140,32 @@ def _send_one(app: App, cohort_id: int) -> None:
         send_digests(
             app.engine, transport, app.settings, datetime.now(UTC), cohort_id, once_per_week=True
         )
-    except Exception:  # a failed digest must not kill the scheduler
+    except Exception:  # a failed digest must not kill the scheduler; its claim expires
         log.exception("digest of cohort %s failed", cohort_id)
     finally:
         transport.close()
+
+
+def retry_digests(app: App, now: datetime | None = None) -> int:
+    """The job: send again this week's digests that failed for a while or were left by a dead
+    worker; returns how many were tried."""
+    now = now or datetime.now(UTC)
+    try:
+        cohorts = due_retries(app.engine, now)
+    except Exception:
+        log.exception("cannot read the digests due for a retry")
+        return 0
+    if not cohorts:
+        return 0
+    transport = app.transport()
+    try:
+        for cohort_id in cohorts:
+            try:
+                send_digests(
+                    app.engine, transport, app.settings, now, cohort_id, once_per_week=True
+                )
+            except Exception:
+                log.exception("digest of cohort %s failed", cohort_id)
+    finally:
+        transport.close()
+    return len(cohorts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -11,6 +12,7 @@ from drip.mail.transports import Outcome, SendResult
 FIRST_RETRY = timedelta(minutes=5)
 MAX_RETRY = timedelta(hours=1)
 HOLD = timedelta(hours=1)  # how long a lesson that cannot be built or loaded waits
+JITTER = 0.25  # each delay is spread over +-25 %, so a batch that failed together comes back apart
 
 
 class Verdict(enum.StrEnum):
@@ -28,10 +30,16 @@ class Decision:
     reason: str = ""
 
 
-def backoff(attempts: int) -> timedelta:
-    """Delay before the next attempt: 5 minutes, doubling, capped at one hour."""
-    delay: timedelta = FIRST_RETRY * (2 ** max(0, attempts - 1))
-    return min(delay, MAX_RETRY)
+def backoff(attempts: int, key: int | None = None) -> timedelta:
+    """Delay before the next attempt: 5 minutes, doubling, capped at one hour; with a key (the
+    delivery's id) spread by up to +-25 %, the same for the same key and attempt, so hundreds of
+    messages deferred by one outage do not all come back in the same second."""
+    delay = min(FIRST_RETRY * (2 ** max(0, attempts - 1)), MAX_RETRY)
+    if key is None:
+        return delay
+    digest = hashlib.blake2b(f"{key}:{attempts}".encode(), digest_size=8).digest()
+    fraction = int.from_bytes(digest, "big") / 2**64  # uniform in [0, 1)
+    return timedelta(seconds=round(delay.total_seconds() * (1 - JITTER + 2 * JITTER * fraction)))
 
 
 def decide(
@@ -43,13 +51,14 @@ def decide(
     sent_at: datetime,
     now: datetime,
     lifetime: timedelta,
+    key: int | None = None,
 ) -> Decision:
     """Accepted is sent; a temporary failure is retried with backoff until `lifetime` has
     passed since the first try; a permanent one, or one that outlived it, has failed."""
     if result.outcome is Outcome.accepted:
         return Decision(Verdict.sent)
     if result.outcome is Outcome.retry and now - first_try < lifetime:
-        return Decision(Verdict.retry, retry_at=sent_at + backoff(attempts + 1))
+        return Decision(Verdict.retry, retry_at=sent_at + backoff(attempts + 1, key))
     if result.outcome is Outcome.retry:
         hours = lifetime.total_seconds() / 3600
         return Decision(

@@ -269,6 +269,7 @@ def _record(
             sent_at=at,
             now=now,
             lifetime=d.retry_lifetime,
+            key=job.delivery.id,
         )
         if decision.verdict is Verdict.sent:
             sent_slugs = job.sent_slugs | {job.lesson.slug}
