@@ -125,6 +125,10 @@ def _secret(value: str) -> str:
     return value
 
 
+def _optional_secret(value: str) -> str:
+    return _secret(value) if value else ""
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting: its name, default, parser, help line and whether it is secret."""
@@ -178,6 +182,14 @@ SETTINGS: tuple[Setting, ...] = (
         _secret,
         "Key that signs link tokens (drip init writes one to drip.toml).",
         "run drip init, or set 16+ random characters",
+        secret=True,
+    ),
+    Setting(
+        "secret_key_previous",
+        "",
+        _optional_secret,
+        "The key used before DRIP_SECRET_KEY, during a rotation: links it signed still work; it never signs.",
+        "set it to the old DRIP_SECRET_KEY, or leave it empty",
         secret=True,
     ),
     Setting(
@@ -379,6 +391,12 @@ def load_settings(
             raise ConfigError(f"{where} has value '{shown}': {reason}; {setting.fix}") from None
         sources[setting.name] = source
     return Settings(values, sources, config_path if config_path.is_file() else None)
+
+
+def verifying_keys(settings: Settings) -> tuple[str, ...]:
+    """The keys a link token may be signed with: the current one, then the previous one."""
+    previous = str(settings.values.get("secret_key_previous", ""))
+    return (require_secret(settings), *((previous,) if previous else ()))
 
 
 def require_secret(settings: Settings) -> str:

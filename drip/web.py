@@ -30,7 +30,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from drip.app import App
-from drip.config import Settings, load_settings, require_secret
+from drip.config import Settings, load_settings, verifying_keys
 from drip.errors import DripError, TokenError
 from drip.tokens import Purpose, read_token
 from drip.tracking import hits as tracking
@@ -111,7 +111,7 @@ def create_app(
     window: float = 60.0,
 ) -> Starlette:
     """Build the tracking web app on an engine and settings; nothing happens at import."""
-    secret = require_secret(settings)
+    secret = verifying_keys(settings)
     pages = Environment(
         loader=FileSystemLoader(settings.templates_path / "web"),
         autoescape=select_autoescape(default=True, default_for_string=True),
