@@ -89,8 +89,12 @@ class OutboxTransport(Closing):
             with self._lock:
                 name = f"{time.time_ns():020d}-{os.getpid():07d}-{next(self._seq):08d}.eml"
             tmp = self.folder / f".{name}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, self.folder / name)
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, self.folder / name)
+            except OSError:
+                tmp.unlink(missing_ok=True)  # never leave half a message behind
+                raise
         except OSError as exc:
             return SendResult(Outcome.retry, None, f"cannot write to outbox {self.folder}: {exc}")
         return SendResult(Outcome.accepted, 250, f"written to {self.folder / name}")
