@@ -34,8 +34,25 @@ def _database_url(value: str) -> str:
     return value
 
 
-def _mail_url(value: str) -> str:
+URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f<>\"\\]")
+
+
+def _plain_url(value: str) -> str:
+    """A URL with nothing that could change its meaning on the way: urlsplit silently drops
+    CR, LF and tabs (so "host\r\n@other" connects elsewhere), and an angle bracket or a space
+    would end the URL inside a header like List-Unsubscribe."""
     value = value.strip()
+    bad = URL_FORBIDDEN.search(value)
+    if bad:
+        raise ValueError(
+            f"holds {bad.group()!r} at position {bad.start() + 1}; a URL has no spaces, line "
+            "breaks, quotes or angle brackets (percent-encode them in a password)"
+        )
+    return value
+
+
+def _mail_url(value: str) -> str:
+    value = _plain_url(value)
     if value.startswith("outbox:"):
         if not value[len("outbox:") :]:
             raise ValueError("outbox needs a folder, like outbox:outbox")
@@ -70,7 +87,7 @@ def _from(value: str) -> str:
 
 
 def _base_url(value: str) -> str:
-    value = value.strip().rstrip("/")
+    value = _plain_url(value).rstrip("/")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("not a public base URL like https://learn.example.com")

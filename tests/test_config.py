@@ -61,3 +61,26 @@ def test_bad_setting_in_cli_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "DRIP_BASE_URL has value 'learn.example.com'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "shown"),
+    [
+        ("DRIP_MAIL_URL", "smtp://relay.example.com\r\n@attacker.example:25", "'\\r'"),
+        ("DRIP_MAIL_URL", "smtp://relay.example.com:587\n", None),  # a trailing newline is trimmed
+        ("DRIP_MAIL_URL", "smtp://user:pa ss@relay.example.com:587", "' '"),
+        ("DRIP_BASE_URL", "https://learn.example.com>, <mailto:x@attacker.example", "'>'"),
+        ("DRIP_BASE_URL", "https://learn.example.com/a b", "' '"),
+        ("DRIP_BASE_URL", "https://learn.example.com\t", None),
+    ],
+)
+def test_urls_refuse_what_would_change_their_meaning(
+    tmp_path: Path, variable: str, value: str, shown: str | None
+) -> None:
+    if shown is None:
+        load_settings(env={variable: value}, config_path=tmp_path / "none.toml")
+        return
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={variable: value}, config_path=tmp_path / "none.toml")
+    assert f"holds {shown} at position" in str(info.value)
+    assert str(info.value).startswith(f"{variable} has value")
