@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
@@ -12,8 +13,11 @@ from drip import lifecycle
 from drip.db import session as open_session
 from drip.errors import NotFound
 from drip.lifecycle import Change, Transition, TransitionError
+from drip.models import COHORT as C
+from drip.models import ENROLLMENT as E
+from drip.models import EVENT as EV
 from drip.models import PERSON as P
-from drip.models import Cohort, Enrollment, EnrollmentStatus, Person
+from drip.models import Cohort, Enrollment, EnrollmentStatus, EventKind, Person
 from drip.people.cohorts import get_cohort
 from drip.schedule import parse_timezone
 
@@ -141,3 +145,43 @@ def set_timezone(engine: Engine, email: str, zone: str, *, now: datetime) -> lis
         )
     released = {c.enrollment_id for c in applied}
     return [c.name for e, c in view.enrollments if e.id in released]
+
+
+def resume_bounced_since(
+    engine: Engine, since: datetime, *, now: datetime
+) -> list[tuple[str, str]]:
+    """Resume every enrolment bounced at or after `since` (a wave of refusals that were not
+    about the people): (email, cohort) of each one resumed, with their next lesson."""
+    with engine.begin() as conn:
+        found = conn.execute(
+            sa.select(E.c.id, P.c.email, C.c.name)
+            .select_from(E.join(P, P.c.id == E.c.person_id).join(C, C.c.id == E.c.cohort_id))
+            .where(
+                E.c.status == EnrollmentStatus.bounced.value,
+                E.c.id.in_(
+                    sa.select(EV.c.enrollment_id).where(
+                        EV.c.kind == EventKind.bounce.value, EV.c.at >= since
+                    )
+                ),
+            )
+            .order_by(P.c.email, C.c.name)
+        ).all()
+        due = lifecycle.next_due(conn, [eid for eid, _, _ in found], now)
+        applied = {
+            c.enrollment_id
+            for c in lifecycle.apply(
+                conn,
+                Transition.resume,
+                [
+                    Change(
+                        eid,
+                        due=due.get(eid, now),
+                        reason=f"bounced since {since:%Y-%m-%d %H:%M} UTC, resumed via cli",
+                    )
+                    for eid, _, _ in found
+                ],
+                now=now,
+                method="cli",
+            )
+        }
+    return [(email, name) for eid, email, name in found if eid in applied]

@@ -7,12 +7,56 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from drip.mail.transports import Outcome, SendResult
+from drip.mail.transports import Outcome, SendResult, policy_block
 
 FIRST_RETRY = timedelta(minutes=5)
 MAX_RETRY = timedelta(hours=1)
 HOLD = timedelta(hours=1)  # how long a lesson that cannot be built or loaded waits
 JITTER = 0.25  # each delay is spread over +-25 %, so a batch that failed together comes back apart
+
+
+POLICY_WAVE = 3  # content or policy refusals, with nothing accepted, that pause a pass
+
+
+@dataclass
+class Wave:
+    """One pass's content and policy refusals. Until something is accepted they are deferred,
+    not bounced (a relay refusing our message or our domain refuses it for everyone); `after`
+    of them with nothing accepted pause the pass. Once the relay accepts one message, such a
+    refusal is about that recipient and bounces as any 5xx."""
+
+    after: int = POLICY_WAVE
+    accepted: int = 0
+    blocked: int = 0
+    first: str = ""
+
+    @property
+    def tripped(self) -> bool:
+        return self.accepted == 0 and self.blocked >= self.after
+
+    def why(self) -> str:
+        return (
+            f"{self.blocked} messages in a row refused with what looks like a content or policy "
+            f"block ({self.first}); the pass and this lesson are paused for "
+            f"{HOLD.total_seconds() / 60:g} minutes, nobody is "
+            "bounced; check the relay's reason"
+        )
+
+    def judge(self, result: SendResult) -> SendResult:
+        """Count one outcome; a content or policy refusal before any acceptance comes back as
+        retry-later, with the server's reply."""
+        if result.outcome is Outcome.accepted:
+            self.accepted += 1
+            return result
+        if not policy_block(result) or self.accepted:
+            return result
+        self.blocked += 1
+        self.first = self.first or str(result)
+        return SendResult(
+            Outcome.retry,
+            result.code,
+            f"deferred, not bounced (looks like a content or policy block): {result.reply}",
+        )
 
 
 class Verdict(enum.StrEnum):

@@ -21,7 +21,7 @@ from drip.schedule import local_date, next_slot
 from drip.sending import store
 from drip.sending.claims import claim, release, wake_paused, worker_name
 from drip.sending.plan import Complete, Hold, Job, Quarantine, Reschedule, Send, plan
-from drip.sending.retry import HOLD, Verdict, decide
+from drip.sending.retry import HOLD, POLICY_WAVE, Verdict, Wave, decide
 
 log = logging.getLogger("drip.sending")
 
@@ -49,6 +49,7 @@ class PassResult:
     rescheduled: int = 0
     held: int = 0
     items: list[Item] = field(default_factory=list)
+    stopped: str = ""  # why the pass ended early
 
     def add(self, other: PassResult) -> None:
         self.sent += other.sent
@@ -58,12 +59,14 @@ class PassResult:
         self.rescheduled += other.rescheduled
         self.held += other.held
         self.items.extend(other.items)
+        self.stopped = self.stopped or other.stopped
 
     def summary(self) -> str:
         held = f", held {self.held}" if self.held else ""
+        stopped = f"; stopped: {self.stopped}" if self.stopped else ""
         return (
             f"sent {self.sent}, retry later {self.retried}, failed {self.failed}, "
-            f"completed {self.completed}, rescheduled {self.rescheduled}{held}"
+            f"completed {self.completed}, rescheduled {self.rescheduled}{held}{stopped}"
         )
 
 
@@ -81,6 +84,7 @@ class Dispatcher:
     worker: str = field(default_factory=worker_name)
     flush_every: int = 50
     recorded_versions: set[str] = field(default_factory=set)
+    policy_wave: int = POLICY_WAVE
 
 
 def send_due(
@@ -92,6 +96,7 @@ def send_due(
 ) -> PassResult:
     """One pass: claim due enrollments batch by batch and send each its next lesson."""
     total = PassResult()
+    wave = Wave(dispatcher.policy_wave)
     wake_paused(dispatcher.engine, now)
     batches = 0
     started = time.monotonic()
@@ -109,7 +114,11 @@ def send_due(
         )
         if not ids:
             break
-        total.add(_process(dispatcher, ids, now, should_stop, started))
+        total.add(_process(dispatcher, ids, now, should_stop, started, wave))
+        if wave.tripped:
+            total.stopped = wave.why()
+            log.error("pass stopped: %s", total.stopped)
+            break
         batches += 1
         if max_batches is not None and batches >= max_batches:
             break
@@ -168,11 +177,13 @@ def _process(
     now: datetime,
     should_stop: Callable[[], bool],
     pass_started: float | None = None,
+    wave: Wave | None = None,
 ) -> PassResult:
     """Send a claimed batch: build each message while the previous one is on the wire."""
     result = PassResult()
     started = time.monotonic()
     pass_started = started if pass_started is None else pass_started
+    wave = wave or Wave(d.policy_wave)
     jobs = prepare(d, ids, now, result)
     pending: list[tuple[Job, datetime, SendResult]] = []
     in_flight: deque[tuple[Job, datetime, Future[SendResult]]] = deque()
@@ -190,7 +201,7 @@ def _process(
     def collect(limit: int) -> None:
         while len(in_flight) > limit:
             job, at, future = in_flight.popleft()
-            pending.append((job, at, future.result()))
+            pending.append((job, at, wave.judge(future.result())))
             if len(pending) >= d.flush_every:
                 flush()
 
@@ -201,6 +212,12 @@ def _process(
             try:
                 for index, job in enumerate(jobs):
                     late = time.monotonic() - started > d.lease.total_seconds() * 0.5
+                    if wave.tripped:
+                        # A content or policy block for everyone: this lesson waits, unsent.
+                        rest = [(j.row.enrollment_id, now + HOLD) for j in jobs[index:]]
+                        release(d.engine, d.worker, rest)
+                        result.rescheduled += len(rest)
+                        break
                     if should_stop() or late:
                         # Hand the rest back rather than risk another worker reclaiming them.
                         rest = [(j.row.enrollment_id, None) for j in jobs[index:]]
