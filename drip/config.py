@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import tempfile
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -273,6 +274,13 @@ SETTINGS: tuple[Setting, ...] = (
         "use 0 or a number like 50",
     ),
     Setting(
+        "heartbeat_file",
+        "",
+        _path,
+        "File drip run writes after each pass, read by drip healthcheck; default drip-heartbeat in the temp folder.",
+        "name a file in a writable folder",
+    ),
+    Setting(
         "web_host",
         "127.0.0.1",
         _url,
@@ -310,6 +318,15 @@ class Settings:
     @property
     def sender(self) -> str:
         return str(self.values["from"])
+
+    @property
+    def heartbeat_path(self) -> Path:
+        configured = str(self.values.get("heartbeat_file", ""))
+        return (
+            Path(configured).expanduser()
+            if configured
+            else Path(tempfile.gettempdir()) / "drip-heartbeat"
+        )
 
     @property
     def lessons_path(self) -> Path:

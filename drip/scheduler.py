@@ -4,10 +4,12 @@ each managed cohort's weekly digest job."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,11 +30,13 @@ RETRY_JOB = "digest-retry"
 
 
 def make_tick(app: App, stop: threading.Event) -> Callable[[], None]:
-    """The job APScheduler runs: one dispatcher pass with a fresh SMTP connection."""
+    """The job APScheduler runs: one dispatcher pass with a fresh SMTP connection, then a
+    heartbeat for `drip healthcheck`."""
     dispatcher = app.dispatcher()
 
     def tick() -> None:
         started = datetime.now(UTC)
+        beat(app.settings.heartbeat_path, started)
         dispatcher.transport = app.transport()
         try:
             result = send_due(dispatcher, started, should_stop=stop.is_set)
@@ -41,10 +45,21 @@ def make_tick(app: App, stop: threading.Event) -> Callable[[], None]:
             return
         finally:
             dispatcher.transport.close()
+        beat(app.settings.heartbeat_path, datetime.now(UTC))
         seconds = (datetime.now(UTC) - started).total_seconds()
         log.info("tick %s: %s in %.2fs", started.strftime("%H:%M:%S"), result.summary(), seconds)
 
     return tick
+
+
+def beat(path: Path, now: datetime) -> None:
+    """Write the heartbeat file: the time the worker last started or finished a pass."""
+    try:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(now.isoformat() + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:  # a missing heartbeat makes the healthcheck fail, which says why
+        log.warning("cannot write the heartbeat %s: %s", path, exc.strerror)
 
 
 def start_scheduler(app: App, stop: threading.Event) -> BackgroundScheduler:
@@ -65,27 +80,28 @@ def start_scheduler(app: App, stop: threading.Event) -> BackgroundScheduler:
 
 
 def run_forever(app: App, serve: Callable[[], Any] | None = None) -> None:
-    """Run the scheduler until SIGINT/SIGTERM, finishing the message in flight; serve() runs the web."""
+    """Run the scheduler until SIGINT/SIGTERM, finishing the message in flight and handing the
+    claims of the rest back; serve() runs the web endpoint in this thread meanwhile."""
     stop = threading.Event()
+
+    def handle(signum: int, _frame: Any) -> None:
+        log.info("received %s, stopping after the message in flight", signal.Signals(signum).name)
+        stop.set()
+
+    # uvicorn takes these signals while it serves, and raises them again once it has shut
+    # down: this handler then makes that a clean stop (exit 0) instead of a death by SIGTERM.
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
     scheduler = start_scheduler(app, stop)
     try:
         if serve is not None:
-            serve()  # uvicorn handles the signals and returns on shutdown
+            serve()  # returns when uvicorn got SIGINT/SIGTERM and shut down
         else:
-
-            def handle(signum: int, _frame: Any) -> None:
-                log.info(
-                    "received %s, stopping after the message in flight", signal.Signals(signum).name
-                )
-                stop.set()
-
-            signal.signal(signal.SIGINT, handle)
-            signal.signal(signal.SIGTERM, handle)
             while not stop.wait(1.0):
                 pass
     finally:
         stop.set()
-        scheduler.shutdown(wait=True)
+        scheduler.shutdown(wait=True)  # the pass in flight records what it sent, releases the rest
         log.info("stopped")
 
 
