@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 import tempfile
 import tomllib
 from collections.abc import Callable, Mapping
@@ -362,10 +363,30 @@ def resource_dir(configured: str, name: str) -> Path:
                 f"DRIP_{name.upper()}_DIR has value '{configured}': no such folder; name an existing folder"
             )
         return path
-    for candidate in (Path.cwd() / name, PACKAGE_DIR / "_data" / name, PACKAGE_DIR.parent / name):
+    packaged = [PACKAGE_DIR / "_data" / name, PACKAGE_DIR.parent / name]
+    local = Path.cwd() / name
+    if local.is_dir():
+        if local.resolve() not in {p.resolve() for p in packaged} and any(
+            p.is_dir() for p in packaged
+        ):
+            _warn_once(
+                f"using ./{name} ({local}) instead of the packaged {name}; set "
+                f"DRIP_{name.upper()}_DIR to say which folder you mean"
+            )
+        return local
+    for candidate in packaged:
         if candidate.is_dir():
             return candidate
     raise ConfigError(f"no {name} folder found; set DRIP_{name.upper()}_DIR")
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

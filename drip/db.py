@@ -128,6 +128,12 @@ def check_schema(engine: Engine) -> None:
     """Fail with a clear message unless the database is at this code's schema."""
     from alembic.script import ScriptDirectory
 
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    if path and path != ":memory:" and not Path(path).expanduser().exists():
+        # Connecting would create an empty file: a command that only reads must not.
+        raise SchemaError(
+            f"no database at {path}; run `drip init` here (or set DRIP_DATABASE_URL to yours)"
+        )
     try:
         current = current_revision(engine)
     except sa.exc.OperationalError as exc:

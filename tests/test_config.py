@@ -84,3 +84,33 @@ def test_urls_refuse_what_would_change_their_meaning(
         load_settings(env={variable: value}, config_path=tmp_path / "none.toml")
     assert f"holds {shown} at position" in str(info.value)
     assert str(info.value).startswith(f"{variable} has value")
+
+
+def test_a_local_lessons_folder_overriding_the_packaged_one_is_announced(tmp_path: Path) -> None:
+    import shutil
+
+    from support import LESSONS
+
+    shutil.copytree(LESSONS / "sample", tmp_path / "lessons" / "sample")
+    env = cli_env(make_settings(tmp_path), DRIP_LESSONS_DIR="", DRIP_TEMPLATES_DIR="")
+    listed = run_drip(["lessons", "list"], env, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert (
+        f"warning: using ./lessons ({tmp_path / 'lessons'}) instead of the packaged lessons"
+        in listed.stderr
+    )
+    assert "social-media-for-executives" not in listed.stdout  # the local folder is what is used
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["people", "list"], ["cohort", "list"], ["log"], ["report", "board"], ["send-due"]],
+)
+def test_commands_in_an_empty_folder_leave_no_database_behind(
+    tmp_path: Path, command: list[str]
+) -> None:
+    env = cli_env(make_settings(tmp_path), DRIP_DATABASE_URL="sqlite:///drip.db")
+    result = run_drip(command, env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no database at drip.db; run `drip init` here" in result.stderr
+    assert not (tmp_path / "drip.db").exists()
