@@ -70,10 +70,10 @@ class DripGroup(click.Group):
         except Exception as exc:
             # Database errors (disk full, locked too long, connection lost) are the operator's
             # to fix, not a bug: a message and exit 1. SQLAlchemy is only loaded if it was used.
-            problem = _database_problem(exc) if "sqlalchemy" in sys.modules else None
-            if problem is None:
+            said = _database_problem(exc) if "sqlalchemy" in sys.modules else None
+            if said is None:
                 raise
-            err_console.print(Text.assemble(("error:", "red"), " ", problem), soft_wrap=True)
+            err_console.print(Text.assemble(("error:", "red"), " ", said), soft_wrap=True)
             ctx.exit(1)
 
 

@@ -144,9 +144,9 @@ def read_people_csv(path: Path, progress: Callable[[int, int], None] | None = No
         if problem:
             problems.append(f"{path}:{line}: {problem}")
             continue
-        problem = name_problem(name)
-        if problem:
-            problems.append(f"{path}:{line}: {problem}")
+        bad_name = name_problem(name)
+        if bad_name:
+            problems.append(f"{path}:{line}: {bad_name}")
             continue
         if zone:
             try:

@@ -78,7 +78,7 @@ def backoff(attempts: int, key: int | None = None) -> timedelta:
     """Delay before the next attempt: 5 minutes, doubling, capped at one hour; with a key (the
     delivery's id) spread by up to +-25 %, the same for the same key and attempt, so hundreds of
     messages deferred by one outage do not all come back in the same second."""
-    delay = min(FIRST_RETRY * (2 ** max(0, attempts - 1)), MAX_RETRY)
+    delay: timedelta = min(FIRST_RETRY * (2 ** max(0, attempts - 1)), MAX_RETRY)
     if key is None:
         return delay
     digest = hashlib.blake2b(f"{key}:{attempts}".encode(), digest_size=8).digest()

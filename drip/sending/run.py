@@ -214,9 +214,11 @@ def _process(
                     late = time.monotonic() - started > d.lease.total_seconds() * 0.5
                     if wave.tripped:
                         # A content or policy block for everyone: this lesson waits, unsent.
-                        rest = [(j.row.enrollment_id, now + HOLD) for j in jobs[index:]]
-                        release(d.engine, d.worker, rest)
-                        result.rescheduled += len(rest)
+                        later: list[tuple[int, datetime | None]] = [
+                            (j.row.enrollment_id, now + HOLD) for j in jobs[index:]
+                        ]
+                        release(d.engine, d.worker, later)
+                        result.rescheduled += len(later)
                         break
                     if should_stop() or late:
                         # Hand the rest back rather than risk another worker reclaiming them.
