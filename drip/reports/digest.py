@@ -206,8 +206,9 @@ def claim_week(
                 claimed_until=now + LEASE,
                 last_error="",
             )
-        )
-        if not inserted.rowcount:
+            .returning(DL.c.id)  # rowcount is not reliable for ON CONFLICT DO NOTHING
+        ).first()
+        if inserted is None:
             retry = sa.and_(DL.c.status == DeliveryStatus.retry.value, DL.c.next_attempt_at <= now)
             abandoned = sa.and_(
                 DL.c.status == DeliveryStatus.sending.value, DL.c.claimed_until < now
