@@ -196,7 +196,8 @@ def claim_week(
     week = _week(now)
     with engine.begin() as conn:
         inserted = conn.execute(
-            insert_ignoring_conflicts(conn, DL).values(
+            insert_ignoring_conflicts(conn, DL)
+            .values(
                 cohort_id=cohort_id,
                 week=week,
                 sent_at=now,

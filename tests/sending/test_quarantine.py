@@ -115,3 +115,29 @@ def test_cohort_resume_and_timed_pauses_survive_one_bad_timezone(
     result = send_due(app.dispatcher(), utc(2026, 12, 1, 8, 0))
     assert (result.sent, result.held) == (4, 1)
     assert len(handler.messages) == 4
+
+
+def test_the_digest_goes_out_with_a_held_person_in_the_cohort(
+    tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]
+) -> None:
+    from drip.reports.digest import send_digests
+
+    handler, port = smtp
+    app = smtp_app(tmp_path, db_url, port)
+    setup_cohort(app, PEOPLE)
+    _break_timezone(app, "mars@example.com")
+    with app.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE cohort SET manager_email = 'boss@example.com'"))
+    send_due(app.dispatcher(), utc(2026, 11, 30, 8, 0))
+    with app.transport() as transport:
+        (result,) = send_digests(app.engine, transport, app.settings, utc(2026, 12, 7, 8, 0))
+    assert result.outcome == "accepted"
+    digest = handler.messages[-1]
+    assert digest.rcpt_tos == ["boss@example.com"]
+    import email
+    from email import policy
+
+    message = email.message_from_bytes(digest.data, policy=policy.default)
+    (attachment,) = list(message.iter_attachments())
+    html = attachment.get_content()
+    assert "mars@example.com" in html and "held" in html
