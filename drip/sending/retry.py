@@ -20,38 +20,41 @@ POLICY_WAVE = 3  # content or policy refusals, with nothing accepted, that pause
 
 @dataclass
 class Wave:
-    """One pass's content and policy refusals. Until something is accepted they are deferred,
-    not bounced (a relay refusing our message or our domain refuses it for everyone); `after`
-    of them with nothing accepted pause the pass. Once the relay accepts one message, such a
-    refusal is about that recipient and bounces as any 5xx."""
+    """One pass's content and policy refusals. A relay refusing our message or our domain
+    refuses it for everyone, so such a refusal is deferred, not bounced, unless the message just
+    before it was accepted (then it is about that recipient and bounces as any 5xx); `after` of
+    them in a row pause the pass."""
 
     after: int = POLICY_WAVE
-    accepted: int = 0
-    blocked: int = 0
+    streak: int = 0
     first: str = ""
+    last_accepted: bool = False
 
     @property
     def tripped(self) -> bool:
-        return self.accepted == 0 and self.blocked >= self.after
+        return self.streak >= self.after
 
     def why(self) -> str:
         return (
-            f"{self.blocked} messages in a row refused with what looks like a content or policy "
+            f"{self.streak} messages in a row refused with what looks like a content or policy "
             f"block ({self.first}); the pass and this lesson are paused for "
-            f"{HOLD.total_seconds() / 60:g} minutes, nobody is "
-            "bounced; check the relay's reason"
+            f"{HOLD.total_seconds() / 60:g} minutes, nobody is bounced; check the relay's reason"
         )
 
     def judge(self, result: SendResult) -> SendResult:
-        """Count one outcome; a content or policy refusal before any acceptance comes back as
-        retry-later, with the server's reply."""
+        """Count one outcome; a content or policy refusal that is not right after an accepted
+        message comes back as retry-later, with the server's reply."""
         if result.outcome is Outcome.accepted:
-            self.accepted += 1
+            self.streak, self.first, self.last_accepted = 0, "", True
             return result
-        if not policy_block(result) or self.accepted:
+        if not policy_block(result):
+            self.last_accepted = False
             return result
-        self.blocked += 1
+        self.streak += 1
         self.first = self.first or str(result)
+        if self.last_accepted:
+            self.last_accepted = False
+            return result
         return SendResult(
             Outcome.retry,
             result.code,

@@ -145,3 +145,18 @@ def test_resume_bounced_since_undoes_a_wave(
     assert len(handler.messages) == 8  # 4 on Monday, the 4 undone on Tuesday
     usage = run_drip(["people", "resume"], env)
     assert usage.returncode == 2 and "--bounced-since" in usage.stderr
+
+
+def test_a_block_starting_mid_pass_bounces_at_most_one_and_pauses_the_rest(
+    tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]
+) -> None:
+    handler, port = smtp
+    handler.replies = ["250 OK", "250 OK"] + [SPAM] * 10
+    app = smtp_app(tmp_path, db_url, port)
+    setup_cohort(app, [(f"p{i}@example.com", None) for i in range(10)])
+    d = app.dispatcher()
+    result = send_due(d, MONDAY_8)
+    d.transport.close()
+    assert result.sent == 2 and result.failed <= 1 and result.stopped
+    statuses = _statuses(app.engine)
+    assert statuses.count("bounced") <= 1 and statuses.count("active") >= 9
