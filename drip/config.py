@@ -6,6 +6,8 @@ import ipaddress
 import math
 import os
 import re
+import sys
+import tempfile
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,8 +37,25 @@ def _database_url(value: str) -> str:
     return value
 
 
-def _mail_url(value: str) -> str:
+URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f<>\"\\]")
+
+
+def _plain_url(value: str) -> str:
+    """A URL with nothing that could change its meaning on the way: urlsplit silently drops
+    CR, LF and tabs (so "host\r\n@other" connects elsewhere), and an angle bracket or a space
+    would end the URL inside a header like List-Unsubscribe."""
     value = value.strip()
+    bad = URL_FORBIDDEN.search(value)
+    if bad:
+        raise ValueError(
+            f"holds {bad.group()!r} at position {bad.start() + 1}; a URL has no spaces, line "
+            "breaks, quotes or angle brackets (percent-encode them in a password)"
+        )
+    return value
+
+
+def _mail_url(value: str) -> str:
+    value = _plain_url(value)
     if value.startswith("outbox:"):
         if not value[len("outbox:") :]:
             raise ValueError("outbox needs a folder, like outbox:outbox")
@@ -76,7 +95,7 @@ def _reply_to(value: str) -> str:
 
 
 def _base_url(value: str) -> str:
-    value = value.strip().rstrip("/")
+    value = _plain_url(value).rstrip("/")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("not a public base URL like https://learn.example.com")
@@ -143,16 +162,14 @@ def _actor(value: str) -> str:
     return value
 
 
-def _optional_secret(value: str) -> str:
-    if value and len(value) < 16:
-        raise ValueError("is too short: use at least 16 random characters")
-    return value
-
-
 def _secret(value: str) -> str:
     if len(value) < 16:
         raise ValueError("is too short: use at least 16 random characters (drip init writes one)")
     return value
+
+
+def _optional_secret(value: str) -> str:
+    return _secret(value) if value else ""
 
 
 @dataclass(frozen=True)
@@ -218,6 +235,14 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "secret_key_previous",
+        "",
+        _optional_secret,
+        "The key used before DRIP_SECRET_KEY, during a rotation: links it signed still work; it never signs.",
+        "set it to the old DRIP_SECRET_KEY, or leave it empty",
+        secret=True,
+    ),
+    Setting(
         "lessons_dir",
         "",
         _path,
@@ -279,6 +304,13 @@ SETTINGS: tuple[Setting, ...] = (
         _non_negative_float,
         "Messages per second across all workers sharing the database (0: no limit).",
         "use 0 or a number like 50",
+    ),
+    Setting(
+        "heartbeat_file",
+        "",
+        _path,
+        "File drip run writes after each pass, read by drip healthcheck; default drip-heartbeat in the temp folder.",
+        "name a file in a writable folder",
     ),
     Setting(
         "web_host",
@@ -391,6 +423,15 @@ class Settings:
         return str(self.values["xapi_activity_base"] or self.values["base_url"] + "/xapi")
 
     @property
+    def heartbeat_path(self) -> Path:
+        configured = str(self.values.get("heartbeat_file", ""))
+        return (
+            Path(configured).expanduser()
+            if configured
+            else Path(tempfile.gettempdir()) / "drip-heartbeat"
+        )
+
+    @property
     def lessons_path(self) -> Path:
         return resource_dir(self.values["lessons_dir"], "lessons")
 
@@ -424,10 +465,30 @@ def resource_dir(configured: str, name: str) -> Path:
                 f"DRIP_{name.upper()}_DIR has value '{configured}': no such folder; name an existing folder"
             )
         return path
-    for candidate in (Path.cwd() / name, PACKAGE_DIR / "_data" / name, PACKAGE_DIR.parent / name):
+    packaged = [PACKAGE_DIR / "_data" / name, PACKAGE_DIR.parent / name]
+    local = Path.cwd() / name
+    if local.is_dir():
+        if local.resolve() not in {p.resolve() for p in packaged} and any(
+            p.is_dir() for p in packaged
+        ):
+            _warn_once(
+                f"using ./{name} ({local}) instead of the packaged {name}; set "
+                f"DRIP_{name.upper()}_DIR to say which folder you mean"
+            )
+        return local
+    for candidate in packaged:
         if candidate.is_dir():
             return candidate
     raise ConfigError(f"no {name} folder found; set DRIP_{name.upper()}_DIR")
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -509,6 +570,12 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def verifying_keys(settings: Settings) -> tuple[str, ...]:
+    """The keys a link token may be signed with: the current one, then the previous one."""
+    previous = str(settings.values.get("secret_key_previous", ""))
+    return (require_secret(settings), *((previous,) if previous else ()))
 
 
 def require_secret(settings: Settings) -> str:

@@ -128,6 +128,12 @@ def check_schema(engine: Engine) -> None:
     """Fail with a clear message unless the database is at this code's schema."""
     from alembic.script import ScriptDirectory
 
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    if path and path != ":memory:" and not Path(path).expanduser().exists():
+        # Connecting would create an empty file: a command that only reads must not.
+        raise SchemaError(
+            f"no database at {path}; run `drip init` here (or set DRIP_DATABASE_URL to yours)"
+        )
     try:
         current = current_revision(engine)
     except sa.exc.OperationalError as exc:
@@ -145,3 +151,56 @@ def check_schema(engine: Engine) -> None:
     raise SchemaError(
         f"the database is at migration {current}, older than {head}; run `drip migrate`"
     )
+
+
+def database_problem(exc: BaseException) -> str | None:
+    """What a database error means for the person at the terminal, with the fix; None when
+    `exc` is not a database error."""
+    if not isinstance(exc, sa.exc.DBAPIError | sa.exc.TimeoutError | sa.exc.DisconnectionError):
+        return None
+    orig = getattr(exc, "orig", None) or exc
+    text = " ".join(str(orig).split())
+    lowered = text.lower()
+    state = getattr(orig, "sqlstate", None) or ""
+    if "disk is full" in lowered or "no space left" in lowered or state == "53100":
+        return (
+            "the database's disk is full; nothing was changed. Free some space (or give the "
+            "database a bigger volume) and run the command again"
+        )
+    if "database is locked" in lowered or "lock timeout" in lowered or state == "55P03":
+        return (
+            "the database stayed locked by another drip process for too long; nothing was "
+            "changed. Run the command again once it is done"
+        )
+    if "readonly database" in lowered or "read-only" in lowered or state == "25006":
+        return (
+            "the database is read-only here; nothing was changed. Give this user write access "
+            "to the database file and its folder"
+        )
+    if "unable to open database file" in lowered:
+        return "cannot open the database file; check DRIP_DATABASE_URL and the folder's permissions"
+    lost = (
+        isinstance(exc, sa.exc.DisconnectionError | sa.exc.TimeoutError)
+        or getattr(exc, "connection_invalidated", False)
+        or state.startswith("08")
+        or any(
+            mark in lowered
+            for mark in (
+                "connection refused",
+                "could not connect",
+                "connection failed",
+                "server closed the connection",
+                "terminating connection",
+                "connection is closed",
+                "connection timeout",
+                "the connection is lost",
+            )
+        )
+    )
+    if lost:
+        return (
+            "lost the connection to the database (or could not reach it): "
+            f"{text[:300]}; check that it is running and DRIP_DATABASE_URL points at it, "
+            "then run the command again"
+        )
+    return f"database error: {text[:300]}"

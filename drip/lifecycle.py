@@ -21,7 +21,7 @@ from drip.models import ENROLLMENT as E
 from drip.models import PERSON as P
 from drip.models import EnrollmentStatus as S
 from drip.models import EventKind, Verdict
-from drip.schedule import cadence_for, next_slot
+from drip.schedule import cadence_for, next_slot, unreadable
 
 
 class Transition(enum.StrEnum):
@@ -234,9 +234,11 @@ def replay(kinds: Iterable[str]) -> S | None:
     return status
 
 
-def next_due(conn: sa.Connection, ids: Sequence[int], now: datetime) -> dict[int, datetime]:
-    """Each enrollment's next slot from `now` on its own calendar, for transitions to `active`;
-    one whose stored timezone or times cannot be read is left out (the claim holds it)."""
+def schedules(
+    conn: sa.Connection, ids: Sequence[int], now: datetime
+) -> tuple[dict[int, datetime], dict[int, str]]:
+    """Each enrollment's next slot from `now` on its own calendar, and, apart, why the ones whose
+    stored timezone or times cannot be read have none (each row is its own problem)."""
     rows = conn.execute(
         sa.select(
             E.c.id,
@@ -253,11 +255,19 @@ def next_due(conn: sa.Connection, ids: Sequence[int], now: datetime) -> dict[int
         .where(E.c.id.in_(list(ids)))
     ).all()
     due: dict[int, datetime] = {}
+    problems: dict[int, str] = {}
     for eid, last, zone, cohort_zone, send, end, days, skip, start in rows:
         try:
-            cadence = cadence_for(zone or cohort_zone, send, end, days, skip, start)
-        except (DripError, ValueError, KeyError):
-            due[eid] = now  # the claim holds it with the reason
-            continue
-        due[eid] = next_slot(cadence, now, last)
-    return due
+            due[eid] = next_slot(
+                cadence_for(zone or cohort_zone, send, end, days, skip, start), now, last
+            )
+        except Exception as exc:  # bad stored data stays this row's problem
+            problems[eid] = unreadable(zone or cohort_zone, send, end, days, exc)
+    return due, problems
+
+
+def next_due(conn: sa.Connection, ids: Sequence[int], now: datetime) -> dict[int, datetime]:
+    """Each enrollment's next slot from `now` on its own calendar, for transitions to `active`;
+    one whose stored timezone or times cannot be read is due now (the claim holds it)."""
+    due, problems = schedules(conn, ids, now)
+    return {**due, **dict.fromkeys(problems, now)}

@@ -193,7 +193,15 @@ class DigestLog(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     cohort_id: int = Field(foreign_key="cohort.id")
     week: str = Field(max_length=10)
-    sent_at: datetime | None = utc_column(nullable=False)
+    sent_at: datetime | None = utc_column(nullable=False)  # first claimed; sent when status is
+    # Claimed and recorded like a lesson's delivery: one Message-ID for every attempt, a lease
+    # for the worker sending it, retried with backoff after a temporary failure.
+    status: str = Field(default=DeliveryStatus.sent.value, max_length=20)
+    attempts: int = Field(default=1)
+    message_id: str = Field(default="", max_length=255)
+    claimed_until: datetime | None = utc_column()
+    next_attempt_at: datetime | None = utc_column()
+    last_error: str = Field(default="", max_length=1000)
 
 
 class SendBudget(SQLModel, table=True):

@@ -11,6 +11,20 @@ from drip.errors import InputError
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_DAYS_AHEAD = 800
+# Dates drip accepts as input: a year outside this range is a typo (or an attack on the
+# schedule: --now 2300 would move everyone's next lesson there), and the date math near
+# year 9999 overflows.
+EARLIEST = date(2000, 1, 1)
+LATEST = date(2099, 12, 31)
+
+
+def check_date(day: date, what: str) -> date:
+    """Refuse a date outside 2000-2099 with InputError naming it."""
+    if not EARLIEST <= day <= LATEST:
+        raise InputError(
+            [f"{what} {day.isoformat()} is outside {EARLIEST.year}-{LATEST.year}; check the year"]
+        )
+    return day
 
 
 @dataclass(frozen=True)
@@ -142,9 +156,10 @@ def parse_dates(value: str) -> frozenset[date]:
         if not part:
             continue
         try:
-            result.add(date.fromisoformat(part))
+            day = date.fromisoformat(part)
         except ValueError:
             raise InputError([f"date '{part}' is not like 2026-12-24"]) from None
+        result.add(check_date(day, "date"))
     return frozenset(result)
 
 
@@ -209,3 +224,13 @@ def in_window(cadence: Cadence, moment: datetime) -> bool:
         <= moment
         < local_moment(day, cadence.window_end, zone)
     )
+
+
+def unreadable(zone: str, send: str, end: str, days: str, exc: Exception) -> str:
+    """Why a stored schedule cannot be used, and how to fix it."""
+    detail = str(exc).strip("'\"") or type(exc).__name__
+    return (
+        f"cannot schedule: timezone '{zone}', send time '{send}', window end '{end}', "
+        f"days '{days}' ({detail}); fix the timezone with drip people set-timezone EMAIL ZONE "
+        "(that releases it)"
+    )[:1000]

@@ -4,10 +4,12 @@ each managed cohort's weekly digest job."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,20 +21,23 @@ from apscheduler.triggers.interval import IntervalTrigger
 from drip.app import App
 from drip.models import COHORT as C
 from drip.outbound.outbox import push_all
-from drip.reports.digest import send_digests
+from drip.reports.digest import due_retries, send_digests
 from drip.sending.run import send_due
 
 log = logging.getLogger("drip.run")
 
 SYNC_JOB = "digest-sync"
+RETRY_JOB = "digest-retry"
 
 
 def make_tick(app: App, stop: threading.Event) -> Callable[[], None]:
-    """The job APScheduler runs: one dispatcher pass with a fresh SMTP connection."""
+    """The job APScheduler runs: one dispatcher pass with a fresh SMTP connection, then a
+    heartbeat for `drip healthcheck`."""
     dispatcher = app.dispatcher()
 
     def tick() -> None:
         started = datetime.now(UTC)
+        beat(app.settings.heartbeat_path, started)
         dispatcher.transport = app.transport()
         try:
             result = send_due(dispatcher, started, should_stop=stop.is_set)
@@ -41,6 +46,7 @@ def make_tick(app: App, stop: threading.Event) -> Callable[[], None]:
             return
         finally:
             dispatcher.transport.close()
+        beat(app.settings.heartbeat_path, datetime.now(UTC))
         seconds = (datetime.now(UTC) - started).total_seconds()
         log.info("tick %s: %s in %.2fs", started.strftime("%H:%M:%S"), result.summary(), seconds)
 
@@ -64,6 +70,16 @@ def make_outbox_job(app: App, stop: threading.Event) -> Callable[[], None] | Non
                 log.info("outbox %s: %s", name, result.summary())
 
     return push
+
+
+def beat(path: Path, now: datetime) -> None:
+    """Write the heartbeat file: the time the worker last started or finished a pass."""
+    try:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(now.isoformat() + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:  # a missing heartbeat makes the healthcheck fail, which says why
+        log.warning("cannot write the heartbeat %s: %s", path, exc.strerror)
 
 
 def start_scheduler(app: App, stop: threading.Event) -> BackgroundScheduler:
@@ -91,27 +107,28 @@ def start_scheduler(app: App, stop: threading.Event) -> BackgroundScheduler:
 
 
 def run_forever(app: App, serve: Callable[[], Any] | None = None) -> None:
-    """Run the scheduler until SIGINT/SIGTERM, finishing the message in flight; serve() runs the web."""
+    """Run the scheduler until SIGINT/SIGTERM, finishing the message in flight and handing the
+    claims of the rest back; serve() runs the web endpoint in this thread meanwhile."""
     stop = threading.Event()
+
+    def handle(signum: int, _frame: Any) -> None:
+        log.info("received %s, stopping after the message in flight", signal.Signals(signum).name)
+        stop.set()
+
+    # uvicorn takes these signals while it serves, and raises them again once it has shut
+    # down: this handler then makes that a clean stop (exit 0) instead of a death by SIGTERM.
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
     scheduler = start_scheduler(app, stop)
     try:
         if serve is not None:
-            serve()  # uvicorn handles the signals and returns on shutdown
+            serve()  # returns when uvicorn got SIGINT/SIGTERM and shut down
         else:
-
-            def handle(signum: int, _frame: Any) -> None:
-                log.info(
-                    "received %s, stopping after the message in flight", signal.Signals(signum).name
-                )
-                stop.set()
-
-            signal.signal(signal.SIGINT, handle)
-            signal.signal(signal.SIGTERM, handle)
             while not stop.wait(1.0):
                 pass
     finally:
         stop.set()
-        scheduler.shutdown(wait=True)
+        scheduler.shutdown(wait=True)  # the pass in flight records what it sent, releases the rest
         log.info("stopped")
 
 
@@ -121,6 +138,11 @@ def add_digest_jobs(scheduler: BaseScheduler, app: App) -> None:
     if scheduler.get_job(SYNC_JOB) is None:
         scheduler.add_job(
             sync_digest_jobs, IntervalTrigger(hours=1), args=(scheduler, app), id=SYNC_JOB,
+            max_instances=1, coalesce=True,
+        )  # fmt: skip
+    if scheduler.get_job(RETRY_JOB) is None:
+        scheduler.add_job(
+            retry_digests, IntervalTrigger(minutes=5), args=(app,), id=RETRY_JOB,
             max_instances=1, coalesce=True,
         )  # fmt: skip
 
@@ -135,7 +157,11 @@ def sync_digest_jobs(scheduler: BaseScheduler, app: App) -> None:
         ).all()
     wanted = {f"digest-{cohort_id}": (cohort_id, zone) for cohort_id, zone in rows}
     for job in scheduler.get_jobs():
-        if job.id.startswith("digest-") and job.id != SYNC_JOB and job.id not in wanted:
+        if (
+            job.id.startswith("digest-")
+            and job.id not in (SYNC_JOB, RETRY_JOB)
+            and job.id not in wanted
+        ):
             scheduler.remove_job(job.id)
     for job_id, (cohort_id, zone) in wanted.items():
         job = scheduler.get_job(job_id)
@@ -157,7 +183,32 @@ def _send_one(app: App, cohort_id: int) -> None:
         send_digests(
             app.engine, transport, app.settings, datetime.now(UTC), cohort_id, once_per_week=True
         )
-    except Exception:  # a failed digest must not kill the scheduler
+    except Exception:  # a failed digest must not kill the scheduler; its claim expires
         log.exception("digest of cohort %s failed", cohort_id)
     finally:
         transport.close()
+
+
+def retry_digests(app: App, now: datetime | None = None) -> int:
+    """The job: send again this week's digests that failed for a while or were left by a dead
+    worker; returns how many were tried."""
+    now = now or datetime.now(UTC)
+    try:
+        cohorts = due_retries(app.engine, now)
+    except Exception:
+        log.exception("cannot read the digests due for a retry")
+        return 0
+    if not cohorts:
+        return 0
+    transport = app.transport()
+    try:
+        for cohort_id in cohorts:
+            try:
+                send_digests(
+                    app.engine, transport, app.settings, now, cohort_id, once_per_week=True
+                )
+            except Exception:
+                log.exception("digest of cohort %s failed", cohort_id)
+    finally:
+        transport.close()
+    return len(cohorts)

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import re
+from collections.abc import Sequence
 from enum import StrEnum
 from functools import lru_cache
 
@@ -32,6 +33,19 @@ class Purpose(StrEnum):
     unsubscribe = "u"
     review = "v"  # the answer to a review question: (delivery, option)
     schedule = "t"  # the page to choose another send time or days
+
+
+# How many ids each purpose's token holds: a signed token of any other shape is refused.
+IDS = {
+    Purpose.open: 1,
+    Purpose.click: 2,
+    Purpose.confirm: 1,
+    Purpose.answer: 2,
+    Purpose.pause: 1,
+    Purpose.unsubscribe: 1,
+    Purpose.review: 2,
+    Purpose.schedule: 1,
+}
 
 
 @lru_cache(maxsize=8)
@@ -121,18 +135,36 @@ def _read_compact(secret: str, purpose: Purpose, token: str) -> tuple[int, ...]:
     return ids_tuple
 
 
-def read_token(secret: str, purpose: Purpose, token: str) -> tuple[int, ...]:
-    """Return the ids of a valid token, or raise TokenError for anything forged or altered."""
+def read_token(secret: str | Sequence[str], purpose: Purpose, token: str) -> tuple[int, ...]:
+    """Return the ids of a valid token, or raise TokenError for anything forged, altered or not
+    of its purpose's shape. `secret` may list the current key and previous ones (a rotation):
+    a token signed with any of them is read; only the current one ever signs."""
+    keys = (secret,) if isinstance(secret, str) else tuple(secret)
     if "." not in token:
-        return _read_compact(secret, purpose, token)
+        for key in (k for k in keys if k):
+            try:
+                ids = _read_compact(key, purpose, token)
+            except TokenError as exc:
+                if str(exc) != "bad signature":
+                    raise
+                continue
+            if len(ids) != IDS[purpose]:
+                raise TokenError(f"a {purpose.name} token holds {IDS[purpose]} id(s)")
+            return ids
+        raise TokenError("bad signature")
     payload, dot, signature = token.partition(".")
     if not dot or not PAYLOAD.match(payload) or len(signature) != SIGNATURE_CHARS:
         raise TokenError("malformed token")
+    ids = tuple(int(part) for part in payload.split("-"))
+    if len(ids) != IDS[purpose]:
+        raise TokenError(f"a {purpose.name} token holds {IDS[purpose]} id(s)")
     # Compare the encoded text, not decoded bytes: base64's spare bits would let a changed
     # last character decode to the same MAC.
-    if not hmac.compare_digest(_signature(secret, purpose, payload), signature):
+    if not any(
+        hmac.compare_digest(_signature(key, purpose, payload), signature) for key in keys if key
+    ):
         raise TokenError("bad signature")
-    return tuple(int(part) for part in payload.split("-"))
+    return ids
 
 
 def link_values(

@@ -31,7 +31,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from drip.app import App
-from drip.config import Settings, load_settings, require_secret
+from drip.config import Settings, load_settings, require_secret, verifying_keys
 from drip.curriculum.load import load_course
 from drip.errors import DripError, TokenError
 from drip.tokens import Purpose, make_token, read_token
@@ -113,7 +113,8 @@ def create_app(
     window: float = 60.0,
 ) -> Starlette:
     """Build the tracking web app on an engine and settings; nothing happens at import."""
-    secret = require_secret(settings)
+    secret = verifying_keys(settings)
+    signing = require_secret(settings)
     pages = Environment(
         loader=FileSystemLoader(settings.templates_path / "web"),
         autoescape=select_autoescape(default=True, default_for_string=True),
@@ -284,7 +285,7 @@ def create_app(
     async def unsubscribe(request: Request) -> Response:
         (delivery_id,) = ids(request, Purpose.unsubscribe)
         # The page offers a pause instead: the same delivery's signed pause link.
-        pause_url = f"/p/{make_token(secret, Purpose.pause, delivery_id)}"
+        pause_url = f"/p/{make_token(signing, Purpose.pause, delivery_id)}"
         if request.method != "POST":
             status = await run_in_threadpool(actions.enrollment_status, engine, delivery_id)
             if status is None:

@@ -99,7 +99,25 @@ def test_the_services_are_the_documented_ones() -> None:
     assert SERVICES["web"]["command"] == ["serve", "--host", "0.0.0.0", "--port", "8080"]
     assert "8080:8080" in SERVICES["web"]["ports"]
     assert SERVICES["mailpit"]["image"].startswith("axllent/mailpit")
-    assert "8025:8025" in SERVICES["mailpit"]["ports"]
+
+
+def test_mailpit_is_pinned_and_its_inbox_on_loopback_only() -> None:
+    # Its inbox holds every signed link sent: never on all interfaces, never a moving tag.
+    mailpit = SERVICES["mailpit"]
+    assert re.fullmatch(r"axllent/mailpit:v\d+\.\d+\.\d+", mailpit["image"])
+    assert mailpit["ports"] == ["127.0.0.1:8025:8025"]
+    assert all(
+        not str(port).split(":")[0].replace(".", "").isdigit() or str(port).startswith("127.")
+        for service in SERVICES.values()
+        if service is not SERVICES["web"]
+        for port in service.get("ports", [])
+    )
+
+
+def test_the_worker_has_a_healthcheck_that_reads_its_heartbeat() -> None:
+    check = SERVICES["worker"]["healthcheck"]
+    assert check["test"] == ["CMD", "drip", "healthcheck"]
+    assert "healthcheck" in main.commands
 
 
 @pytest.mark.parametrize("name", DRIP_SERVICES)
@@ -168,7 +186,18 @@ def test_the_image_runs_drip_as_a_non_root_user() -> None:
 
 def test_the_image_installs_the_package_with_postgres_support() -> None:
     runs = " ".join(args for op, args in instructions() if op == "RUN")
-    assert re.search(r"pip install \"?\.\[postgres\]\"?", runs)
+    assert re.search(r"pip install .*\"?\.\[postgres\]\"?", runs)
+
+
+def test_dependencies_install_in_their_own_layer_from_the_constraints_file() -> None:
+    steps = instructions()
+    copies = [i for i, (op, _) in enumerate(steps) if op == "COPY"]
+    first_copy = steps[copies[0]][1]
+    assert first_copy.split()[:-1] == ["constraints.txt"]  # nothing else invalidates the layer
+    install = next(i for i, (op, a) in enumerate(steps) if op == "RUN" and "constraints.txt" in a)
+    assert install < copies[1] and "--requirement constraints.txt" in steps[install][1]
+    code = next(a for op, a in steps if op == "RUN" and ".[postgres]" in a)
+    assert "--no-deps" in code and "pip check" in code
 
 
 def test_the_build_context_has_what_the_image_copies_and_no_secrets() -> None:

@@ -91,3 +91,56 @@ def test_sender_name_and_reply_to_have_sensible_defaults(tmp_path: Path) -> None
     assert named.reply_to == "Training <training@example.com>"
     with pytest.raises(ConfigError, match="DRIP_REPLY_TO has value 'not an address'"):
         make_settings(tmp_path, reply_to="not an address")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "shown"),
+    [
+        ("DRIP_MAIL_URL", "smtp://relay.example.com\r\n@attacker.example:25", "'\\r'"),
+        ("DRIP_MAIL_URL", "smtp://relay.example.com:587\n", None),  # a trailing newline is trimmed
+        ("DRIP_MAIL_URL", "smtp://user:pa ss@relay.example.com:587", "' '"),
+        ("DRIP_BASE_URL", "https://learn.example.com>, <mailto:x@attacker.example", "'>'"),
+        ("DRIP_BASE_URL", "https://learn.example.com/a b", "' '"),
+        ("DRIP_BASE_URL", "https://learn.example.com\t", None),
+    ],
+)
+def test_urls_refuse_what_would_change_their_meaning(
+    tmp_path: Path, variable: str, value: str, shown: str | None
+) -> None:
+    if shown is None:
+        load_settings(env={variable: value}, config_path=tmp_path / "none.toml")
+        return
+    with pytest.raises(ConfigError) as info:
+        load_settings(env={variable: value}, config_path=tmp_path / "none.toml")
+    assert f"holds {shown} at position" in str(info.value)
+    assert str(info.value).startswith(f"{variable} has value")
+
+
+def test_a_local_lessons_folder_overriding_the_packaged_one_is_announced(tmp_path: Path) -> None:
+    import shutil
+
+    from support import LESSONS
+
+    shutil.copytree(LESSONS / "sample", tmp_path / "lessons" / "sample")
+    env = cli_env(make_settings(tmp_path), DRIP_LESSONS_DIR="", DRIP_TEMPLATES_DIR="")
+    listed = run_drip(["lessons", "list"], env, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert (
+        f"warning: using ./lessons ({tmp_path / 'lessons'}) instead of the packaged lessons"
+        in listed.stderr
+    )
+    assert "social-media-for-executives" not in listed.stdout  # the local folder is what is used
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["people", "list"], ["cohort", "list"], ["log"], ["report", "board"], ["send-due"]],
+)
+def test_commands_in_an_empty_folder_leave_no_database_behind(
+    tmp_path: Path, command: list[str]
+) -> None:
+    env = cli_env(make_settings(tmp_path), DRIP_DATABASE_URL="sqlite:///drip.db")
+    result = run_drip(command, env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no database at drip.db; run `drip init` here" in result.stderr
+    assert not (tmp_path / "drip.db").exists()

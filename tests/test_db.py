@@ -3,6 +3,7 @@ database from a newer drip is refused with a clear message."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,3 +164,25 @@ def test_a_database_from_a_newer_drip_is_refused_clearly(
     with pytest.raises(SchemaError, match="newer than this drip"):
         check_schema(engine)
     engine.dispose()
+
+
+def test_a_database_locked_too_long_is_explained(tmp_path: Path) -> None:
+    from drip.db import database_problem
+
+    path = tmp_path / "locked.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    holder.execute("BEGIN EXCLUSIVE")
+    impatient = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.1})
+    try:
+        with impatient.begin() as conn:
+            conn.execute(sa.text("INSERT INTO t VALUES (1)"))
+    except sa.exc.OperationalError as exc:
+        said = database_problem(exc)
+    else:
+        raise AssertionError("the write went through a held lock")
+    finally:
+        holder.close()
+        impatient.dispose()
+    assert said is not None and said.startswith("the database stayed locked")
+    assert database_problem(ValueError("not a database error")) is None

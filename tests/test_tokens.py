@@ -4,7 +4,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from drip.errors import TokenError
-from drip.tokens import Purpose, make_dotted_token, make_token, read_token
+from drip.tokens import IDS, Purpose, make_dotted_token, make_token, read_token
 
 KEY = "k" * 32
 
@@ -12,7 +12,27 @@ KEY = "k" * 32
 @given(st.integers(0, 10**12), st.integers(0, 99), st.sampled_from(list(Purpose)))
 @hsettings(max_examples=200, deadline=None)
 def test_round_trip(delivery: int, index: int, purpose: Purpose) -> None:
-    assert read_token(KEY, purpose, make_token(KEY, purpose, delivery, index)) == (delivery, index)
+    ids = (delivery, index)[: IDS[purpose]]
+    assert read_token(KEY, purpose, make_token(KEY, purpose, *ids)) == ids
+
+
+@pytest.mark.parametrize("purpose", list(Purpose))
+def test_a_signed_token_of_another_shape_is_refused(purpose: Purpose) -> None:
+    for ids in ((5,), (5, 1), (5, 1, 2)):
+        token = make_token(KEY, purpose, *ids)
+        if len(ids) == IDS[purpose]:
+            assert read_token(KEY, purpose, token) == ids
+        else:
+            with pytest.raises(TokenError):
+                read_token(KEY, purpose, token)
+
+
+def test_a_previous_key_verifies_and_an_empty_one_never_does() -> None:
+    old = make_token("old-key-0123456789abcdef", Purpose.confirm, 9)
+    assert read_token((KEY, "old-key-0123456789abcdef"), Purpose.confirm, old) == (9,)
+    forged = make_token("", Purpose.confirm, 9)
+    with pytest.raises(TokenError):
+        read_token((KEY, ""), Purpose.confirm, forged)
 
 
 @given(st.integers(0, 10**9), st.data())
@@ -47,8 +67,9 @@ def test_token_holds_no_address_and_is_short() -> None:
 def test_links_sent_with_the_dotted_form_still_verify(
     delivery: int, index: int, purpose: Purpose
 ) -> None:
-    token = make_dotted_token(KEY, purpose, delivery, index)
-    assert read_token(KEY, purpose, token) == (delivery, index)
+    ids = (delivery, index)[: IDS[purpose]]  # each purpose's own shape
+    token = make_dotted_token(KEY, purpose, *ids)
+    assert read_token(KEY, purpose, token) == ids
 
 
 @given(st.integers(0, 10**9), st.data())

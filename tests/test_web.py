@@ -585,3 +585,56 @@ def test_the_factory_serves_from_the_environment(site: Site) -> None:
     finally:
         server.terminate()
         server.wait(10)
+
+
+# -- tokens of the wrong shape, key rotation --------------------------------------------------
+
+
+def test_a_signed_token_of_another_shape_is_404_on_every_route(site: Site) -> None:
+    delivery = site.delivery("ada@example.com")
+    before = len(site.events())
+    for purpose in Purpose:
+        two = purpose in (Purpose.click, Purpose.answer)
+        for ids in ((delivery,), (delivery, 0), (delivery, 0, 1)):
+            if len(ids) == (2 if two else 1):
+                continue
+            path = site.url(purpose, *ids)
+            response = site.http.get(path, headers=BROWSER)
+            assert response.status_code == 404, path
+            assert "Link not found" in response.text
+    assert len(site.events()) == before
+
+
+def test_a_rotated_key_still_reads_old_links_and_never_signs(site: Site, engine: sa.Engine) -> None:
+    new_key = "a-brand-new-secret-key-0987654321"
+    rotated = site.settings.replace(secret_key=new_key, secret_key_previous=SECRET)
+    delivery = site.delivery("ada@example.com")
+    old_link = site.url(Purpose.confirm, delivery)  # signed with the previous key
+    new_link = f"/r/{make_token(new_key, Purpose.confirm, delivery)}"
+    other = f"/r/{make_token('some-other-key-0123456789abcdef', Purpose.confirm, delivery)}"
+    app = create_app(engine, rotated, clock=lambda: LATER, ip_limit=100_000)
+    with serving(app) as base, httpx.Client(base_url=base) as http:
+        assert http.get(old_link, headers=BROWSER).status_code == 200
+        assert http.get(new_link, headers=BROWSER).status_code == 200
+        assert http.get(other, headers=BROWSER).status_code == 404
+    # The next lesson is signed with the new key only.
+    site.settings = rotated
+    for old in site.outbox.glob("*.eml"):
+        old.unlink()
+    assert site.send(SEND + timedelta(days=1)) != []
+    body = b"".join(p.read_bytes() for p in site.outbox.glob("*.eml")).decode("ascii", "replace")
+    tokens = re.findall(r"/r/([A-Za-z0-9_-]{16,})", body.replace("=\r\n", ""))
+    assert tokens
+    from drip.tokens import read_token
+
+    for token in tokens:
+        assert read_token(new_key, Purpose.confirm, token)
+        with pytest.raises(Exception, match="bad signature"):
+            read_token(SECRET, Purpose.confirm, token)
+
+
+def test_a_short_previous_key_is_refused(tmp_path: Path) -> None:
+    from drip.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="DRIP_SECRET_KEY_PREVIOUS has value"):
+        make_settings(tmp_path, secret_key_previous="short")

@@ -16,7 +16,7 @@ from drip.cli.lessons import lessons
 from drip.cli.log import log_cmd
 from drip.cli.people import people
 from drip.cli.report import report_cmd
-from drip.cli.run import run_cmd, serve_cmd
+from drip.cli.run import healthcheck_cmd, run_cmd, serve_cmd
 from drip.cli.send import send_due_cmd, send_test
 from drip.cli.xapi import xapi
 
@@ -47,6 +47,7 @@ for _command, _name in (
     (send_due_cmd, "send-due"),
     (run_cmd, "run"),
     (serve_cmd, "serve"),
+    (healthcheck_cmd, "healthcheck"),
     (demo_cmd, "demo"),
     (report_cmd, "report"),
     (log_cmd, "log"),

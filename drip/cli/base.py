@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +38,17 @@ def parse_now(value: str | None) -> datetime:
         raise click.BadParameter(
             f"'{value}' is not an ISO time like 2026-12-01T07:30:00Z"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        moment = datetime.max.replace(tzinfo=UTC)
+    from drip.schedule import EARLIEST, LATEST
+
+    if not EARLIEST <= moment.date() <= LATEST:
+        raise click.BadParameter(
+            f"'{value}' is outside {EARLIEST.year}-{LATEST.year}; check the year"
+        )
+    return moment
 
 
 class DripGroup(click.Group):
@@ -56,6 +67,20 @@ class DripGroup(click.Group):
             for line in str(exc).splitlines():
                 err_console.print(Text.assemble(("error:", "red"), " ", line), soft_wrap=True)
             ctx.exit(1)
+        except Exception as exc:
+            # Database errors (disk full, locked too long, connection lost) are the operator's
+            # to fix, not a bug: a message and exit 1. SQLAlchemy is only loaded if it was used.
+            said = _database_problem(exc) if "sqlalchemy" in sys.modules else None
+            if said is None:
+                raise
+            err_console.print(Text.assemble(("error:", "red"), " ", said), soft_wrap=True)
+            ctx.exit(1)
+
+
+def _database_problem(exc: BaseException) -> str | None:
+    from drip.db import database_problem
+
+    return database_problem(exc)
 
 
 def settings() -> Settings:

@@ -13,6 +13,7 @@ from drip.cli.base import (
     now_utc,
     open_app,
     output_options,
+    parse_now,
     quiet,
     say,
 )
@@ -113,5 +114,43 @@ def _people_action(action: str, past: str) -> Callable[..., None]:
     return command
 
 
-for _action, _past in (("pause", "paused"), ("resume", "resumed"), ("unsubscribe", "unsubscribed")):
+for _action, _past in (("pause", "paused"), ("unsubscribe", "unsubscribed")):
     people.command(_action)(_people_action(_action, _past))
+
+
+@people.command("resume")
+@click.argument("email", required=False)
+@click.option("--cohort", "cohort_name", help="Only this cohort (default: all of theirs).")
+@click.option(
+    "--bounced-since",
+    "since_text",
+    help="Instead of one person: everyone bounced at or after this ISO time (undo a wave).",
+)
+def people_resume(email: str | None, cohort_name: str | None, since_text: str | None) -> None:
+    """Resume a paused or bounced person with their next lesson, or everyone bounced since a time."""
+    if since_text is None:
+        if not email:
+            raise click.UsageError("name a person (EMAIL) or give --bounced-since TIME")
+        _people_action("resume", "resumed")(email, cohort_name)
+        return
+    if email or cohort_name:
+        raise click.UsageError("--bounced-since resumes everyone bounced since then; drop EMAIL")
+    from drip.people.directory import resume_bounced_since
+
+    resumed = resume_bounced_since(open_app().engine, parse_now(since_text), now=now_utc())
+    for address, name in resumed:
+        say(f"{address} in '{name}': resumed")
+    say(f"resumed {len(resumed)} enrolment(s) bounced since {since_text}")
+
+
+@people.command("set-timezone")
+@click.argument("email")
+@click.argument("zone")
+def people_set_timezone(email: str, zone: str) -> None:
+    """Set a person's timezone (an IANA name); enrolments held for a bad one are released."""
+    from drip.people.directory import set_timezone
+
+    released = set_timezone(open_app().engine, email, zone, now=now_utc())
+    say(f"{email}: timezone {zone}")
+    for name in released:
+        say(f"{email} in '{name}': released")

@@ -55,3 +55,35 @@ def serve_cmd(host: str | None, port: int | None, workers: int) -> None:
     app = open_app()
     require_secret(app.settings)
     serve_function(app, host or app.settings.web_host, port or app.settings.web_port, workers)()
+
+
+@click.command("healthcheck")
+@click.option(
+    "--max-age",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Seconds since the last pass that still count as healthy (default 3 ticks + a lease).",
+)
+def healthcheck_cmd(max_age: float | None) -> None:
+    """Exit 0 when this machine's `drip run` worker made a pass recently, else 1 (for Docker)."""
+    from datetime import datetime
+
+    from drip.cli.base import now_utc, settings
+    from drip.errors import DripError
+
+    s = settings()
+    limit = max_age or 3 * s.tick_seconds + s.lease_seconds
+    path = s.heartbeat_path
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+        last = datetime.fromisoformat(text)
+    except FileNotFoundError:
+        raise DripError(f"no heartbeat at {path}: the worker has not made a pass yet") from None
+    except (OSError, ValueError) as exc:
+        raise DripError(f"cannot read the heartbeat {path}: {exc}") from None
+    age = (now_utc() - last).total_seconds()
+    if age > limit:
+        raise DripError(
+            f"the worker's last pass was {age:.0f} s ago (more than {limit:g} s): it is stuck or stopped"
+        )
+    say(f"ok: the worker's last pass was {age:.0f} s ago")

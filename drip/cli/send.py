@@ -46,6 +46,12 @@ def send_due_cmd(now_text: str | None, fmt: str) -> None:
         say(result.summary())
     if result.failed:
         sys.exit(1)
+    if result.retried and not result.sent:
+        # Every message due was deferred (a full outbox disk, a relay that is down): cron and
+        # monitoring must see that nothing went out.
+        raise DripError(
+            f"no lesson could be sent: {result.retried} deferred for a retry; see the details above"
+        )
 
 
 @click.command("send-test")

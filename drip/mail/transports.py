@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import itertools
 import os
+import re
 import smtplib
 import ssl
 import threading
@@ -36,15 +37,36 @@ class SendResult:
         return f"{self.outcome.value}: {code}{self.reply}".strip()
 
 
-def classify(code: int, reply: bytes | str) -> SendResult:
-    """Map an SMTP reply code to accepted, retry-later (4xx) or rejected (5xx)."""
+def classify(code: int, reply: bytes | str, *, at_rcpt: bool = False) -> SendResult:
+    """Map an SMTP reply code to accepted, retry-later (4xx) or rejected (5xx); at RCPT a 552
+    is temporary (RFC 5321 4.5.3.1.10: "too many recipients" or a full mailbox, try later)."""
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
     text = " ".join(text.split())
     if 200 <= code < 300:
         return SendResult(Outcome.accepted, code, text)
+    if code == 552 and at_rcpt:
+        return SendResult(Outcome.retry, code, text)
     if 500 <= code < 600:
         return SendResult(Outcome.rejected, code, text)
     return SendResult(Outcome.retry, code, text)
+
+
+# Enhanced status 5.6.x (content) and 5.7.x (security and policy), or words that say the same:
+# the message or the sender was refused, not the recipient's address.
+POLICY_STATUS = re.compile(r"(?<![\d.])5\.[67]\.\d{1,3}(?![\d.])")
+POLICY_WORDS = re.compile(
+    r"\b(spam|content|policy|policies|blocked|block ?list(ed)?|black ?list(ed)?|reputation|"
+    r"virus|malware|phishing|dmarc|spf|dkim|not authori[sz]ed)\b",
+    re.IGNORECASE,
+)
+
+
+def policy_block(result: SendResult) -> bool:
+    """Whether a permanent refusal looks like a content or policy block (the message or the
+    sender refused) rather than a bad address: one of those for everyone is not a bounce wave."""
+    if result.outcome is not Outcome.rejected or result.code is None:
+        return False
+    return bool(POLICY_STATUS.search(result.reply) or POLICY_WORDS.search(result.reply))
 
 
 class Transport(Protocol):
@@ -89,8 +111,12 @@ class OutboxTransport(Closing):
             with self._lock:
                 name = f"{time.time_ns():020d}-{os.getpid():07d}-{next(self._seq):08d}.eml"
             tmp = self.folder / f".{name}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, self.folder / name)
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, self.folder / name)
+            except OSError:
+                tmp.unlink(missing_ok=True)  # never leave half a message behind
+                raise
         except OSError as exc:
             return SendResult(Outcome.retry, None, f"cannot write to outbox {self.folder}: {exc}")
         return SendResult(Outcome.accepted, 250, f"written to {self.folder / name}")
@@ -192,7 +218,7 @@ class SmtpTransport(Closing):
             self._conn.sendmail(sender, [recipient], data)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = exc.recipients.get(recipient, (550, b"recipient refused"))
-            return classify(code, reply)
+            return classify(code, reply, at_rcpt=True)
         except smtplib.SMTPAuthenticationError as exc:
             self._drop()
             return SendResult(

@@ -17,6 +17,7 @@ from drip.people.csv import valid_address
 from drip.schedule import (
     Cadence,
     cadence_for,
+    check_date,
     format_days,
     next_slot,
     parse_clock,
@@ -61,6 +62,7 @@ def create_cohort(
     if "=?" in name or any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
         raise InputError([f"cohort name {name!r} holds a control character or '=?'; remove it"])
     timezone = parse_timezone(timezone)
+    check_date(start, "start date")
     opens, closes = parse_clock(send_time, "send time"), parse_clock(window_end, "window end")
     if closes <= opens:
         raise InputError([f"window end {window_end} must be after the send time {send_time}"])
@@ -153,7 +155,10 @@ def _reschedule(db: Session, cohort: Cohort, now: datetime) -> None:
         )
     ).all()
     for enrollment, person in rows:
-        enrollment.next_due_at = next_slot(
-            cohort_cadence(cohort, person.timezone), now, enrollment.last_sent_on
-        )
+        try:
+            enrollment.next_due_at = next_slot(
+                cohort_cadence(cohort, person.timezone), now, enrollment.last_sent_on
+            )
+        except Exception:  # an unreadable stored zone: due now, and the claim holds it
+            enrollment.next_due_at = now
         db.add(enrollment)

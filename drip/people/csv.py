@@ -28,10 +28,40 @@ class Row:
 
 
 def valid_address(value: str) -> str:
+    """The address in the form drip stores and sends: lower case, its domain in ASCII (an
+    internationalised domain as punycode, which needs no SMTPUTF8); InputError otherwise."""
+    problem, address = _address(value.strip())
+    if problem:
+        raise InputError([problem])
+    return address
+
+
+def _address(value: str) -> tuple[str, str]:
+    """(problem, address): the address as stored and sent, or why it cannot be."""
     try:
-        return validate_email(value.strip(), check_deliverability=False).normalized.lower()
+        checked = validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise InputError([f"'{value}' is not a valid e-mail address: {exc}"]) from None
+        return f"'{value}' is not a valid e-mail address: {exc}", ""
+    # ascii_email is the address with an IDN domain as punycode; None when the local part itself
+    # is not ASCII, which only SMTPUTF8 can carry.
+    address = (checked.ascii_email or "").lower()
+    if not address or not address.isascii():
+        return (
+            f"'{value}' needs SMTPUTF8 (a non-ASCII name before the @), which drip does not "
+            "send; use an ASCII address"
+        ), ""
+    return "", address
+
+
+def name_problem(name: str) -> str | None:
+    """Why a display name cannot go into a From/To header as it is, or None."""
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+        return f"the name {name!r} holds a line break or control character; remove it"
+    if "=?" in name:
+        return f"the name {name!r} holds an encoded word ('=?'); write the name as plain text"
+    if len(name) > MAX_NAME:
+        return f"the name is {len(name)} characters; shorten it to {MAX_NAME}"
+    return None
 
 
 def read_people_csv(path: Path, progress: Callable[[int, int], None] | None = None) -> list[Row]:
@@ -84,13 +114,16 @@ def read_people_csv(path: Path, progress: Callable[[int, int], None] | None = No
     seen: dict[str, int] = {}
     total = text.count("\n")
     records: list[tuple[int, list[str]]] = []
+    # Each record is named by its first line: a quoted line break makes it span several.
+    start = reader.line_num + 1
     try:
         for record in reader:
-            records.append((reader.line_num, record))
+            records.append((start, record))
+            start = reader.line_num + 1
     except csv.Error as exc:
         raise InputError(
             [
-                f"{path}:{reader.line_num}: {exc}; check the quotes on that line, or export the sheet again"
+                f"{path}:{start}: {exc}; check the quotes in the record starting on that line, or export the sheet again"
             ]
         ) from None
     for line, record in records:
@@ -107,25 +140,13 @@ def read_people_csv(path: Path, progress: Callable[[int, int], None] | None = No
         if not address:
             problems.append(f"{path}:{line}: the email is empty; fill it in or delete the row")
             continue
-        try:
-            address = validate_email(address, check_deliverability=False).normalized.lower()
-        except EmailNotValidError as exc:
-            problems.append(f"{path}:{line}: '{address}' is not a valid e-mail address: {exc}")
+        problem, address = _address(address)
+        if problem:
+            problems.append(f"{path}:{line}: {problem}")
             continue
-        if not address.isascii():
-            problems.append(
-                f"{path}:{line}: '{address}' needs SMTPUTF8, which drip does not send; use an ASCII address"
-            )
-            continue
-        if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
-            problems.append(
-                f"{path}:{line}: the name {name!r} holds a line break or control character; remove it"
-            )
-            continue
-        if len(name) > MAX_NAME:
-            problems.append(
-                f"{path}:{line}: the name is {len(name)} characters; shorten it to {MAX_NAME}"
-            )
+        bad_name = name_problem(name)
+        if bad_name:
+            problems.append(f"{path}:{line}: {bad_name}")
             continue
         if zone:
             try:

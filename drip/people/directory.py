@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
@@ -12,8 +13,13 @@ from drip import lifecycle
 from drip.db import session as open_session
 from drip.errors import NotFound
 from drip.lifecycle import Change, Transition, TransitionError
-from drip.models import Cohort, Enrollment, Person
+from drip.models import COHORT as C
+from drip.models import ENROLLMENT as E
+from drip.models import EVENT as EV
+from drip.models import PERSON as P
+from drip.models import Cohort, Enrollment, EnrollmentStatus, EventKind, Person
 from drip.people.cohorts import get_cohort
+from drip.schedule import parse_timezone
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,8 @@ ACTIONS = {
     "resubscribe": Transition.resubscribe,
 }
 
+TO_ACTIVE = (Transition.resume, Transition.resubscribe)
+
 
 def change_person(
     engine: Engine,
@@ -86,7 +94,16 @@ def change_person(
     results: list[tuple[str, str]] = []
     with engine.begin() as conn:
         ids = [e.id or 0 for e, _ in chosen]
-        due = lifecycle.next_due(conn, ids, now)
+        due, problems = lifecycle.schedules(conn, ids, now)
+        if problems and transition in TO_ACTIVE:
+            # Resuming a row whose schedule cannot be read would only hold it again.
+            raise TransitionError(
+                "; ".join(
+                    f"{c.name}: cannot {action}: {problems[e.id or 0]}"
+                    for e, c in chosen
+                    if (e.id or 0) in problems
+                ).replace(" EMAIL ", f" {view.person.email} ")
+            )
         changes = [
             Change(e.id or 0, due=due.get(e.id or 0, now), until=until, reason=f"{action} via cli")
             for e, _ in chosen
@@ -105,3 +122,66 @@ def change_person(
             "; ".join(f"{name}: {why}" for name, why in results) or "no enrolment"
         )
     return results
+
+
+def set_timezone(engine: Engine, email: str, zone: str, *, now: datetime) -> list[str]:
+    """Set a person's own timezone and release their enrolments held for an unreadable one;
+    return the cohorts released."""
+    zone = parse_timezone(zone)
+    view = get_person(engine, email)
+    with engine.begin() as conn:
+        conn.execute(P.update().where(P.c.id == view.person.id).values(timezone=zone))
+        held = [e.id or 0 for e, _ in view.enrollments if e.status == EnrollmentStatus.held]
+        due, _problems = lifecycle.schedules(conn, held, now)
+        applied = lifecycle.apply(
+            conn,
+            Transition.release,
+            [
+                Change(eid, due=at, reason=f"timezone set to {zone} via cli")
+                for eid, at in due.items()
+            ],
+            now=now,
+            method="cli",
+        )
+    released = {c.enrollment_id for c in applied}
+    return [c.name for e, c in view.enrollments if e.id in released]
+
+
+def resume_bounced_since(
+    engine: Engine, since: datetime, *, now: datetime
+) -> list[tuple[str, str]]:
+    """Resume every enrolment bounced at or after `since` (a wave of refusals that were not
+    about the people): (email, cohort) of each one resumed, with their next lesson."""
+    with engine.begin() as conn:
+        found = conn.execute(
+            sa.select(E.c.id, P.c.email, C.c.name)
+            .select_from(E.join(P, P.c.id == E.c.person_id).join(C, C.c.id == E.c.cohort_id))
+            .where(
+                E.c.status == EnrollmentStatus.bounced.value,
+                E.c.id.in_(
+                    sa.select(EV.c.enrollment_id).where(
+                        EV.c.kind == EventKind.bounce.value, EV.c.at >= since
+                    )
+                ),
+            )
+            .order_by(P.c.email, C.c.name)
+        ).all()
+        due = lifecycle.next_due(conn, [eid for eid, _, _ in found], now)
+        applied = {
+            c.enrollment_id
+            for c in lifecycle.apply(
+                conn,
+                Transition.resume,
+                [
+                    Change(
+                        eid,
+                        due=due.get(eid, now),
+                        reason=f"bounced since {since:%Y-%m-%d %H:%M} UTC, resumed via cli",
+                    )
+                    for eid, _, _ in found
+                ],
+                now=now,
+                method="cli",
+            )
+        }
+    return [(email, name) for eid, email, name in found if eid in applied]

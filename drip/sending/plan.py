@@ -11,7 +11,15 @@ from datetime import date, datetime, time
 from drip.curriculum.load import Course, Lesson
 from drip.errors import DripError
 from drip.mail.render import Extras, Welcome
-from drip.schedule import Cadence, cadence_for, days_text, local_date, local_moment, next_slot
+from drip.schedule import (
+    Cadence,
+    cadence_for,
+    days_text,
+    local_date,
+    local_moment,
+    next_slot,
+    unreadable,
+)
 from drip.sending.retry import HOLD
 from drip.states import DeliveryKind, DeliveryStatus, EnrollmentStatus
 
@@ -264,9 +272,4 @@ def _slot_on(cadence: Cadence, day: date, now: datetime, row: Claimed) -> dateti
 
 
 def _bad_row(row: Claimed, exc: Exception) -> str:
-    detail = str(exc) or type(exc).__name__
-    return (
-        f"cannot schedule: timezone '{row.timezone}', send time '{row.send_time}', window end "
-        f"'{row.window_end}', days '{row.send_days}' ({detail}); fix it with drip people set or "
-        f"drip cohort edit, then drip people resume"
-    )[:1000]
+    return unreadable(row.timezone, row.send_time, row.window_end, row.send_days, exc)

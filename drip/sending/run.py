@@ -32,7 +32,7 @@ from drip.sending.plan import (
     Send,
     plan,
 )
-from drip.sending.retry import HOLD, Verdict, decide
+from drip.sending.retry import HOLD, POLICY_WAVE, Verdict, Wave, decide
 from drip.states import DeliveryKind
 
 log = logging.getLogger("drip.sending")
@@ -61,6 +61,7 @@ class PassResult:
     rescheduled: int = 0
     held: int = 0
     items: list[Item] = field(default_factory=list)
+    stopped: str = ""  # why the pass ended early
 
     def add(self, other: PassResult) -> None:
         self.sent += other.sent
@@ -70,12 +71,14 @@ class PassResult:
         self.rescheduled += other.rescheduled
         self.held += other.held
         self.items.extend(other.items)
+        self.stopped = self.stopped or other.stopped
 
     def summary(self) -> str:
         held = f", held {self.held}" if self.held else ""
+        stopped = f"; stopped: {self.stopped}" if self.stopped else ""
         return (
             f"sent {self.sent}, retry later {self.retried}, failed {self.failed}, "
-            f"completed {self.completed}, rescheduled {self.rescheduled}{held}"
+            f"completed {self.completed}, rescheduled {self.rescheduled}{held}{stopped}"
         )
 
 
@@ -94,6 +97,7 @@ class Dispatcher:
     worker: str = field(default_factory=worker_name)
     flush_every: int = 50
     recorded_versions: set[str] = field(default_factory=set)
+    policy_wave: int = POLICY_WAVE
 
 
 def send_due(
@@ -105,6 +109,7 @@ def send_due(
 ) -> PassResult:
     """One pass: claim due enrollments batch by batch and send each its next lesson."""
     total = PassResult()
+    wave = Wave(dispatcher.policy_wave)
     wake_paused(dispatcher.engine, now)
     batches = 0
     started = time.monotonic()
@@ -122,7 +127,11 @@ def send_due(
         )
         if not ids:
             break
-        total.add(_process(dispatcher, ids, now, should_stop, started))
+        total.add(_process(dispatcher, ids, now, should_stop, started, wave))
+        if wave.tripped:
+            total.stopped = wave.why()
+            log.error("pass stopped: %s", total.stopped)
+            break
         batches += 1
         if max_batches is not None and batches >= max_batches:
             break
@@ -207,11 +216,13 @@ def _process(
     now: datetime,
     should_stop: Callable[[], bool],
     pass_started: float | None = None,
+    wave: Wave | None = None,
 ) -> PassResult:
     """Send a claimed batch: build each message while the previous one is on the wire."""
     result = PassResult()
     started = time.monotonic()
     pass_started = started if pass_started is None else pass_started
+    wave = wave or Wave(d.policy_wave)
     jobs = prepare(d, ids, now, result)
     pending: list[tuple[Prepared, datetime, SendResult]] = []
     in_flight: deque[tuple[Prepared, datetime, Future[SendResult]]] = deque()
@@ -229,7 +240,7 @@ def _process(
     def collect(limit: int) -> None:
         while len(in_flight) > limit:
             job, at, future = in_flight.popleft()
-            pending.append((job, at, future.result()))
+            pending.append((job, at, wave.judge(future.result())))
             if len(pending) >= d.flush_every:
                 flush()
 
@@ -241,6 +252,14 @@ def _process(
                 for index, prepared in enumerate(jobs):
                     job = prepared.job
                     late = time.monotonic() - started > d.lease.total_seconds() * 0.5
+                    if wave.tripped:
+                        # A content or policy block for everyone: this lesson waits, unsent.
+                        later: list[tuple[int, datetime | None]] = [
+                            (j.job.row.enrollment_id, now + HOLD) for j in jobs[index:]
+                        ]
+                        release(d.engine, d.worker, later)
+                        result.rescheduled += len(later)
+                        break
                     if should_stop() or late:
                         # Hand the rest back rather than risk another worker reclaiming them.
                         rest = [(j.job.row.enrollment_id, None) for j in jobs[index:]]
@@ -362,6 +381,7 @@ def _record(
             sent_at=at,
             now=now,
             lifetime=d.retry_lifetime,
+            key=job.delivery.id,
         )
         if decision.verdict is Verdict.sent:
             day = local_date(at, job.cadence.timezone)

@@ -61,7 +61,10 @@ def enrollment_state(conn: sa.Connection, enrollment_id: int, changed: bool = Fa
     due = row.next_due_at
     if row.status == "paused" and row.paused_until is not None:
         due = _after_pause(row, zone)
-    local = due.astimezone(ZoneInfo(zone)) if due else None
+    try:
+        local = due.astimezone(ZoneInfo(zone)) if due else None
+    except (ValueError, KeyError):  # a zone this machine does not know: show UTC
+        zone, local = "UTC", due
     return Status(
         row.status, row.paused_until, local, zone, changed, row.lessons_sent or 0, row.course
     )
@@ -125,7 +128,11 @@ def change(
         enrollment_id, sent_at, status, zone, cohort_zone = found
         until = None
         if action in PAUSES:
-            until = local_date(now, zone or cohort_zone) + timedelta(days=PAUSES[action])
+            try:
+                today = local_date(now, zone or cohort_zone)
+            except (ValueError, KeyError):  # a zone this machine does not know
+                today = now.date()
+            until = today + timedelta(days=PAUSES[action])
         default = {
             Transition.pause: f"paused until {until.isoformat() if until else ''} via the pause page",
             Transition.resume: "resumed via the pause page",

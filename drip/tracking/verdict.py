@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from drip.models import Verdict
@@ -10,26 +11,35 @@ PREFETCH_SECONDS = 5.0  # an open this soon after sending is a server fetching i
 SCANNER_CLICK_SECONDS = 10.0  # a click this soon is a link scanner (Safe Links and the like)
 BURST_SECONDS = 2.0  # several links of one email hit this close together is a scanner
 APPLE_MPP_AGENT = "Mozilla/5.0"  # Apple Mail Privacy Protection fetches with exactly this
-SCANNER_MARKS = (
-    "barracuda",
-    "proofpoint",
-    "mimecast",
-    "python-requests",
-    "python-urllib",
-    "python-httpx",
-    "libwww-perl",
-    "java/",
-    "aiohttp",
-    "go-http-client",
-    "curl",
-    "wget",
-    "bot",
-    "spider",
-    "crawler",
-    "preview",
-    "scanner",
-    "headless",
+# Marks of scanners, scripts and crawlers, matched as words (a phone is not a bot because its
+# model name holds "bot"): each is (the mark shown in the reason, its pattern).
+SCANNER_MARKS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (mark, re.compile(pattern, re.IGNORECASE))
+    for mark, pattern in (
+        ("barracuda", r"\bbarracuda\b"),
+        ("proofpoint", r"\bproofpoint\b"),
+        ("mimecast", r"\bmimecast\b"),
+        ("python-requests", r"\bpython-requests\b"),
+        ("python-urllib", r"\bpython-urllib\b"),
+        ("python-httpx", r"\bpython-httpx\b"),
+        ("libwww-perl", r"\blibwww-perl\b"),
+        ("java/", r"\bjava/"),
+        ("aiohttp", r"\baiohttp\b"),
+        ("go-http-client", r"\bgo-http-client\b"),
+        ("curl", r"\bcurl\b"),
+        ("wget", r"\bwget\b"),
+        # Googlebot/2.1, bingbot/2.0, AhrefsBot/7.0, Slackbot-LinkExpanding, TelegramBot (...)
+        ("bot", r"\b\w*bot(?=[/\-\s;)+,]|$)"),
+        ("spider", r"\b\w*spider\b"),
+        ("crawler", r"\b\w*crawler\b"),
+        ("preview", r"\b\w*preview\b"),
+        ("scanner", r"\b\w*scanner\b"),
+        ("headless", r"\bheadless\w*"),
+    )
 )
+# The device model of an Android user agent ("Android 9; CUBOT P30 Build/PPR1"): a name its
+# maker chose, never a sign of a machine, so it is left out before the marks are matched.
+ANDROID_MODEL = re.compile(r"(Android[ \d._]*;(?:\s*[a-z]{2}[-_][a-z]{2};)?)[^;)]*", re.IGNORECASE)
 LINK_KINDS = frozenset({"click", "confirm", "answer"})
 
 
@@ -58,9 +68,10 @@ def counts(method: str) -> bool:
 
 
 def scanner_mark(user_agent: str) -> str | None:
-    """The known-scanner mark in a user agent, or None."""
-    lowered = user_agent.lower()
-    return next((mark for mark in SCANNER_MARKS if mark in lowered), None)
+    """The known-scanner mark in a user agent, matched as a word outside any device model name,
+    or None."""
+    agent = ANDROID_MODEL.sub(r"\1", user_agent)
+    return next((mark for mark, pattern in SCANNER_MARKS if pattern.search(agent)), None)
 
 
 def judge(hit: Hit) -> Judgement:

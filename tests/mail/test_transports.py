@@ -204,3 +204,30 @@ def test_a_relay_refusing_us_at_the_greeting_is_retry_later_not_a_bounce() -> No
         and "cannot connect" in result.reply
         and "554" in str(result)
     )
+
+
+@pytest.mark.parametrize(
+    ("code", "reply", "block"),
+    [
+        (554, "5.7.1 Message rejected as spam", True),
+        (550, "5.7.1 Service unavailable; client host blocked using Spamhaus", True),
+        (550, "Message rejected due to content restrictions", True),
+        (554, "5.6.0 Message content rejected", True),
+        (550, "5.7.26 This message does not pass DMARC", True),
+        (550, "5.1.1 The email account that you tried to reach does not exist", False),
+        (550, "No such user here", False),
+        (553, "5.1.3 mailbox name not allowed", False),
+        (451, "4.7.1 Greylisted, try again", False),
+    ],
+)
+def test_what_looks_like_a_content_or_policy_block(code: int, reply: str, block: bool) -> None:
+    from drip.mail.transports import classify, policy_block
+
+    assert policy_block(classify(code, reply)) is block
+
+
+def test_552_is_temporary_at_rcpt_and_permanent_after_data() -> None:
+    from drip.mail.transports import Outcome, classify
+
+    assert classify(552, "4.2.2 mailbox full", at_rcpt=True).outcome is Outcome.retry
+    assert classify(552, "5.3.4 message too big").outcome is Outcome.rejected

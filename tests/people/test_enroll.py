@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from support import cli_env, run_drip, utc
+from support import cli_env, make_settings, run_drip, utc
 
 from drip.errors import InputError, NotFound
 from drip.people.cohorts import create_cohort
@@ -152,9 +152,11 @@ def test_enroll_command_reports_problems_and_exit_1(
     )
 
 
-names = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=40
-).map(str.strip)
+names = (
+    st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=40)
+    .map(str.strip)
+    .filter(lambda s: "=?" not in s)
+)  # an encoded word is refused at the door
 locals_ = st.from_regex(r"[a-z][a-z0-9._+-]{0,20}[a-z0-9]", fullmatch=True).filter(
     lambda s: ".." not in s
 )
@@ -189,4 +191,72 @@ def test_any_valid_file_round_trips(
     rows = read_people_csv(path)
     assert [(r.email, r.name, r.timezone) for r in rows] == [
         (f"{local}@example.com", name, zone or None) for local, name, zone in people
+    ]
+
+
+# -- validated once, at the door ---------------------------------------------------------------
+
+
+def test_a_name_holding_an_encoded_word_is_refused_at_enrolment(
+    tmp_path: Path,
+    settings,
+    engine,  # type: ignore[no-untyped-def]
+) -> None:
+    env = cli_env(settings)
+    assert run_drip(["cohort", "create", "board", "--course", "sample",
+                     "--start", "2026-11-30"], env).returncode == 0  # fmt: skip
+    people = write(
+        tmp_path,
+        "email,name\nok@example.com,Ok\nevil@example.com,=?utf-8?q?Ann=0D=0ABcc:_x@example.com?=\n",
+        "evil.csv",
+    )
+    result = run_drip(["enroll", "board", str(people)], env)
+    assert result.returncode == 1
+    assert (
+        f"{people}:3: the name '=?utf-8?q?Ann=0D=0ABcc:_x@example.com?=' holds an encoded word"
+        in result.stderr
+    )
+    assert run_drip(["people", "list", "--format", "csv"], env).stdout.count("\n") == 1
+
+
+def test_an_idn_domain_is_enrolled_and_sent_in_its_ascii_form(
+    tmp_path: Path,
+    db_url: str,
+    smtp,  # type: ignore[no-untyped-def]
+) -> None:
+    handler, port = smtp
+    s = make_settings(tmp_path, db_url, mail_url=f"smtp://127.0.0.1:{port}")
+    env = cli_env(s)
+    assert run_drip(["cohort", "create", "board", "--course", "sample",
+                     "--start", "2026-11-30", "--timezone", "UTC"], env).returncode == 0  # fmt: skip
+    people = write(
+        tmp_path, "email,name\nanna@bücher.example,Anna\nüser@example.com,U\n", "idn.csv"
+    )
+    refused = run_drip(["enroll", "board", str(people)], env)
+    assert refused.returncode == 1
+    assert "'üser@example.com' needs SMTPUTF8" in refused.stderr
+    assert "bücher" not in refused.stderr
+    people.write_text("email,name\nanna@bücher.example,Anna\n", encoding="utf-8")
+    enrolled = run_drip(["enroll", "board", str(people)], env)
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert (
+        "anna@xn--bcher-kva.example" in run_drip(["people", "list", "--format", "csv"], env).stdout
+    )
+    sent = run_drip(["send-due", "--now", "2026-11-30T09:00:00Z"], env)
+    assert sent.returncode == 0, sent.stderr
+    (received,) = handler.messages
+    assert received.rcpt_tos == ["anna@xn--bcher-kva.example"]
+    assert b"To: Anna <anna@xn--bcher-kva.example>" in received.data
+
+
+def test_a_csv_error_names_the_first_line_of_its_record(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'email,name\nok@example.com,Ok\nbad@example.com,"Ann\nSmith"\nalso@example.com,Al\n',
+        "multi.csv",
+    )
+    with pytest.raises(InputError) as info:
+        read_people_csv(path)
+    assert info.value.problems == [
+        f"{path}:3: the name 'Ann\\nSmith' holds a line break or control character; remove it"
     ]

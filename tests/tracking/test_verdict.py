@@ -93,3 +93,73 @@ def test_head_never_counts() -> None:
     assert not counts("head")
     assert counts("GET")
     assert counts("POST")
+
+
+# Real phones' user agents: none is a machine, whatever its model is called.
+PHONES = [
+    "Mozilla/5.0 (Linux; Android 9; CUBOT P30) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0.6099.144 Mobile Safari/537.36",
+    "Mozilla/5.0 (Linux; Android 10; CUBOT_X19) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/118.0.5993.111 Mobile Safari/537.36",
+    "Mozilla/5.0 (Linux; U; Android 4.4.2; en-us; CUBOT X9 Build/KOT49H) AppleWebKit/534.30 "
+    "(KHTML, like Gecko) Version/4.0 Mobile Safari/534.30",
+    "Mozilla/5.0 (Linux; Android 11; CUBOT NOTE 20 PRO Build/RP1A.200720.011; wv) "
+    "AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/119.0.6045.66 Mobile Safari/537.36",
+    "Mozilla/5.0 (Linux; Android 13; SM-S918B Build/TP1A.220624.014; wv) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Version/4.0 Chrome/119.0.6045.163 Mobile Safari/537.36",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Linux; Android 13; SAMSUNG SM-A536B) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "SamsungBrowser/23.0 Chrome/115.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Linux; Android 12; Redmi Note 11) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/123.0.6312.99 Mobile Safari/537.36",
+    "Mozilla/5.0 (Linux; Android 11; moto g(30)) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/122.0.6261.64 Mobile Safari/537.36",
+    "Mozilla/5.0 (Linux; Android 10; HRY-LX1T) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/121.0.6167.178 Mobile Safari/537.36",
+    SAFARI_IPHONE,
+    IOS_MAIL,
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4_1 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) CriOS/124.0.6367.88 Mobile/15E148 Safari/604.1",
+]
+MACHINES = [
+    (GOOGLEBOT, "bot"),
+    ("Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)", "bot"),
+    ("Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)", "bot"),
+    ("Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)", "bot"),
+    ("Mozilla/5.0 (compatible; Discordbot/2.0; +https://discordapp.com)", "bot"),
+    ("TelegramBot (like TwitterBot)", "bot"),
+    (
+        "Mozilla/5.0 (compatible; Baiduspider/2.0; +http://www.baidu.com/search/spider.html)",
+        "spider",
+    ),  # fmt: skip
+    (
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "HeadlessChrome/120.0.0.0 Safari/537.36",
+        "headless",
+    ),  # fmt: skip
+    (CURL, "curl"),
+    ("Wget/1.21.4", "wget"),
+    (PY_REQUESTS, "python-requests"),
+    ("Go-http-client/1.1", "go-http-client"),
+    ("Java/17.0.2", "java/"),
+    (BARRACUDA, "barracuda"),
+]
+
+
+@pytest.mark.parametrize("agent", PHONES)
+def test_a_phone_is_never_a_machine_by_its_model_name(agent: str) -> None:
+    from drip.tracking.verdict import scanner_mark
+
+    assert scanner_mark(agent) is None
+    opened = judge(Hit("open", "GET", agent, 3600.0))
+    clicked = judge(Hit("click", "GET", agent, 3600.0))
+    assert (opened.verdict, clicked.verdict) == (Verdict.human, Verdict.human)
+
+
+@pytest.mark.parametrize(("agent", "mark"), MACHINES)
+def test_crawlers_and_scripts_are_machines_by_a_whole_word(agent: str, mark: str) -> None:
+    from drip.tracking.verdict import scanner_mark
+
+    assert scanner_mark(agent) == mark
+    assert judge(Hit("open", "GET", agent, 3600.0)).verdict is Verdict.machine
