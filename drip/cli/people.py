@@ -99,22 +99,23 @@ def _people_action(action: str, past: str) -> Callable[..., None]:
         results = change_person(
             open_app().engine, email, action, now=now_utc(), cohort_name=cohort_name
         )
-        for name, changed in results:
-            say(
-                f"{email} in '{name}': {past}"
-                if changed
-                else f"{email} in '{name}': unchanged (not {action}able now)"
-            )
+        for name, what in results:  # "paused", or why it does not apply in that cohort
+            say(f"{email} in '{name}': {what}")
 
     command.__doc__ = {
         "pause": "Pause a person's lessons until resumed.",
         "resume": "Resume a paused or bounced person with their next lesson.",
         "unsubscribe": "Unsubscribe a person; they get no more lessons.",
+        "resubscribe": "Undo an unsubscribe: the person continues with their next lesson.",
     }[action]
     return command
 
 
-for _action, _past in (("pause", "paused"), ("unsubscribe", "unsubscribed")):
+for _action, _past in (
+    ("pause", "paused"),
+    ("unsubscribe", "unsubscribed"),
+    ("resubscribe", "resubscribed"),
+):
     people.command(_action)(_people_action(_action, _past))
 
 

@@ -65,6 +65,12 @@ def list_people(
         return [(p, e, c) for p, e, c in db.exec(query).all()]
 
 
+PAST = {
+    "pause": "paused",
+    "resume": "resumed",
+    "unsubscribe": "unsubscribed",
+    "resubscribe": "resubscribed",
+}
 ACTIONS = {
     "pause": Transition.pause,
     "resume": Transition.resume,
@@ -114,7 +120,7 @@ def change_person(
         }
         for enrollment, cohort in chosen:
             if enrollment.id in applied:
-                results.append((cohort.name, action + ("d" if action.endswith("e") else "ed")))
+                results.append((cohort.name, PAST[action]))
             else:
                 results.append((cohort.name, lifecycle.explain(transition, enrollment.status)))
     if not applied:
