@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
@@ -18,6 +19,7 @@ from drip.cli.base import (
     say,
 )
 from drip.cli.cohort import _person_row
+from drip.errors import DripError
 
 
 @click.group("people", cls=DripGroup)
@@ -155,3 +157,28 @@ def people_set_timezone(email: str, zone: str) -> None:
     say(f"{email}: timezone {zone}")
     for name in released:
         say(f"{email} in '{name}': released")
+
+
+@people.command("certificate")
+@click.argument("email")
+@click.option("--cohort", "cohort_name", help="The cohort, when the person completed several.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Write the PDF to this file.",
+)
+def people_certificate(email: str, cohort_name: str | None, output: Path) -> None:
+    """Make a person's certificate of completion again, as a PDF (drip people certificate ada@example.com -o ada.pdf)."""
+    from drip.reports.certificate import person_certificate
+
+    app = open_app()
+    pdf, cohort = person_certificate(
+        app.engine, email, app.settings.lessons_path, now_utc(), cohort_name
+    )
+    try:
+        output.write_bytes(pdf)
+    except OSError as exc:
+        raise DripError(f"cannot write {output}: {exc.strerror}; choose another file") from None
+    say(f"certificate of {email.strip().lower()} ({cohort}) written to {output}")

@@ -197,7 +197,9 @@ def prepare(d: Dispatcher, ids: list[int], now: datetime, result: PassResult) ->
         store.finish(conn, d.worker, finished)
         store.quarantine(conn, d.worker, held, now)
         summaries = {
-            j.row.enrollment_id: store.summary(conn, j, now)
+            j.row.enrollment_id: store.summary(
+                conn, j.row.enrollment_id, j.send.course, j.row.cohort, j.cadence.timezone, now
+            )
             for j in jobs
             if j.send.kind is DeliveryKind.completion
         }

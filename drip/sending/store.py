@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from drip import events, lifecycle
-from drip.curriculum.load import Check, Lesson
+from drip.curriculum.load import Check, Course, Lesson
 from drip.db import insert_ignoring_conflicts
 from drip.lifecycle import Change, Transition
 from drip.mail.notes import LessonResult, Summary
@@ -514,7 +514,8 @@ def _record_reviews(conn: sa.Connection, sent: Sequence[Sent]) -> None:
             .values(
                 due_on=sa.bindparam("due"),
                 rounds=sa.bindparam("rounds"),
-                streak=0,
+                # The streak stands until an answer comes: a right one adds to it, a wrong one
+                # (tracking.hits.advance_review) starts it again.
                 retired=sa.bindparam("retired"),
                 updated_at=sa.bindparam("at"),
             ),
@@ -539,10 +540,10 @@ def _delivery(
     }
 
 
-def summary(conn: sa.Connection, job: Job, now: datetime) -> Summary:
+def summary(
+    conn: sa.Connection, eid: int, course: Course, cohort: str, zone: str, now: datetime
+) -> Summary:
     """One person's course in figures, for the completion e-mail and the certificate."""
-    eid = job.row.enrollment_id
-    zone = job.cadence.timezone
     first = conn.execute(
         sa.select(sa.func.min(D.c.sent_at)).where(
             D.c.enrollment_id == eid, D.c.status == DeliveryStatus.sent.value
@@ -563,7 +564,7 @@ def summary(conn: sa.Connection, job: Job, now: datetime) -> Summary:
     }
     lessons = []
     still_open = []
-    for lesson in job.send.course.lessons:
+    for lesson in course.lessons:
         right, retired = reviews.get(lesson.slug, (None, True))
         if lesson.check is None:
             result = "no check"
@@ -573,7 +574,7 @@ def summary(conn: sa.Connection, job: Job, now: datetime) -> Summary:
                 still_open.append((lesson.check.review or lesson.check).question)
         lessons.append(LessonResult(lesson.title, lesson.takeaway, result))
     return Summary(
-        cohort=job.row.cohort,
+        cohort=cohort,
         started=local_date(first or now, zone),
         finished=local_date(now, zone),
         confirmed=int(confirmed),
