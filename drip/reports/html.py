@@ -10,6 +10,7 @@ from markupsafe import Markup, escape
 
 from drip.errors import RenderError
 from drip.reports.queries import CohortReport, DayRow, LessonRow
+from drip.reports.retention import RetentionRow
 
 TEMPLATE = "report.html.j2"
 MAX_ROWS = 500  # the report is mailed as an attachment; CSV has everyone
@@ -135,6 +136,21 @@ def activity_chart(days: list[DayRow]) -> Markup:
     return _svg(height, "Events per day", parts)
 
 
+def retention_chart(rows: list[RetentionRow]) -> Markup:
+    """Bars: the share of answers right at the first try, and in review by days since the lesson."""
+    label_w, bar_w, row_h = 200, WIDTH - 200 - 120, 26
+    body: list[str] = []
+    for i, row in enumerate(rows):
+        y = 8 + i * row_h
+        body.append(_text(0, y + 14, row.label))
+        body.append(_rect(label_w, y, bar_w, 18, GREY))
+        body.append(_rect(label_w, y, bar_w * row.rate, 18, GREEN if i == 0 else BLUE))
+        shown = f"{row.rate:.0%} of {row.answered}" if row.answered else "no answers yet"
+        body.append(_text(label_w + bar_w + 8, y + 14, shown))
+    label = "Checks answered right: first try, and in review by days since the lesson"
+    return _svg(16 + row_h * len(rows), label, body)
+
+
 def render_html(report: CohortReport, templates: Path) -> str:
     """The report as one HTML page that needs nothing from the network."""
     folder = templates / "report"
@@ -156,6 +172,7 @@ def render_html(report: CohortReport, templates: Path) -> str:
         progress_svg=progress_chart(report.progress),
         funnel_svg=funnel_chart(report.lessons, report.human_only),
         activity_svg=activity_chart(report.activity),
+        retention_svg=retention_chart(report.retention),
         behind=behind[:MAX_ROWS],
         behind_more=max(0, len(behind) - MAX_ROWS),
         people=report.people[:MAX_ROWS],

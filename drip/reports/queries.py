@@ -32,6 +32,7 @@ from drip.models import (
     Verdict,
 )
 from drip.people.cohorts import get_cohort
+from drip.reports.retention import LessonReview, RetentionRow, retention
 from drip.states import DeliveryKind
 
 # Tracking writes an implied human open for every human click, "got it" and answer.
@@ -125,6 +126,8 @@ class CohortReport:
     human_only: bool
     generated_at: datetime
     notes: list[str] = field(default_factory=list)
+    retention: list[RetentionRow] = field(default_factory=list)  # first try vs in review
+    reviews: list[LessonReview] = field(default_factory=list)
 
     @property
     def behind(self) -> list[PersonRow]:
@@ -248,7 +251,10 @@ def cohort_report(
         summary = _summary(conn, cohort, course, stats, behind, total)
         activity = _activity(conn, cohort.id, human_only)
         progress = _progress(conn, cohort.id, total)
-    return CohortReport(summary, lessons, people, activity, progress, human_only, now, notes)
+        kept, reviewed = retention(conn, cohort.id)
+    return CohortReport(
+        summary, lessons, people, activity, progress, human_only, now, notes, kept, reviewed
+    )
 
 
 def _summary(

@@ -24,6 +24,7 @@ from drip.curriculum.load import Course, load_course
 from drip.people.cohorts import create_cohort
 from drip.people.csv import Row
 from drip.people.enroll import enroll_rows
+from drip.reports.queries import cohort_report
 from drip.sending.run import send_due
 from drip.web import create_app
 
@@ -156,6 +157,16 @@ def test_a_wrong_answer_comes_back_on_kerfoots_schedule_and_retires(
         kinds = [k for (k,) in conn.execute(sa.text("select kind from event order by id"))]
     for kind in ("welcome", "sent", "review", "review_answer", "certificate", "complete"):
         assert kind in kinds, kind
+    # The report learns it: first try against review, by lesson and by days since the lesson.
+    report = cohort_report(app.engine, "board", LESSONS, now)
+    first = report.retention[0]
+    assert (first.label, first.answered, first.right) == ("first try", 20, 19)
+    three = next(r for r in report.reviews if r.slug == lesson3.slug)
+    assert (three.first_answered, three.first_right) == (1, 0)
+    assert (three.review_answered, three.review_right) == (2, 2)
+    assert sum(r.answered for r in report.retention[1:]) == sum(
+        r.review_answered for r in report.reviews
+    )
 
 
 def test_unopened_lessons_bring_a_catch_up_line_then_an_automatic_pause(
