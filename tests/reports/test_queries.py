@@ -350,7 +350,7 @@ def test_html_report_is_self_contained_with_charts(scenario: Scenario) -> None:
     html = render_html(report, scenario.settings.templates_path)
     parsed = _Html()
     parsed.feed(html)
-    assert parsed.tags.count("svg") == 3  # progress, funnel, activity
+    assert parsed.tags.count("svg") == 4  # progress, funnel, activity
     assert "script" not in parsed.tags and "link" not in parsed.tags and "img" not in parsed.tags
     assert parsed.links == []  # nothing fetched from the network
     text = " ".join(parsed.text)
