@@ -23,7 +23,9 @@ OPTION = "drip_outbox"  # the execution option that carries an OutboxConfig
 
 # What a learning record wants to hear about: reading, confirming and answering a lesson (by a
 # person), and the course's status changes. Clicks, sends and drip's bookkeeping stay inside.
-READER_KINDS = frozenset({EventKind.open, EventKind.confirm, EventKind.answer})
+READER_KINDS = frozenset(
+    {EventKind.open, EventKind.confirm, EventKind.answer, EventKind.review_answer}
+)
 STATUS_KINDS = frozenset(
     {
         EventKind.complete,

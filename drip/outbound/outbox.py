@@ -21,7 +21,7 @@ from drip.models import LESSON_VERSION as LV
 from drip.models import OUTBOX as O
 from drip.models import PERSON as P
 from drip.outgoing import KINDS, READER, OutboxConfig, event_key
-from drip.states import OutboxStatus, Verdict
+from drip.states import EventKind, OutboxStatus, Verdict
 
 if TYPE_CHECKING:  # httpx is loaded by the sender only
     import httpx
@@ -155,12 +155,16 @@ def _claim(conn: sa.Connection, target: str, now: datetime, limit: int) -> list[
     return ids
 
 
+RV = LV.alias("review_version")
+
+
 def _items(conn: sa.Connection, ids: list[int]) -> list[Item]:
     columns = [
         O.c.id.label("outbox_id"), O.c.key, O.c.attempts, EV.c.id.label("event_id"), EV.c.kind,
         EV.c.at, EV.c.verdict, EV.c.option, EV.c.correct, EV.c.enrollment_id,
         P.c.id.label("person_id"), P.c.email, P.c.name, C.c.name.label("cohort"), C.c.course,
         D.c.lesson_slug, LV.c.title.label("lesson_title"), D.c.position,
+        D.c.review_slug, RV.c.title.label("review_title"),
     ]  # fmt: skip
     if _has_attributes():
         columns.append(P.c.attributes)
@@ -173,6 +177,7 @@ def _items(conn: sa.Connection, ids: list[int]) -> list[Item]:
             .join(C, C.c.id == E.c.cohort_id)
             .outerjoin(D, D.c.id == EV.c.delivery_id)
             .outerjoin(LV, LV.c.content_hash == D.c.content_hash)
+            .outerjoin(RV, RV.c.content_hash == D.c.review_hash)
         )
         .where(O.c.id.in_(ids))
         .order_by(O.c.id)
@@ -195,8 +200,11 @@ def _items(conn: sa.Connection, ids: list[int]) -> list[Item]:
             attributes=_attributes(r.attributes) if _has_attributes() else {},
             cohort=r.cohort,
             course=r.course,
-            lesson_slug=r.lesson_slug,
-            lesson_title=r.lesson_title,
+            # A review answer is about the lesson the review came from.
+            lesson_slug=r.review_slug if r.kind == EventKind.review_answer.value else r.lesson_slug,
+            lesson_title=r.review_title
+            if r.kind == EventKind.review_answer.value
+            else r.lesson_title,
             position=r.position,
         )  # fmt: skip
         for r in rows

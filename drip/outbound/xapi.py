@@ -19,6 +19,7 @@ VERBS: dict[str, str] = {
     EventKind.open.value: "experienced",
     EventKind.confirm.value: "completed",
     EventKind.answer.value: "answered",
+    EventKind.review_answer.value: "answered",
     EventKind.complete.value: "completed",
     EventKind.pause.value: "suspended",
     EventKind.autopause.value: "suspended",
@@ -26,7 +27,8 @@ VERBS: dict[str, str] = {
     EventKind.wake.value: "resumed",
     EventKind.unsubscribe.value: "exited",
 }
-LESSON_KINDS = frozenset({EventKind.open.value, EventKind.confirm.value, EventKind.answer.value})
+ANSWER_KINDS = frozenset({EventKind.answer.value, EventKind.review_answer.value})
+LESSON_KINDS = frozenset({EventKind.open.value, EventKind.confirm.value, *ANSWER_KINDS})
 LANGUAGE = "en"
 
 
@@ -95,9 +97,13 @@ def statement(identity: Identity, item: Item, namespace: uuid.UUID) -> dict[str,
         lesson = lesson_iri(identity, item.course, item.lesson_slug)
         target = _activity(lesson, "lesson", item.lesson_title or item.lesson_slug)
         context["contextActivities"] = {"parent": [course]}
-        if item.kind == EventKind.answer.value:
+        if item.kind in ANSWER_KINDS:
+            review = item.kind == EventKind.review_answer.value
+            name = target["definition"]["name"][LANGUAGE]
             target = _activity(
-                f"{lesson}/check", "question", f"Check: {target['definition']['name'][LANGUAGE]}"
+                f"{lesson}/check/review" if review else f"{lesson}/check",
+                "question",
+                f"Review: {name}" if review else f"Check: {name}",
             )
             context["contextActivities"]["grouping"] = [{"objectType": "Activity", "id": lesson}]
             result = {"success": bool(item.correct), "completion": True}
