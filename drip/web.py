@@ -199,25 +199,19 @@ def create_app(
             raise HTTPException(404)
         return page("confirm.html.j2", lesson=shown, status=shown.status)
 
-    async def answer(request: Request) -> Response:
-        delivery_id, option = _pair(ids(request, Purpose.answer))
-        shown = await run_in_threadpool(
-            tracking.record_answer, engine, delivery_id, option, hit(request)
-        )
+    async def answered(request: Request, purpose: Purpose, record: Any) -> Response:
+        """An answer to a lesson's check or to a review question: the same page either way."""
+        delivery_id, option = _pair(ids(request, purpose))
+        shown = await run_in_threadpool(record, engine, delivery_id, option, hit(request))
         if shown is None:
             raise HTTPException(404)
-        status = await run_in_threadpool(actions.enrollment_status, engine, delivery_id)
-        return page("answer.html.j2", answer=shown, status=status)
+        return page("answer.html.j2", answer=shown, status=shown.status)
+
+    async def answer(request: Request) -> Response:
+        return await answered(request, Purpose.answer, tracking.record_answer)
 
     async def review(request: Request) -> Response:
-        delivery_id, option = _pair(ids(request, Purpose.review))
-        shown = await run_in_threadpool(
-            tracking.record_review_answer, engine, delivery_id, option, hit(request)
-        )
-        if shown is None:
-            raise HTTPException(404)
-        status = await run_in_threadpool(actions.enrollment_status, engine, delivery_id)
-        return page("answer.html.j2", answer=shown, status=status)
+        return await answered(request, Purpose.review, tracking.record_review_answer)
 
     async def schedule(request: Request) -> Response:
         (delivery_id,) = ids(request, Purpose.schedule)
