@@ -387,6 +387,145 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
+DOMAIN = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
+
+
+def _domain(value: str) -> str:
+    value = value.strip().lower().rstrip(".")
+    if value and not DOMAIN.match(value):
+        raise ValueError("not a domain name like bounce.example.com")
+    return value
+
+
+def _address(value: str) -> str:
+    value = value.strip()
+    if value and not SENDER_ADDRESS.match(value):
+        raise ValueError("not a plain e-mail address like coach@example.com")
+    return value.lower()
+
+
+def _imap_url(value: str) -> str:
+    value = value.strip()
+    if not value:
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("imap", "imaps") or not parts.hostname or not parts.username:
+        raise ValueError("not a mailbox URL like imaps://user:pass@imap.example.com/INBOX")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError("the port is not a number between 1 and 65535") from None
+    return value
+
+
+INBOUND_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "bounce_domain",
+        "",
+        _domain,
+        "Domain of the per-delivery return addresses (VERP); empty: the From address is the envelope sender.",
+        "use a domain whose MX reaches drip inbound serve, like bounce.example.com",
+    ),
+    Setting(
+        "reply_address",
+        "",
+        _address,
+        "drip's own address for replies (default reply@ the bounce domain).",
+        "use an address like reply@bounce.example.com",
+    ),
+    Setting(
+        "coach_address",
+        "",
+        _address,
+        "Where people's replies to lessons are forwarded (a coach or facilitator).",
+        "use an address like coach@example.com",
+    ),
+    Setting(
+        "soft_bounce_limit",
+        "3",
+        _positive_int,
+        "Soft bounces in a row after which an address counts as bounced.",
+        "use a whole number like 3",
+    ),
+    Setting(
+        "inbound_host",
+        "127.0.0.1",
+        _url,
+        "Address drip inbound serve listens on.",
+        "use 127.0.0.1 or 0.0.0.0",
+    ),
+    Setting(
+        "inbound_port",
+        "2525",
+        _port,
+        "Port drip inbound serve listens on.",
+        "use a port like 2525",
+    ),
+    Setting(
+        "imap_url",
+        "",
+        _imap_url,
+        "Mailbox drip inbound poll reads: imaps://user:pass@host/INBOX (imap:// uses STARTTLS if offered).",
+        "use imaps://user:pass@imap.example.com/INBOX",
+        secret=True,
+    ),
+    Setting(
+        "dkim_key",
+        "",
+        _path,
+        "PEM file of the DKIM private key; set it to sign every lesson (opt-in).",
+        "name a PEM file holding an RSA private key",
+    ),
+    Setting(
+        "dkim_selector",
+        "drip",
+        _url,
+        "DKIM selector: the key is published at SELECTOR._domainkey.DOMAIN.",
+        "use a selector like drip",
+    ),
+    Setting(
+        "dkim_domain",
+        "",
+        _domain,
+        "DKIM signing domain (default: the From address's domain).",
+        "use the From domain, like example.com",
+    ),
+    Setting(
+        "postmark_webhook_auth",
+        "",
+        _url,
+        "user:password that Postmark's bounce webhook sends (HTTP Basic).",
+        "use a user:password pair of 16+ random characters",
+        secret=True,
+    ),
+    Setting(
+        "sendgrid_webhook_key",
+        "",
+        _url,
+        "SendGrid's Signed Event Webhook verification key (base64 public key).",
+        "paste the verification key from SendGrid's Mail Settings",
+        secret=True,
+    ),
+    Setting(
+        "mailgun_signing_key",
+        "",
+        _url,
+        "Mailgun's HTTP webhook signing key.",
+        "paste the webhook signing key from Mailgun's settings",
+        secret=True,
+    ),
+    Setting(
+        "ses_topic_arn",
+        "",
+        _url,
+        "The SNS topic ARN whose SES notifications drip accepts.",
+        "use arn:aws:sns:REGION:ACCOUNT:TOPIC",
+    ),
+)
+
+SETTINGS = SETTINGS + INBOUND_SETTINGS
+
+
 @dataclass(frozen=True)
 class Settings:
     """The effective settings; build with load_settings()."""
@@ -432,6 +571,13 @@ class Settings:
         )
 
     @property
+    def reply_to_address(self) -> str:
+        """drip's own reply address: the configured one, else reply@ the bounce domain."""
+        configured = str(self.values.get("reply_address", ""))
+        domain = str(self.values.get("bounce_domain", ""))
+        return configured or (f"reply@{domain}" if domain else "")
+
+    @property
     def lessons_path(self) -> Path:
         return resource_dir(self.values["lessons_dir"], "lessons")
 
@@ -450,7 +596,7 @@ def mask(setting: Setting, value: Any) -> str:
     text = str(value)
     if not setting.secret or not text:
         return text
-    if setting.name in ("mail_url", "database_url"):
+    if setting.name in ("mail_url", "database_url", "imap_url"):
         # Hide the password of any user:password@ in a URL, whatever its form.
         return re.sub(r"(?<=:)[^:/@]*(?=@)", "****", text) if "@" in text else text
     return "****"

@@ -65,7 +65,9 @@ RULES: dict[Transition, Rule] = {
         (S.active, S.paused, S.bounced, S.completed, S.held), S.unsubscribed, EventKind.unsubscribe
     ),
     Transition.resubscribe: _rule((S.unsubscribed,), S.active, EventKind.resubscribe),
-    Transition.bounce: _rule((S.active,), S.bounced, EventKind.bounce),
+    # A bounce found while sending hits an active enrollment; one that comes back later by mail
+    # may find it paused (an out-of-office pause, a manager's pause).
+    Transition.bounce: _rule((S.active, S.paused), S.bounced, EventKind.bounce),
     Transition.hold: _rule((S.active,), S.held, EventKind.hold),
     Transition.release: _rule((S.held,), S.active, EventKind.release),
 }

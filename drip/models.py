@@ -215,6 +215,31 @@ class SendBudget(SQLModel, table=True):
     used: int = Field(default=0)
 
 
+class Suppression(SQLModel, table=True):
+    """An address no cohort may mail: a hard bounce, a complaint, or a manager's entry."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, sa_column_kwargs={"unique": True, "nullable": False})
+    reason: str = Field(default="")
+    source: str = Field(default="", max_length=20)  # bounce, complaint, manual, import
+    created_at: datetime | None = utc_column(nullable=False)
+
+
+class InboundMessage(SQLModel, table=True):
+    """One message that came back (bounce, complaint, reply), kept so it is processed once."""
+
+    __tablename__ = "inbound_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64, sa_column_kwargs={"unique": True, "nullable": False})
+    received_at: datetime | None = utc_column(nullable=False)
+    source: str = Field(default="", max_length=10)  # smtp, imap, ses, postmark, sendgrid, mailgun
+    kind: str = Field(default="", max_length=20)  # what classify made of it
+    delivery_id: int | None = Field(default=None, foreign_key="delivery.id")
+    email: str = Field(default="", max_length=320)
+    outcome: str = Field(default="")  # what drip did about it
+
+
 # SQLAlchemy core handles of the tables, for the hot paths (per recipient, per hit) and the
 # aggregate queries; SQLModel objects serve everywhere else.
 PERSON: sa.Table = Person.__table__  # type: ignore[attr-defined]
@@ -227,3 +252,5 @@ DIGEST_LOG: sa.Table = DigestLog.__table__  # type: ignore[attr-defined]
 REVIEW: sa.Table = Review.__table__  # type: ignore[attr-defined]
 SEND_BUDGET: sa.Table = SendBudget.__table__  # type: ignore[attr-defined]
 OUTBOX: sa.Table = OutboxItem.__table__  # type: ignore[attr-defined]
+SUPPRESSION: sa.Table = Suppression.__table__  # type: ignore[attr-defined]
+INBOUND: sa.Table = InboundMessage.__table__  # type: ignore[attr-defined]

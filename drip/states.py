@@ -47,6 +47,9 @@ class EventKind(enum.StrEnum):
     certificate = "certificate"
     note = "note"
     schedule = "schedule"  # the reader chose another send time or days
+    # What comes back by mail (drip.inbound).
+    question = "question"  # a person's reply, forwarded to the coach
+    softbounce = "softbounce"  # a temporary failure reported after the relay accepted the lesson
     # Status changes (drip.lifecycle writes exactly these).
     enrol = "enrol"
     pause = "pause"

@@ -167,6 +167,35 @@ def read_token(secret: str | Sequence[str], purpose: Purpose, token: str) -> tup
     return ids
 
 
+RETURN_LOCAL = re.compile(r"^b-([0-9]{1,18})-([0-9a-f]{20})$")
+
+
+def _return_signature(secret: str, delivery_id: int, domain: str) -> str:
+    # Hex, not base64: a mail server may change the case of a local part.
+    mac = _keyed(secret).copy()
+    mac.update(f"return:{delivery_id}@{domain.lower()}".encode("ascii"))
+    return mac.hexdigest()[:20]
+
+
+def return_address(secret: str, delivery_id: int, domain: str) -> str:
+    """The signed per-delivery envelope sender (VERP), like b-42-<signature>@bounce.example.com."""
+    return f"b-{delivery_id}-{_return_signature(secret, delivery_id, domain)}@{domain.lower()}"
+
+
+def read_return_address(secret: str, address: str, domain: str) -> int:
+    """The delivery id of a valid return address on `domain`; TokenError for anything else."""
+    local, at, host = address.strip().strip("<>").rpartition("@")
+    if not at or host.lower().rstrip(".") != domain.lower():
+        raise TokenError("not on the bounce domain")
+    match = RETURN_LOCAL.match(local.lower())
+    if not match:
+        raise TokenError("malformed return address")
+    delivery_id = int(match.group(1))
+    if not hmac.compare_digest(_return_signature(secret, delivery_id, domain), match.group(2)):
+        raise TokenError("bad signature")
+    return delivery_id
+
+
 def link_values(
     base: str, key: str, delivery_id: int, options: int, links: int, reviews: int = 0
 ) -> dict[str, str]:

@@ -34,6 +34,9 @@ from drip.app import App
 from drip.config import Settings, load_settings, require_secret, verifying_keys
 from drip.curriculum.load import load_course
 from drip.errors import DripError, TokenError
+from drip.inbound import webhooks
+from drip.inbound.classify import Finding
+from drip.inbound.process import Inbound, handle_report
 from drip.tokens import Purpose, make_token, read_token
 from drip.tracking import hits as tracking
 from drip.tracking import pages as actions
@@ -103,11 +106,20 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def fetch_url(url: str) -> bytes:
+    """GET a small public document (an SNS signing certificate)."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - https only, checked
+        return bytes(response.read(65536))
+
+
 def create_app(
     engine: Engine,
     settings: Settings,
     *,
     clock: Callable[[], datetime] = _now,
+    fetch_cert: Callable[[str], bytes] = fetch_url,
     token_limit: int = 30,
     ip_limit: int = 1200,
     window: float = 60.0,
@@ -304,6 +316,50 @@ def create_app(
             raise HTTPException(404)
         return page("unsubscribe.html.j2", status=status, done=True, pause_url=pause_url)
 
+    inbound = Inbound.of(settings, secret)
+    certificates: dict[str, bytes] = {}
+
+    def certificate(url: str) -> bytes:
+        if url not in certificates:
+            certificates[url] = fetch_cert(url)
+        return certificates[url]
+
+    async def webhook(request: Request) -> Response:
+        provider = request.path_params["provider"]
+        body = await request.body()
+        now = clock()
+        try:
+            if provider == "mailgun":
+                reports = webhooks.mailgun(body, settings.mailgun_signing_key, now)
+            elif provider == "sendgrid":
+                reports = webhooks.sendgrid(
+                    body, request.headers, settings.sendgrid_webhook_key, now
+                )
+            elif provider == "postmark":
+                reports = webhooks.postmark(
+                    body, request.headers.get("authorization", ""), settings.postmark_webhook_auth
+                )
+            elif provider == "ses":
+                reports = await run_in_threadpool(
+                    webhooks.ses, body, settings.ses_topic_arn, certificate
+                )
+            else:
+                raise HTTPException(404)
+        except webhooks.WebhookRejected as exc:
+            log.warning("webhook %s rejected: %s", provider, exc)
+            raise HTTPException(404) from None
+        except webhooks.WebhookConfirm as exc:
+            log.warning("SNS asks to confirm the subscription: open %s once", exc)
+            return PlainTextResponse("open the SubscribeURL to confirm", status_code=202)
+        for report in reports:
+            finding = Finding(report.kind, reason=report.reason, status=report.status,
+                              recipients=(report.email,))  # fmt: skip
+            await run_in_threadpool(
+                partial(handle_report, engine, finding, key=report.event_id, email=report.email,
+                        message_id=report.message_id, config=inbound, source=provider, now=now)
+            )  # fmt: skip
+        return PlainTextResponse("ok", headers={"Cache-Control": "no-store"})
+
     async def healthz(request: Request) -> Response:
         if not await run_in_threadpool(actions.database_ok, engine):
             return PlainTextResponse("database unavailable", status_code=503)
@@ -331,6 +387,7 @@ def create_app(
         Route("/p/{token}", pause, methods=["GET", "POST"]),
         Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/hooks/{provider}", webhook, methods=["POST"]),
     ]
 
     @asynccontextmanager

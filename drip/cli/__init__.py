@@ -10,7 +10,9 @@ from drip import __version__
 from drip.cli.base import DripGroup
 from drip.cli.cohort import cohort
 from drip.cli.demo import demo_cmd
+from drip.cli.doctor import doctor_cmd
 from drip.cli.enroll import enroll
+from drip.cli.inbound import inbound
 from drip.cli.init import config_cmd, init_cmd, migrate_cmd
 from drip.cli.lessons import lessons
 from drip.cli.log import log_cmd
@@ -18,6 +20,7 @@ from drip.cli.people import people
 from drip.cli.report import report_cmd
 from drip.cli.run import healthcheck_cmd, run_cmd, serve_cmd
 from drip.cli.send import send_due_cmd, send_test
+from drip.cli.suppress import suppress
 from drip.cli.xapi import xapi
 
 
@@ -52,5 +55,8 @@ for _command, _name in (
     (report_cmd, "report"),
     (log_cmd, "log"),
     (xapi, "xapi"),
+    (suppress, "suppress"),
+    (inbound, "inbound"),
+    (doctor_cmd, "doctor"),
 ):
     main.add_command(_command, _name)

@@ -35,8 +35,12 @@ def enroll(cohort_name: str, file: Path, dry_run: bool) -> None:
         result = enroll_csv(
             app.engine, cohort_name, file, now=now_utc(), dry_run=dry_run, progress=advance
         )
+    for message in result.refused:
+        err_console.print(message, markup=False, soft_wrap=True)
     verb = "would enrol" if dry_run else "enrolled"
     say(
         f"{verb} {result.enrolled} of {result.rows} people in '{cohort_name}' "
-        f"({result.new_people} new, {result.already} already enrolled and skipped)"
+        f"({result.new_people} new, {result.already} already enrolled and skipped"
+        + (f", {len(result.refused)} suppressed and refused" if result.refused else "")
+        + ")"
     )

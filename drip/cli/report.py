@@ -25,7 +25,7 @@ PERCENT = ("open_rate_human", "open_rate_all", "average_progress")
 SUMMARY_COLUMNS = [
     "cohort", "course", "enrolled", "active", "paused", "completed", "unsubscribed", "bounced",
     "lessons_sent", "open_rate_human", "open_rate_all", "confirmed", "answered_right",
-    "average_progress", "on_track", "behind",
+    "average_progress", "on_track", "behind", "unreachable", "questions",
 ]  # fmt: skip
 TIMELINE_COLUMNS = ["at", "cohort", "kind", "position", "lesson", "method", "verdict", "reason"]
 # Terminal tables: (field, heading); CSV and JSON keep every field under its own name.
@@ -38,6 +38,7 @@ TERMINAL_COLUMNS = {
     "people": [
         ("email", "email"), ("status", "status"), ("progress", "progress"), ("opened", "opened"),
         ("confirmed", "got it"), ("last_activity", "last activity"), ("behind", "behind"),
+        ("unreachable", "unreachable"),
     ],
 }  # fmt: skip
 

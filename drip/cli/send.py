@@ -61,6 +61,7 @@ def send_due_cmd(now_text: str | None, fmt: str) -> None:
 @click.option("--name", default="", help="Recipient display name.")
 def send_test(course: str, slug: str, to: str, name: str) -> None:
     """Send one lesson to one address through the configured transport."""
+    from drip.app import dkim_signer
     from drip.curriculum.load import load_course
     from drip.mail.build import LessonMail, Recipient
     from drip.mail.message import new_message_id, sender_domain
@@ -74,7 +75,9 @@ def send_test(course: str, slug: str, to: str, name: str) -> None:
     lesson = c.lesson(slug)
     # Without a secret key the links are signed with a throwaway one: they will not resolve.
     key = s.secret_key or secrets.token_urlsafe(32)
-    mail = LessonMail(Renderer(s.templates_path), s.sender, s.base_url, key, s.reply_to)
+    mail = LessonMail(
+        Renderer(s.templates_path), s.sender, s.base_url, key, s.reply_to, dkim=dkim_signer(s)
+    )
     recipient = Recipient(0, address, name, now_utc(), new_message_id(sender_domain(s.sender)))
     data = mail.build(c, lesson, recipient)
     with open_transport(s.mail_url, s.smtp_timeout) as transport:

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from drip.curriculum.load import Course, Lesson
+from drip.mail.dkim import DkimSigner
 from drip.mail.message import MessageTemplate
 from drip.mail.render import NO_EXTRAS, Extras, Renderer, recipient_keys, review_options
-from drip.tokens import link_values
+from drip.tokens import link_values, return_address
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class LessonMail:
     base_url: str
     secret: str
     reply_to: str = ""
+    bounce_domain: str = ""  # set: each delivery gets its own signed envelope sender (VERP)
+    dkim: DkimSigner | None = None
     _templates: dict[int, MessageTemplate] = field(default_factory=dict)
 
     def template(
@@ -65,13 +68,21 @@ class LessonMail:
     ) -> bytes:
         """The message bytes for one recipient; raises DripError when they cannot be built."""
         template = self.template(course, lesson, extras)
-        return template.build(
+        data = template.build(
             to_name=recipient.name,
             to_address=recipient.address,
             date=recipient.date,
             message_id=recipient.message_id,
             values=self.values(template, recipient),
         )
+        return self.dkim.sign(data, recipient.date) if self.dkim else data
+
+    def return_path(self, delivery_id: int, default: str) -> str:
+        """The SMTP MAIL FROM of one delivery: its signed return address on the bounce domain,
+        or `default` (the From address) when no bounce domain is configured."""
+        if self.bounce_domain and delivery_id:
+            return return_address(self.secret, delivery_id, self.bounce_domain)
+        return default
 
     def preview(
         self, course: Course, lesson: Lesson, name: str, extras: Extras = NO_EXTRAS

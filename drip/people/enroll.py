@@ -17,6 +17,7 @@ from drip.models import PERSON as P
 from drip.models import Cohort
 from drip.people.cohorts import cohort_cadence, get_cohort
 from drip.people.csv import Row, read_people_csv
+from drip.people.suppression import suppressed_among
 from drip.schedule import local_date, next_slot
 
 CHUNK = 500
@@ -32,6 +33,7 @@ class ImportResult:
     new_people: int = 0
     dry_run: bool = False
     emails: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # suppressed addresses, one message each
 
 
 def enroll_csv(
@@ -47,7 +49,7 @@ def enroll_csv(
     with open_session(engine) as db:
         cohort = get_cohort(db, cohort_name)
     rows = read_people_csv(path, progress)
-    return enroll_rows(engine, cohort, rows, now=now, dry_run=dry_run)
+    return enroll_rows(engine, cohort, rows, now=now, dry_run=dry_run, source=str(path))
 
 
 def _chunks(items: list[str], size: int = CHUNK) -> Iterable[list[str]]:
@@ -56,10 +58,28 @@ def _chunks(items: list[str], size: int = CHUNK) -> Iterable[list[str]]:
 
 
 def enroll_rows(
-    engine: Engine, cohort: Cohort, rows: list[Row], *, now: datetime, dry_run: bool = False
+    engine: Engine,
+    cohort: Cohort,
+    rows: list[Row],
+    *,
+    now: datetime,
+    dry_run: bool = False,
+    source: str = "input",
 ) -> ImportResult:
-    """Write people and enrolments in one transaction; people already enrolled are counted."""
+    """Write people and enrolments in one transaction; people already enrolled are counted and
+    suppressed addresses are reported instead of enrolled."""
     result = ImportResult(rows=len(rows), dry_run=dry_run)
+    with engine.begin() as conn:
+        blocked = suppressed_among(conn, (r.email for r in rows))
+        for row in rows:
+            if row.email in blocked:
+                entry = blocked[row.email]
+                result.refused.append(
+                    f"{source}:{row.line}: '{row.email}' is suppressed ({entry.reason}, "
+                    f"since {entry.since:%Y-%m-%d}): not enrolled; "
+                    f"drip suppress remove {row.email} allows it again"
+                )
+        rows = [r for r in rows if r.email not in blocked]
     emails = [r.email for r in rows]
     with engine.begin() as conn:
         ids: dict[str, int] = {}

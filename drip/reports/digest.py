@@ -118,6 +118,10 @@ def auto_paused(engine: Engine, cohort: str) -> list[Named]:
 def figures(report: CohortReport) -> list[tuple[str, str]]:
     """The digest's headline figures as (label, value) rows."""
     s = report.summary
+    gone = [p.email for p in report.people if p.unreachable]
+    lost = ", ".join(gone[:BEHIND_NAMED]) + (
+        f" and {len(gone) - BEHIND_NAMED} more" if len(gone) > BEHIND_NAMED else ""
+    )
     return [
         (
             "Enrolled",
@@ -134,6 +138,11 @@ def figures(report: CohortReport) -> list[tuple[str, str]]:
         ("Average progress", f"{s.average_progress:.0%} of {s.course_lessons} lessons"),
         ("On track", f"{s.on_track}"),
         ("Behind", f"{s.behind}"),
+        (
+            "Unreachable (their address bounced)",
+            f"{s.unreachable}" + (f" ({lost})" if lost else ""),
+        ),
+        ("Questions asked (forwarded to the coach)", f"{s.questions}"),
     ]
 
 

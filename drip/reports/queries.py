@@ -68,6 +68,8 @@ class Summary:
     average_progress: float
     on_track: int
     behind: int
+    unreachable: int  # bounced: the address does not take mail, so "behind" would mislead
+    questions: int  # replies forwarded to the coach
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ class PersonRow:
     opened: int
     confirmed: int
     behind: bool
+    unreachable: bool
 
 
 @dataclass(frozen=True)
@@ -294,6 +297,11 @@ def _summary(
         .where(E.c.cohort_id == cohort.id)
     ).one()
     sent, human, anyone, confirmed, answered, right = (int(x) for x in sums)
+    questions = conn.execute(
+        sa.select(sa.func.count())
+        .select_from(EV.join(E, E.c.id == EV.c.enrollment_id))
+        .where(E.c.cohort_id == cohort.id, EV.c.kind == EventKind.question.value)
+    ).scalar_one()
     return Summary(
         cohort=cohort.name,
         course=cohort.course,
@@ -312,6 +320,8 @@ def _summary(
         average_progress=float(progress or 0) / total if total else 0.0,
         on_track=int(reading_count) - int(late),
         behind=int(late),
+        unreachable=int(statuses.get(EnrollmentStatus.bounced.value, 0)),
+        questions=int(questions),
     )
 
 
@@ -456,6 +466,7 @@ def _people(
                 int(opened),
                 int(confirmed),
                 bool(late) and reading,
+                status == EnrollmentStatus.bounced.value,
             )
         )
     return rows

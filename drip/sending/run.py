@@ -324,7 +324,8 @@ def build(d: Dispatcher, prepared: Prepared, at: datetime) -> tuple[str, bytes]:
     recipient = _recipient(job)
     if send.kind is DeliveryKind.lesson and send.lesson is not None:
         data = d.mail.build(send.course, send.lesson, recipient, send.extras)
-        return d.mail.template(send.course, send.lesson, send.extras).envelope_from, data
+        envelope = d.mail.template(send.course, send.lesson, send.extras).envelope_from
+        return d.mail.return_path(job.delivery.id, envelope), data
     if send.kind is DeliveryKind.welcome:
         today = local_date(at, job.cadence.timezone)
         data = d.notes.welcome(
@@ -344,7 +345,7 @@ def build(d: Dispatcher, prepared: Prepared, at: datetime) -> tuple[str, bytes]:
         data = d.notes.note(send.course, recipient, send.extras.catch_up)
     else:
         raise RenderError(f"nothing to build for a {send.kind.value} e-mail ({send.slug})")
-    return d.notes.envelope_from, data
+    return d.mail.return_path(job.delivery.id, d.notes.envelope_from), data
 
 
 def _next(job: Job, at: datetime, day: date) -> datetime | None:

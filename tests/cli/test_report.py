@@ -79,7 +79,9 @@ def test_html_to_a_file(scenario: Scenario, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert f"wrote {target}" in result.stdout
     html = target.read_text(encoding="utf-8")
-    assert html.count("<svg") == 4 and "<script" not in html  # progress, funnel, activity, retention
+    assert (
+        html.count("<svg") == 4 and "<script" not in html
+    )  # progress, funnel, activity, retention
 
 
 def test_every_cohort_and_one_person(scenario: Scenario) -> None:

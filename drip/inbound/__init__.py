@@ -1,0 +1,1 @@
+"""The way back: what returns by mail or webhook, read, classified and acted on."""
