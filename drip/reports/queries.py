@@ -68,8 +68,8 @@ class Summary:
     average_progress: float
     on_track: int
     behind: int
-    unreachable: int  # bounced: the address does not take mail, so "behind" would mislead
-    questions: int  # replies forwarded to the coach
+    unreachable: int = 0  # bounced: the address does not take mail, so "behind" would mislead
+    questions: int = 0  # replies forwarded to the coach
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class PersonRow:
     opened: int
     confirmed: int
     behind: bool
-    unreachable: bool
+    unreachable: bool = False  # bounced: shown as unreachable, never as behind
 
 
 @dataclass(frozen=True)
