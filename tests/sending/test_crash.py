@@ -113,6 +113,7 @@ def crash_and_recover(
     started_at: dict[int, int] = {}
     running = [launch() for _ in range(workers)]
     left: list[int] = []
+    last_kill = 0
     try:
         for _ in range(kills):
             before = sink.request_stats(port, stats_path)["count"]
@@ -136,7 +137,11 @@ def crash_and_recover(
             victim.send_signal(signal.SIGKILL)
             victim.wait()
             time.sleep(0.2)  # let the sink answer what reached it
-            log = sink.request_stats(port, stats_path)["messages"][started_at[victim.pid] :]
+            # What the victim sent: the sink's log since it started, and since the last kill
+            # (before that, a message it has reclaimed may have arrived from the dead worker).
+            messages = sink.request_stats(port, stats_path)["messages"]
+            log = messages[max(started_at[victim.pid], last_kill) :]
+            last_kill = len(messages)
             left.append(unrecorded(engine, {m for m, _ in log}, victim.pid))
             running.append(launch())
         deadline = time.monotonic() + 120
