@@ -116,7 +116,7 @@ class SinkProtocol(asyncio.Protocol):
     def command(self, line: bytes) -> bytes | None:
         verb = line[:4].upper()
         if verb == b"EHLO":
-            return b"250-drip-sink\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 52428800\r\n"
+            return b"250-drip-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 52428800\r\n"
         if verb == b"HELO":
             return b"250 drip-sink\r\n"
         if verb == b"MAIL":

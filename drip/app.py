@@ -65,7 +65,13 @@ class App:
 
     def transport(self) -> Transport:
         s = self.settings
-        transport = open_transport(s.mail_url, s.smtp_timeout, s.smtp_max_per_second)
+        transport = open_transport(
+            s.mail_url,
+            s.smtp_timeout,
+            s.smtp_max_per_second,
+            connections=s.smtp_connections,
+            connect_tries=s.smtp_connect_tries,
+        )
         if s.smtp_max_per_second_total > 0:
             limit = SharedRateLimit(self.engine, s.smtp_max_per_second_total)
             transport = SharedRateLimited(transport, limit)
@@ -101,6 +107,7 @@ class App:
             batch_size=s.batch_size,
             lease=timedelta(seconds=s.lease_seconds),
             retry_lifetime=timedelta(hours=s.retry_lifetime_hours),
+            window=s.send_window,
         )
 
     def outbox_targets(self) -> list[Target]:

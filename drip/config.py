@@ -292,6 +292,29 @@ SETTINGS: tuple[Setting, ...] = (
         "use a number like 30",
     ),
     Setting(
+        "smtp_connections",
+        "4",
+        _positive_int,
+        "SMTP connections each worker keeps open, each pipelined when the relay offers it.",
+        "use a whole number like 4",
+    ),
+    Setting(
+        "send_window",
+        "8",
+        _positive_int,
+        "Messages a worker may send before recording what the relay said about earlier ones "
+        "(at most this many are sent twice after a crash).",
+        "use a whole number like 8",
+    ),
+    Setting(
+        "smtp_connect_tries",
+        "2",
+        _positive_int,
+        "Failed connections (connect, greeting, TLS) before a pass gives up on the relay; a "
+        "failed login gives up at once.",
+        "use a whole number like 2",
+    ),
+    Setting(
         "smtp_max_per_second",
         "0",
         _non_negative_float,

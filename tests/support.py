@@ -549,3 +549,181 @@ def txt_lookup(port: int) -> Any:
         return b"".join(b"".join(r.strings) for r in answer)
 
     return lookup
+
+
+# -- a scriptable SMTP server ------------------------------------------------------------------
+
+
+@dataclass
+class Script:
+    """How a ScriptedSmtp answers: per-recipient replies at RCPT and at the end of DATA
+    ("451 4.3.0 later", "421 4.3.2 closing" closes the connection), whether it greets, what it
+    says to AUTH, and whether it offers PIPELINING."""
+
+    rcpt: dict[str, list[str]] = field(default_factory=dict)  # address -> replies, in turn
+    data: dict[str, list[str]] = field(default_factory=dict)
+    greet: bool = True
+    pipelining: bool = True
+    auth: str = ""  # "" offers no AUTH; else the reply to every AUTH command
+
+    def next(self, table: dict[str, list[str]], address: str) -> str:
+        replies = table.get(address)
+        return replies.pop(0) if replies else "250 2.0.0 OK"
+
+
+@dataclass
+class Seen:
+    """What a ScriptedSmtp saw: connections, AUTH attempts, each read's commands (a flight),
+    and every message it accepted as (recipient, Message-ID)."""
+
+    connections: int = 0
+    auths: int = 0
+    flights: list[list[str]] = field(default_factory=list)
+    accepted: list[tuple[str, str]] = field(default_factory=list)
+    bodies: list[tuple[str, str]] = field(default_factory=list)  # every DATA received
+
+
+def _message_id(data: bytes) -> str:
+    import email
+
+    return str(email.message_from_bytes(data).get("Message-ID", ""))
+
+
+class _Session:
+    """One connection of the scripted server: SMTP commands, with DATA read to CRLF.CRLF."""
+
+    def __init__(self, script: Script, seen: Seen) -> None:
+        self.script, self.seen = script, seen
+        self.buffer = b""
+        self.in_data = False
+        self.rcpt: str | None = None
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.seen.connections += 1
+        if self.script.greet:
+            transport.write(b"220 scripted ESMTP\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        flight: list[str] = []
+        out: list[bytes] = []
+        while self.transport is not None:
+            if self.in_data:
+                end = self.buffer.find(b"\r\n.\r\n")
+                if end < 0:
+                    break
+                body, self.buffer = self.buffer[: end + 2], self.buffer[end + 5 :]
+                self.in_data = False
+                flight.append("<body>")
+                assert self.rcpt is not None
+                body = body.replace(b"\r\n..", b"\r\n.")
+                self.seen.bodies.append((self.rcpt, _message_id(body)))
+                reply = self.script.next(self.script.data, self.rcpt)
+                if reply.startswith("250"):
+                    self.seen.accepted.append((self.rcpt, _message_id(body)))
+                self.rcpt = None
+                if self._reply(out, reply):
+                    break
+                continue
+            end = self.buffer.find(b"\r\n")
+            if end < 0:
+                break
+            line, self.buffer = self.buffer[:end].decode(), self.buffer[end + 2 :]
+            verb = line[:4].upper()
+            flight.append(verb)
+            if self._reply(out, self._command(verb, line)):
+                break
+        if flight:
+            self.seen.flights.append(flight)
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
+
+    def _reply(self, out: list[bytes], reply: str) -> bool:
+        """Queue a reply; True when it closes the connection."""
+        out.append(reply.encode() + b"\r\n")
+        if reply.startswith(("421", "221")):
+            self.transport.write(b"".join(out))
+            out.clear()
+            self.transport.close()
+            self.transport = None
+            return True
+        return False
+
+    def _command(self, verb: str, line: str) -> str:
+        if verb == "EHLO":
+            extensions = ["scripted", "SIZE 52428800", "8BITMIME"]
+            extensions += ["PIPELINING"] if self.script.pipelining else []
+            extensions += ["AUTH PLAIN LOGIN"] if self.script.auth else []
+            return "\r\n".join(f"250-{e}" for e in extensions[:-1]) + f"\r\n250 {extensions[-1]}"
+        if verb == "AUTH":
+            self.seen.auths += 1
+            return self.script.auth
+        if verb in ("HELO", "RSET", "NOOP"):
+            self.rcpt = None if verb == "RSET" else self.rcpt
+            return "250 OK"
+        if verb == "MAIL":
+            return "250 2.1.0 OK"
+        if verb == "RCPT":
+            address = line.split(":", 1)[1].strip().strip("<>")
+            reply = self.script.next(self.script.rcpt, address)
+            if reply.startswith("250"):
+                self.rcpt = address
+            return reply
+        if verb == "DATA":
+            if self.rcpt is None:
+                return "554 5.5.1 no valid recipients"
+            self.in_data = True
+            return "354 go ahead"
+        if verb == "QUIT":
+            return "221 bye"
+        return "502 5.5.2 unknown command"
+
+    def eof_received(self) -> None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+
+@contextmanager
+def scripted_smtp(script: Script | None = None) -> Iterator[tuple[Script, Seen, int]]:
+    """A scriptable asyncio SMTP server on 127.0.0.1 in a thread: (script, seen, port)."""
+    import asyncio
+
+    script = script or Script()
+    seen = Seen()
+    loop = asyncio.new_event_loop()
+    port = free_port()
+    ready = threading.Event()
+
+    async def serve() -> None:
+        server = await loop.create_server(
+            lambda: _Session(script, seen),  # type: ignore[arg-type,return-value]
+            "127.0.0.1",
+            port,
+        )
+        async with server:
+            ready.set()
+            await server.serve_forever()
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(_quiet(serve())), daemon=True)
+    thread.start()
+    ready.wait(10)
+    try:
+        yield script, seen, port
+    finally:
+        for task in asyncio.all_tasks(loop):
+            loop.call_soon_threadsafe(task.cancel)
+        thread.join(10)
+        loop.close()
+
+
+async def _quiet(coro: Any) -> None:
+    import asyncio
+
+    try:
+        await coro
+    except asyncio.CancelledError:
+        pass

@@ -44,7 +44,9 @@ def send_due_cmd(now_text: str | None, fmt: str) -> None:
         )
     if fmt == "table":
         say(result.summary())
-    if result.failed:
+    if result.stopped:
+        click.echo(f"Error: {result.stopped}; everyone due stays due for the next pass", err=True)
+    if result.failed or result.stopped:
         sys.exit(1)
     if result.retried and not result.sent:
         # Every message due was deferred (a full outbox disk, a relay that is down): cron and

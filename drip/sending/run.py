@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from drip.curriculum.load import Catalog, Course
 from drip.errors import DripError, RenderError
 from drip.mail.build import LessonMail, Recipient
 from drip.mail.message import new_message_id, sender_domain
 from drip.mail.notes import NoteMail, Summary
-from drip.mail.transports import Outcome, SendResult, Transport
-from drip.schedule import days_text, local_date, next_slot
+from drip.mail.transports import Outcome, Outgoing, SendResult, Transport
+from drip.schedule import Cadence, days_text, local_date, next_slot
 from drip.sending import store
 from drip.sending.claims import claim, release, wake_paused, worker_name
 from drip.sending.plan import (
@@ -37,7 +35,7 @@ from drip.states import DeliveryKind
 
 log = logging.getLogger("drip.sending")
 
-IN_FLIGHT = 1  # messages built ahead of the one being sent
+WINDOW = 8  # messages the server may have accepted before their outcome is recorded
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,7 @@ class PassResult:
     rescheduled: int = 0
     held: int = 0
     items: list[Item] = field(default_factory=list)
-    stopped: str = ""  # why the pass ended early
+    stopped: str = ""  # why the pass ended early: the relay is down
 
     def add(self, other: PassResult) -> None:
         self.sent += other.sent
@@ -95,9 +93,9 @@ class Dispatcher:
     lease: timedelta = timedelta(minutes=5)
     retry_lifetime: timedelta = timedelta(days=3)
     worker: str = field(default_factory=worker_name)
-    flush_every: int = 50
-    recorded_versions: set[str] = field(default_factory=set)
+    window: int = WINDOW
     policy_wave: int = POLICY_WAVE
+    recorded_versions: set[str] = field(default_factory=set)
 
 
 def send_due(
@@ -127,7 +125,11 @@ def send_due(
         )
         if not ids:
             break
-        total.add(_process(dispatcher, ids, now, should_stop, started, wave))
+        done = _process(dispatcher, ids, now, should_stop, started, wave)
+        total.add(done)
+        if done.stopped:
+            log.error("pass stopped, everyone due stays due for the next pass: %s", done.stopped)
+            break
         if wave.tripped:
             total.stopped = wave.why()
             log.error("pass stopped: %s", total.stopped)
@@ -220,92 +222,136 @@ def _process(
     pass_started: float | None = None,
     wave: Wave | None = None,
 ) -> PassResult:
-    """Send a claimed batch: build each message while the previous one is on the wire."""
+    """Send a claimed batch a step at a time (one message per connection): while a step is on
+    the wire, build the next and record the last. What the server may have accepted and is not
+    recorded yet never exceeds `d.window` messages: that bounds the resends after a crash."""
     result = PassResult()
     started = time.monotonic()
     pass_started = started if pass_started is None else pass_started
     wave = wave or Wave(d.policy_wave)
     jobs = prepare(d, ids, now, result)
-    pending: list[tuple[Prepared, datetime, SendResult]] = []
-    in_flight: deque[tuple[Prepared, datetime, Future[SendResult]]] = deque()
+    width = max(1, min(d.transport.width, d.window))
+    todo = iter(jobs)
+    unrecorded: list[tuple[Prepared, datetime, SendResult]] = []
+    unsent: list[Prepared] = []
 
     def moment() -> datetime:
         # The pass's clock moved on by the real time spent, to the second.
         return now + timedelta(seconds=int(time.monotonic() - pass_started))
 
-    def flush() -> None:
-        nonlocal pending
-        if pending:
-            _record(d, pending, now, result)
-            pending = []
-
-    def collect(limit: int) -> None:
-        while len(in_flight) > limit:
-            job, at, future = in_flight.popleft()
-            pending.append((job, at, wave.judge(future.result())))
-            if len(pending) >= d.flush_every:
-                flush()
-
-    # One thread talks SMTP (one connection, messages in order); this one builds and records.
-    # Whatever happens, what was sent is recorded: an unrecorded send would go out again.
-    try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drip-smtp") as sender:
+    def build_step() -> list[tuple[Prepared, datetime, Outgoing]]:
+        step: list[tuple[Prepared, datetime, Outgoing]] = []
+        for prepared in todo:
+            job = prepared.job
+            if wave.tripped:
+                # A content or policy block for everyone: this lesson waits, unsent.
+                later = [prepared, *todo]
+                release(d.engine, d.worker, [(p.job.row.enrollment_id, now + HOLD) for p in later])
+                result.rescheduled += len(later)
+                break
+            if should_stop() or time.monotonic() - started > d.lease.total_seconds() * 0.5:
+                # Hand the rest back rather than risk another worker reclaiming them.
+                unsent.append(prepared)
+                unsent.extend(todo)
+                break
+            current = moment()
+            if job.send.kind is DeliveryKind.lesson:
+                slot = _slot(job.cadence, current, job.row.last_sent_on)
+            else:  # may go before the start date
+                slot = next_slot(replace(job.cadence, start=None), current, job.row.last_sent_on)
+            if slot > current:  # the window closed (or the day turned) during the batch
+                release(d.engine, d.worker, [(job.row.enrollment_id, slot)])
+                result.rescheduled += 1
+                continue
             try:
-                for index, prepared in enumerate(jobs):
-                    job = prepared.job
-                    late = time.monotonic() - started > d.lease.total_seconds() * 0.5
-                    if wave.tripped:
-                        # A content or policy block for everyone: this lesson waits, unsent.
-                        later: list[tuple[int, datetime | None]] = [
-                            (j.job.row.enrollment_id, now + HOLD) for j in jobs[index:]
-                        ]
-                        release(d.engine, d.worker, later)
-                        result.rescheduled += len(later)
-                        break
-                    if should_stop() or late:
-                        # Hand the rest back rather than risk another worker reclaiming them.
-                        rest = [(j.job.row.enrollment_id, None) for j in jobs[index:]]
-                        release(d.engine, d.worker, rest, keep_due=True)
-                        break
-                    current = moment()
-                    timing = job.cadence
-                    if job.send.kind is not DeliveryKind.lesson:  # may go before the start date
-                        timing = replace(timing, start=None)
-                    slot = next_slot(timing, current, job.row.last_sent_on)
-                    if slot > current:  # the window closed (or the day turned) during the batch
-                        release(d.engine, d.worker, [(job.row.enrollment_id, slot)])
-                        result.rescheduled += 1
-                        continue
-                    future: Future[SendResult] = Future()
-                    try:
-                        envelope, data = build(d, prepared, current)
-                    except RenderError as exc:  # a broken template: hold, never loop
-                        log.error("cannot build %s for %s: %s", job.send.slug, job.row.email, exc)
-                        release(d.engine, d.worker, [(job.row.enrollment_id, now + HOLD)])
-                        result.items.append(
-                            Item(job.row.email, job.send.slug, "held", str(exc)[:200])
-                        )
-                        continue
-                    except DripError as exc:  # the recipient's own values cannot go in a header
-                        future.set_result(
-                            SendResult(Outcome.rejected, None, f"cannot build the message: {exc}")
-                        )
-                    except Exception as exc:  # a bug: hold, never loop
-                        log.exception("cannot build %s for %s", job.send.slug, job.row.email)
-                        release(d.engine, d.worker, [(job.row.enrollment_id, now + HOLD)])
-                        result.items.append(
-                            Item(job.row.email, job.send.slug, "held", str(exc)[:200])
-                        )
-                        continue
-                    else:
-                        future = sender.submit(d.transport.send, envelope, job.row.email, data)
-                    in_flight.append((prepared, current, future))
-                    collect(IN_FLIGHT)
+                envelope, data = build(d, prepared, current)
+            except RenderError as exc:  # a broken template: hold, never loop
+                log.error("cannot build %s for %s: %s", job.send.slug, job.row.email, exc)
+                release(d.engine, d.worker, [(job.row.enrollment_id, now + HOLD)])
+                result.items.append(Item(job.row.email, job.send.slug, "held", str(exc)[:200]))
+                continue
+            except DripError as exc:  # the recipient's own values cannot go in a header
+                failure = SendResult(Outcome.rejected, None, f"cannot build the message: {exc}")
+                unrecorded.append((prepared, current, failure))
+                continue
+            except Exception as exc:  # a bug: hold, never loop
+                log.exception("cannot build %s for %s", job.send.slug, job.row.email)
+                release(d.engine, d.worker, [(job.row.enrollment_id, now + HOLD)])
+                result.items.append(Item(job.row.email, job.send.slug, "held", str(exc)[:200]))
+                continue
+            step.append((prepared, current, (envelope, job.row.email, data)))
+            if len(step) == width:
+                break
+        return step
+
+    def flush() -> None:
+        if unrecorded:
+            _record(d, db, unrecorded, now, result)
+            unrecorded.clear()
+
+    # Whatever happens, what was sent is recorded: an unrecorded send would go out again.
+    # One connection records every flush of the batch (a transaction each).
+    db = d.engine.connect()
+    try:
+        step = build_step()
+        while step:
+            if len(unrecorded) + len(step) > d.window:
+                flush()
+            d.transport.start([message for _job, _at, message in step])
+            on_wire, step = step, []
+            try:
+                if d.transport.down is None:
+                    step = build_step()
+                    d.transport.offer([message for _job, _at, message in step])
+                    if len(unrecorded) + len(on_wire) + len(step) > d.window:
+                        flush()  # while the server works on the step on the wire
             finally:
-                collect(0)
+                for (prepared, at, _message), outcome in zip(
+                    on_wire, d.transport.finish(), strict=True
+                ):
+                    if outcome.outcome is Outcome.unsent:
+                        unsent.append(prepared)
+                    else:
+                        unrecorded.append((prepared, at, wave.judge(outcome)))
+            if d.transport.down is not None:
+                unsent.extend(prepared for prepared, _at, _message in step)
+                unsent.extend(todo)
+                break
+            if wave.tripped and step:
+                # A content or policy block for everyone: what is built waits, unsent.
+                later = [prepared for prepared, _at, _message in step]
+                release(d.engine, d.worker, [(p.job.row.enrollment_id, now + HOLD) for p in later])
+                result.rescheduled += len(later)
+                step = build_step()  # releases the rest the same way and returns nothing
     finally:
-        flush()
+        try:
+            flush()
+        finally:
+            db.close()
+        if unsent:
+            # Never sent: they stay due exactly as they were, for the next pass.
+            rest = [(p.job.row.enrollment_id, None) for p in unsent]
+            release(d.engine, d.worker, rest, keep_due=True)
+    if d.transport.down is not None:
+        result.stopped = d.transport.down
     return result
+
+
+_SLOTS: dict[tuple[int, datetime, date | None], tuple[Cadence, datetime]] = {}
+
+
+def _slot(cadence: Cadence, at: datetime, last_sent_on: date | None) -> datetime:
+    """next_slot, remembered: a batch asks the same question (one cohort's cadence, the same
+    second, the same last day) for most of its people."""
+    key = (id(cadence), at, last_sent_on)
+    hit = _SLOTS.get(key)
+    if hit is not None and hit[0] is cadence:
+        return hit[1]
+    if len(_SLOTS) > 10_000:
+        _SLOTS.clear()
+    slot = next_slot(cadence, at, last_sent_on)
+    _SLOTS[key] = (cadence, slot)
+    return slot
 
 
 def _recipient(job: Job) -> Recipient:
@@ -365,6 +411,7 @@ def _next(job: Job, at: datetime, day: date) -> datetime | None:
 
 def _record(
     d: Dispatcher,
+    db: Connection,
     pending: list[tuple[Prepared, datetime, SendResult]],
     now: datetime,
     result: PassResult,
@@ -405,5 +452,5 @@ def _record(
             result.failed += 1
             result.items.append(Item(job.row.email, slug, "failed", str(outcome)))
             log.warning("%s: %s", job.row.email, decision.reason)
-    with d.engine.begin() as conn:
-        store.record_outcomes(conn, d.worker, sent, retried, failed, now)
+    with db.begin():
+        store.record_outcomes(db, d.worker, sent, retried, failed, now)

@@ -386,6 +386,87 @@ SENT_EVENT = {
 }
 
 
+# Built once: a flush runs these with one parameter set per message. In the common case a flush
+# is three statements, one per table (deliveries, events, enrollments); completions, automatic
+# pauses and bounces add their lifecycle change.
+_DELIVERY_OUTCOME = (
+    D.update()
+    .where(D.c.id == sa.bindparam("did"))
+    .values(
+        status=sa.bindparam("status"),
+        sent_at=sa.bindparam("sent_at"),
+        next_attempt_at=sa.bindparam("next_attempt_at"),
+        last_error=sa.bindparam("last_error"),
+    )
+)
+_EVENT_ROWS = EV.insert().values({c.name: sa.bindparam(c.name) for c in EV.c if c.name != "id"})
+_MINE = sa.and_(E.c.id == sa.bindparam("eid"), E.c.claimed_by == sa.bindparam("worker"))
+# The schedule changes only while the person is still receiving: a pause or an unsubscribe that
+# arrived while the message was on the wire stands. (Not IN: an expanding IN cannot executemany.)
+_RECEIVING = sa.or_(
+    E.c.status == EnrollmentStatus.active.value, E.c.status == EnrollmentStatus.completed.value
+)
+# Progress (when sent), the next due time and the claim handed back, in one UPDATE.
+_ENROLLMENT_OUTCOME = (
+    E.update()
+    .where(_MINE)
+    .values(
+        lessons_sent=sa.func.coalesce(sa.bindparam("sent", type_=sa.Integer), E.c.lessons_sent),
+        last_sent_on=sa.func.coalesce(sa.bindparam("last", type_=sa.Date), E.c.last_sent_on),
+        next_due_at=sa.case(
+            (_RECEIVING, sa.bindparam("due", type_=E.c.next_due_at.type)), else_=E.c.next_due_at
+        ),
+        claimed_until=None,
+        claimed_by=None,
+    )
+)
+_PROGRESS = (
+    E.update()
+    .where(_MINE)
+    .values(lessons_sent=sa.bindparam("sent"), last_sent_on=sa.bindparam("last"))
+)
+_SCHEDULE = E.update().where(_MINE, _RECEIVING).values(next_due_at=sa.bindparam("due"))
+_RELEASE = E.update().where(_MINE).values(claimed_until=None, claimed_by=None)
+
+_Plan = tuple[str, list[str], dict[str, Any], dict[str, Any], bool]
+_PLANS: dict[tuple[int, str], _Plan] = {}
+
+
+def _executemany(conn: sa.Connection, statement: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Run a statement built once for many rows through the driver, in the caller's transaction.
+
+    SQLAlchemy compiles it once per dialect; what is left per flush is the driver call and each
+    value's type conversion, not an execution context per statement (a flush of a few messages
+    otherwise spends more time in SQLAlchemy than in the database)."""
+    if not rows:
+        return
+    key = (id(statement), conn.dialect.name)
+    plan = _PLANS.get(key)
+    if plan is None:
+        compiled = statement.compile(dialect=conn.dialect)
+        positional = compiled.positiontup is not None
+        names = list(compiled.positiontup) if positional else list(compiled.binds)
+        defaults = {name: compiled.binds[name].value for name in names}
+        processors = dict(compiled._bind_processors)  # the same conversions execute() applies
+        plan = _PLANS[key] = (compiled.string, names, defaults, processors, positional)
+    sql, names, defaults, processors, positional = plan
+
+    def value(row: dict[str, Any], name: str) -> Any:
+        v = row[name] if name in row else defaults[name]
+        convert = processors.get(name)
+        return convert(v) if convert is not None and v is not None else v
+
+    params: list[Any] = [
+        tuple(value(row, n) for n in names) if positional else {n: value(row, n) for n in names}
+        for row in rows
+    ]
+    cursor = conn.connection.cursor()
+    try:
+        cursor.executemany(sql, params)
+    finally:
+        cursor.close()
+
+
 def record_outcomes(
     conn: sa.Connection,
     worker: str,
@@ -399,8 +480,8 @@ def record_outcomes(
     retried: (job, sent_at, reply, retry_at, next slot); failed: (job, sent_at, reply, reason)"""
     deliveries: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
-    schedule: list[dict[str, Any]] = []
-    progress: list[dict[str, Any]] = []
+    plain: list[dict[str, Any]] = []  # progress, schedule and release in one statement
+    changing: list[dict[str, Any]] = []  # a lifecycle change comes between progress and schedule
     completed: list[Change] = []
     paused: list[Change] = []
     for item in sent:
@@ -409,12 +490,16 @@ def record_outcomes(
         deliveries.append(_delivery(job, DeliveryStatus.sent, sent_at=item.at))
         rows.append(events.sent(eid, did, item.at, item.reply, SENT_EVENT[send.kind]))
         lessons = len(send.sent_slugs) + (send.kind is DeliveryKind.lesson)
-        progress.append({"eid": eid, "sent": lessons, "last": item.day})
-        schedule.append({"eid": eid, "due": item.due})
+        enrollment = {"eid": eid, "worker": worker, "sent": lessons, "last": item.day,
+                      "due": item.due}  # fmt: skip
         if send.kind is DeliveryKind.completion:
             completed.append(Change(eid, reason="course completed; certificate sent"))
-        if send.kind is DeliveryKind.note and item.autopause:
+            changing.append(enrollment)
+        elif send.kind is DeliveryKind.note and item.autopause:
             paused.append(Change(eid, reason=item.autopause, delivery_id=did))
+            changing.append(enrollment)
+        else:
+            plain.append(enrollment)
         if send.extras.review is not None and send.kind is DeliveryKind.lesson:
             rows.append(events.row(EventKind.review, eid, item.at, delivery_id=did,
                                    method="smtp", detail=send.extras.review.slug))  # fmt: skip
@@ -423,65 +508,37 @@ def record_outcomes(
             _delivery(job, DeliveryStatus.retry, next_attempt_at=retry_at, error=reply)
         )
         rows.append(events.retry(job.row.enrollment_id, job.delivery.id, at, reply))
-        schedule.append({"eid": job.row.enrollment_id, "due": due})
+        plain.append({"eid": job.row.enrollment_id, "worker": worker, "sent": None,
+                      "last": None, "due": due})  # fmt: skip
     for job, _at, reply, _reason in failed:
         deliveries.append(_delivery(job, DeliveryStatus.failed, error=reply))
-    if deliveries:
-        conn.execute(
-            D.update()
-            .where(D.c.id == sa.bindparam("did"))
-            .values(
-                status=sa.bindparam("status"),
-                sent_at=sa.bindparam("sent_at"),
-                next_attempt_at=sa.bindparam("next_attempt_at"),
-                last_error=sa.bindparam("last_error"),
-            ),
-            deliveries,
-        )
-    events.insert(conn, rows)
+    _executemany(conn, _DELIVERY_OUTCOME, deliveries)
+    _executemany(conn, _EVENT_ROWS, rows)
     _record_reviews(conn, sent)
-    mine = sa.and_(E.c.id == sa.bindparam("eid"), E.c.claimed_by == worker)
-    if progress:
-        conn.execute(
-            E.update()
-            .where(mine)
-            .values(lessons_sent=sa.bindparam("sent"), last_sent_on=sa.bindparam("last")),
-            progress,
+    _executemany(conn, _ENROLLMENT_OUTCOME, plain)
+    if changing:
+        conn.execute(_PROGRESS, changing)
+        lifecycle.apply(conn, Transition.complete, completed, now=now, method="dispatch",
+                        verdict=Verdict.unknown, held_by=worker)  # fmt: skip
+        lifecycle.apply(conn, Transition.autopause, paused, now=now, method="dispatch",
+                        verdict=Verdict.unknown, held_by=worker)  # fmt: skip
+        conn.execute(_SCHEDULE, changing)
+    if failed:
+        lifecycle.apply(
+            conn,
+            Transition.bounce,
+            [
+                Change(job.row.enrollment_id, reason=reason, delivery_id=job.delivery.id)
+                for job, _at, _reply, reason in failed
+            ],
+            now=now,
+            method="smtp",
+            verdict=Verdict.unknown,
+            held_by=worker,
         )
-    lifecycle.apply(conn, Transition.complete, completed, now=now, method="dispatch",
-                    verdict=Verdict.unknown, held_by=worker)  # fmt: skip
-    lifecycle.apply(conn, Transition.autopause, paused, now=now, method="dispatch",
-                    verdict=Verdict.unknown, held_by=worker)  # fmt: skip
-    if schedule:
-        # The schedule changes only while the person is still receiving: a pause or an
-        # unsubscribe that arrived while the message was on the wire stands.
-        receiving = sa.or_(  # not IN: an expanding IN cannot run as executemany
-            E.c.status == EnrollmentStatus.active.value,
-            E.c.status == EnrollmentStatus.completed.value,
-        )
-        conn.execute(
-            E.update().where(mine, receiving).values(next_due_at=sa.bindparam("due")), schedule
-        )
-    lifecycle.apply(
-        conn,
-        Transition.bounce,
-        [
-            Change(job.row.enrollment_id, reason=reason, delivery_id=job.delivery.id)
-            for job, _at, _reply, reason in failed
-        ],
-        now=now,
-        method="smtp",
-        verdict=Verdict.unknown,
-        held_by=worker,
-    )
-    ids = [i.job.row.enrollment_id for i in sent] + [j.row.enrollment_id for j, *_ in retried]
-    ids += [j.row.enrollment_id for j, *_ in failed]
-    if ids:
-        conn.execute(
-            E.update()
-            .where(E.c.id.in_(ids), E.c.claimed_by == worker)
-            .values(claimed_until=None, claimed_by=None)
-        )
+    finished = [c["eid"] for c in changing] + [job.row.enrollment_id for job, *_ in failed]
+    if finished:
+        conn.execute(_RELEASE, [{"eid": eid, "worker": worker} for eid in finished])
 
 
 def _record_reviews(conn: sa.Connection, sent: Sequence[Sent]) -> None:

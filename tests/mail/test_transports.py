@@ -3,9 +3,20 @@ import email.policy
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
-from support import LESSONS, TEMPLATES, SmtpHandler, cli_env, free_port, make_settings, run_drip
+from support import (
+    LESSONS,
+    TEMPLATES,
+    Script,
+    SmtpHandler,
+    cli_env,
+    free_port,
+    make_settings,
+    run_drip,
+    scripted_smtp,
+)
 
 from drip.curriculum.load import load_course
 from drip.mail.message import MessageTemplate
@@ -231,3 +242,98 @@ def test_552_is_temporary_at_rcpt_and_permanent_after_data() -> None:
 
     assert classify(552, "4.2.2 mailbox full", at_rcpt=True).outcome is Outcome.retry
     assert classify(552, "5.3.4 message too big").outcome is Outcome.rejected
+
+
+def outgoing(*names: str) -> list[tuple[str, str, bytes]]:
+    return [
+        ("lessons@example.com", f"{n}@example.com", message(f"<{n}.1@example.com>")) for n in names
+    ]
+
+
+def send_in_steps(transport: Any, messages: list[tuple[str, str, bytes]]) -> list[Any]:
+    results = []
+    for i in range(0, len(messages), transport.width):
+        transport.start(messages[i : i + transport.width])
+        results += transport.finish()
+    return results
+
+
+def test_pipelined_replies_are_classified_one_by_one() -> None:
+    script = Script(
+        rcpt={"bo@example.com": ["451 4.2.1 mailbox busy"], "cy@example.com": ["550 5.1.1 no"]},
+        data={"di@example.com": ["451 4.3.0 queue full"], "ed@example.com": ["554 5.7.1 spam"]},
+    )
+    with scripted_smtp(script) as (_, seen, port):
+        with open_transport(f"smtp://127.0.0.1:{port}", connections=3) as transport:
+            results = send_in_steps(transport, outgoing("ada", "bo", "cy", "di", "ed", "fay"))
+    assert [(r.outcome, r.code) for r in results] == [
+        (Outcome.accepted, 250),
+        (Outcome.retry, 451),
+        (Outcome.rejected, 550),
+        (Outcome.retry, 451),
+        (Outcome.rejected, 554),
+        (Outcome.accepted, 250),
+    ]
+    assert "mailbox busy" in results[1].reply and "spam" in results[4].reply
+    assert seen.accepted == [
+        ("ada@example.com", "<ada.1@example.com>"),
+        ("fay@example.com", "<fay.1@example.com>"),
+    ]
+    # MAIL, RCPT and DATA travel in one flight; a refused envelope is reset in the next one.
+    assert ["MAIL", "RCPT", "DATA"] in seen.flights
+    assert ["RSET", "MAIL", "RCPT", "DATA"] in seen.flights
+    assert seen.connections == 3
+
+
+def test_without_pipelining_each_command_waits_for_its_reply() -> None:
+    script = Script(pipelining=False, rcpt={"bo@example.com": ["550 5.1.1 no"]})
+    with scripted_smtp(script) as (_, seen, port):
+        with open_transport(f"smtp://127.0.0.1:{port}") as transport:
+            results = send_in_steps(transport, outgoing("ada", "bo", "cy"))
+    assert [r.outcome for r in results] == [Outcome.accepted, Outcome.rejected, Outcome.accepted]
+    assert all(len(flight) == 1 for flight in seen.flights)
+    assert "DATA" not in [f[0] for f in seen.flights][4:7]  # nothing after a refused RCPT
+
+
+def test_421_closes_the_connection_and_the_next_message_reconnects() -> None:
+    script = Script(data={"bo@example.com": ["421 4.3.2 shutting down"]})
+    with scripted_smtp(script) as (_, seen, port):
+        with open_transport(f"smtp://127.0.0.1:{port}") as transport:
+            results = send_in_steps(transport, outgoing("ada", "bo", "cy", "di"))
+    assert [r.outcome for r in results] == [
+        Outcome.accepted,
+        Outcome.retry,
+        Outcome.accepted,
+        Outcome.accepted,
+    ]
+    assert "shutting down" in results[1].reply
+    assert seen.connections == 2
+    assert [who for who, _ in seen.accepted] == [
+        "ada@example.com",
+        "cy@example.com",
+        "di@example.com",
+    ]
+
+
+def test_a_relay_that_never_greets_is_tried_connect_tries_times_then_is_down() -> None:
+    with scripted_smtp(Script(greet=False)) as (_, seen, port):
+        url = f"smtp://127.0.0.1:{port}"
+        with open_transport(url, timeout=0.5, connections=4, connect_tries=2) as transport:
+            results = send_in_steps(transport, outgoing(*(f"p{i}" for i in range(12))))
+    assert seen.connections == 2
+    assert {r.outcome for r in results} == {Outcome.unsent}
+    assert transport.down is not None and "after 2 tries" in transport.down
+    assert "timed out" in transport.down
+
+
+def test_a_failed_login_is_tried_once_and_says_so() -> None:
+    script = Script(auth="535 5.7.8 authentication credentials invalid")
+    with scripted_smtp(script) as (_, seen, port):
+        url = f"smtp://drip:wrong@127.0.0.1:{port}?starttls=no"
+        with open_transport(url, connections=4, connect_tries=3) as transport:
+            results = send_in_steps(transport, outgoing(*(f"p{i}" for i in range(10))))
+    assert seen.auths == 1 and seen.connections == 1
+    assert {r.outcome for r in results} == {Outcome.unsent}
+    assert transport.down is not None
+    assert transport.down.startswith("cannot log in to SMTP 127.0.0.1")
+    assert "535 5.7.8 authentication credentials invalid" in transport.down

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pypdf
 import sqlalchemy as sa
-from support import SmtpHandler, cli_env, make_settings, run_drip, utc
+from support import Script, SmtpHandler, cli_env, make_settings, run_drip, scripted_smtp, utc
 
 from drip.app import App
 from drip.config import Settings
@@ -411,3 +411,94 @@ def test_a_resend_records_the_lesson_version_it_carries(
             )
         ).scalar_one()
     assert "https://new.example/memo" in links
+
+
+def test_pipelined_mixed_replies_with_three_connections_then_retries_keep_the_message_id(
+    tmp_path: Path, db_url: str
+) -> None:
+    people = ["ada", "bo", "cy", "di", "ed", "fay", "gus"]
+    script = Script(
+        rcpt={"bo@example.com": ["451 4.2.1 busy"], "cy@example.com": ["550 5.1.1 no such user"]},
+        data={
+            "di@example.com": ["451 4.3.0 queue full"],
+            "ed@example.com": ["550 5.1.1 mailbox unavailable"],
+        },
+    )
+    with scripted_smtp(script) as (_, seen, port):
+        app = smtp_app(tmp_path, db_url, port, smtp_connections="3", send_window="4")
+        setup_cohort(app, [(f"{p}@example.com", None) for p in people])
+        d = app.dispatcher()
+        now = utc(2026, 11, 30, 8, 0)
+        first = send_due(d, now)
+        outcomes = {i.email.split("@")[0]: i.outcome for i in first.items}
+        assert outcomes == {
+            "ada": "sent", "bo": "retry", "cy": "failed", "di": "retry",
+            "ed": "failed", "fay": "sent", "gus": "sent",
+        }  # fmt: skip
+        again = send_due(d, now + timedelta(minutes=7))  # 5 minutes, +-25 % jitter
+        d.transport.close()
+    assert sorted(i.email for i in again.items if i.outcome == "sent") == [
+        "bo@example.com",
+        "di@example.com",
+    ]
+    assert ["MAIL", "RCPT", "DATA"] in seen.flights and seen.connections == 3
+    recorded = dict(
+        rows(
+            app.engine,
+            "select p.email, d.message_id from delivery d join enrollment e on e.id = "
+            "d.enrollment_id join person p on p.id = e.person_id",
+        )
+    )
+    # Every body the server saw carries the Message-ID recorded for its delivery, on retry too.
+    assert seen.bodies.count(("di@example.com", recorded["di@example.com"])) == 2
+    assert sorted(seen.accepted) == sorted(
+        (who, recorded[who])
+        for who in recorded
+        if who.split("@")[0] in ("ada", "bo", "di", "fay", "gus")
+    )
+    bounced = rows(app.engine, "select count(*) from enrollment where status = 'bounced'")
+    assert bounced == [(2,)]
+
+
+def test_a_relay_that_never_greets_ends_the_pass_and_leaves_everyone_due(
+    tmp_path: Path, db_url: str
+) -> None:
+    with scripted_smtp(Script(greet=False)) as (_, seen, port):
+        app = smtp_app(tmp_path, db_url, port, smtp_timeout="0.5", smtp_connect_tries="2")
+        setup_cohort(app, [(f"p{n:03d}@example.com", None) for n in range(200)])
+        due_before = rows(app.engine, "select id, next_due_at from enrollment order by id")
+        result = run_drip(["send-due", "--now", "2026-11-30T08:00:00Z"], cli_env(app.settings))
+    assert result.returncode == 1
+    assert seen.connections == 2  # not 200
+    assert "after 2 tries" in result.stderr and "stays due for the next pass" in result.stderr
+    assert rows(app.engine, "select id, next_due_at from enrollment order by id") == due_before
+    assert rows(app.engine, "select count(*) from enrollment where claimed_by is not null") == [
+        (0,)
+    ]
+    assert rows(app.engine, "select count(*) from event where kind in ('retry', 'sent')") == [(0,)]
+
+
+def test_a_failed_login_is_tried_once_per_pass_and_everyone_stays_due(
+    tmp_path: Path, db_url: str
+) -> None:
+    script = Script(auth="535 5.7.8 authentication credentials invalid")
+    with scripted_smtp(script) as (_, seen, port):
+        app = App.open(
+            make_settings(
+                tmp_path,
+                db_url,
+                mail_url=f"smtp://drip:wrong@127.0.0.1:{port}?starttls=no",
+                smtp_connections="4",
+            )
+        )
+        setup_cohort(app, [(f"p{n:03d}@example.com", None) for n in range(50)])
+        result = run_drip(["send-due", "--now", "2026-11-30T08:00:00Z"], cli_env(app.settings))
+    assert result.returncode == 1 and seen.auths == 1
+    assert "cannot log in" in result.stderr and "535 5.7.8" in result.stderr
+    assert rows(app.engine, "select count(*) from event where kind in ('retry', 'sent')") == [(0,)]
+    # The next pass, once the login works, sends everyone their first lesson.
+    with scripted_smtp() as (_, seen, port):
+        settings = app.settings.replace(mail_url=f"smtp://127.0.0.1:{port}")
+        again = run_drip(["send-due", "--now", "2026-11-30T08:01:00Z"], cli_env(settings))
+    assert again.returncode == 0, again.stderr
+    assert len(seen.accepted) == 50
