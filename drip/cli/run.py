@@ -68,7 +68,7 @@ def serve_cmd(host: str | None, port: int | None, workers: int) -> None:
     serve_function(app, host or app.settings.web_host, port or app.settings.web_port, workers)()
 
 
-@click.command("healthcheck")
+@click.command("healthcheck", cls=DripCommand)
 @click.option(
     "--max-age",
     type=click.FloatRange(min=1),
@@ -76,7 +76,12 @@ def serve_cmd(host: str | None, port: int | None, workers: int) -> None:
     help="Seconds since the last pass that still count as healthy (default 3 ticks + a lease).",
 )
 def healthcheck_cmd(max_age: float | None) -> None:
-    """Exit 0 when this machine's `drip run` worker made a pass recently, else 1 (for Docker)."""
+    """Exit 0 when this machine's `drip run` worker made a pass recently, else 1 (for Docker).
+
+    \b
+    Example:
+      drip healthcheck || echo "the worker is stuck"
+    """
     from datetime import datetime
 
     from drip.cli.base import now_utc, settings
