@@ -72,26 +72,46 @@ def _mail_url(value: str) -> str:
     return value
 
 
-SENDER_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
-
-
 def _from(value: str) -> str:
+    from drip.addresses import check_address  # the one address check (imports only errors)
+
     value = value.strip()
     name, addr = parseaddr(value)
     bare = "<" not in value and value == addr
     if (
-        not SENDER_ADDRESS.match(addr)
+        not addr
         or not (bare or value.endswith(">"))
         or any(c in value for c in "\r\n\x00")
         or "=?" in value
     ):
         raise ValueError('not a sender like "Drip Lessons <lessons@example.com>" (ASCII address)')
+    # A sender on a special-use domain (drip.localhost, a .local relay) is the operator's choice.
+    try:
+        checked = check_address(addr, special_use="*")
+    except ValueError:
+        raise ValueError(
+            'not a sender like "Drip Lessons <lessons@example.com>" (ASCII address)'
+        ) from None
+    if checked != addr.lower() or not addr.isascii():
+        raise ValueError(
+            f'not a sender like "Drip Lessons <lessons@example.com>": write the address in ASCII, {checked}'
+        )
     return value
 
 
 def _reply_to(value: str) -> str:
     value = value.strip()
     return _from(value) if value else ""
+
+
+def _domain_names(value: str) -> str:
+    from drip.addresses import SPECIAL_USE
+
+    names = frozenset(n.strip().lower().lstrip(".") for n in value.split(",") if n.strip())
+    unknown = sorted(names - set(SPECIAL_USE) - {"*"})
+    if unknown:
+        raise ValueError(f"'{unknown[0]}' is not a special-use domain ({', '.join(SPECIAL_USE)})")
+    return ",".join(sorted(names))
 
 
 def _base_url(value: str) -> str:
@@ -218,6 +238,13 @@ SETTINGS: tuple[Setting, ...] = (
         _reply_to,
         "Where replies and out-of-office answers go (default: the sender).",
         'use "Training team <training@example.com>"',
+    ),
+    Setting(
+        "special_use_domains",
+        "",
+        _domain_names,
+        "Special-use domains accepted in addresses, like local,test (* for all; default none).",
+        "use a list like local,test",
     ),
     Setting(
         "base_url",
@@ -421,10 +448,15 @@ def _domain(value: str) -> str:
 
 
 def _address(value: str) -> str:
+    from drip.addresses import check_address  # the one address check
+
     value = value.strip()
-    if value and not SENDER_ADDRESS.match(value):
-        raise ValueError("not a plain e-mail address like coach@example.com")
-    return value.lower()
+    if not value:
+        return ""
+    try:
+        return check_address(value, special_use="*")
+    except ValueError:
+        raise ValueError("not a plain e-mail address like coach@example.com") from None
 
 
 def _imap_url(value: str) -> str:
@@ -599,6 +631,11 @@ class Settings:
         configured = str(self.values.get("reply_address", ""))
         domain = str(self.values.get("bounce_domain", ""))
         return configured or (f"reply@{domain}" if domain else "")
+
+    @property
+    def special_use(self) -> frozenset[str]:
+        """The special-use domains (local, test...) accepted in addresses."""
+        return frozenset(n for n in str(self.values["special_use_domains"]).split(",") if n)
 
     @property
     def lessons_path(self) -> Path:

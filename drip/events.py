@@ -27,7 +27,14 @@ READER_KINDS = (
 )
 
 # Status changes drip makes on its own schedule; the activity chart leaves them out.
-BOOKKEEPING = (EventKind.enrol, EventKind.complete, EventKind.wake, EventKind.hold)
+BOOKKEEPING = (
+    EventKind.enrol,
+    EventKind.complete,
+    EventKind.wake,
+    EventKind.hold,
+    EventKind.move,
+    EventKind.change,
+)
 
 
 def row(

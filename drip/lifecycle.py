@@ -38,6 +38,7 @@ class Transition(enum.StrEnum):
     bounce = "bounce"
     hold = "hold"
     release = "release"
+    remove = "remove"
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ RULES: dict[Transition, Rule] = {
     Transition.enrol: _rule((), S.active, EventKind.enrol),
     # Pausing someone already paused moves the end of their pause.
     Transition.pause: _rule((S.active, S.paused), S.paused, EventKind.pause),
-    Transition.resume: _rule((S.paused, S.bounced, S.held), S.active, EventKind.resume),
+    Transition.resume: _rule((S.paused, S.bounced, S.held, S.removed), S.active, EventKind.resume),
     Transition.wake: _rule((S.paused,), S.active, EventKind.wake),
     Transition.autopause: _rule((S.active,), S.paused, EventKind.autopause),
     Transition.complete: _rule((S.active,), S.completed, EventKind.complete),
@@ -70,6 +71,11 @@ RULES: dict[Transition, Rule] = {
     Transition.bounce: _rule((S.active, S.paused), S.bounced, EventKind.bounce),
     Transition.hold: _rule((S.active,), S.held, EventKind.hold),
     Transition.release: _rule((S.held,), S.active, EventKind.release),
+    Transition.remove: _rule(
+        (S.active, S.paused, S.bounced, S.completed, S.held, S.unsubscribed),
+        S.removed,
+        EventKind.remove,
+    ),
 }
 
 # The status each recorded event kind leaves an enrollment in, for replaying the log.

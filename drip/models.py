@@ -45,6 +45,10 @@ class Person(SQLModel, table=True):
     email: str = Field(max_length=320, sa_column_kwargs={"unique": True, "nullable": False})
     name: str = Field(default="", max_length=200)
     timezone: str | None = Field(default=None, max_length=64)
+    # Columns of the HR file drip has no field for (department, employee id...), kept for exports.
+    attributes: dict[str, str] = Field(
+        default_factory=dict, sa_column=sa.Column(sa.JSON(), nullable=False, server_default="{}")
+    )
     created_at: datetime | None = utc_column(nullable=False)
 
 
@@ -61,6 +65,7 @@ class Cohort(SQLModel, table=True):
     paused: bool = Field(default=False)
     welcome: bool = Field(default=True)  # a welcome e-mail before the first lesson
     sponsor: str = Field(default="", max_length=300)  # who asks people to take the course, why
+    archived: bool = Field(default=False)  # finished or abandoned: never sends, hidden from lists
     manager_email: str | None = Field(default=None, max_length=320)
     created_at: datetime | None = utc_column(nullable=False)
 

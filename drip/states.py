@@ -14,6 +14,7 @@ class EnrollmentStatus(enum.StrEnum):
     unsubscribed = "unsubscribed"
     bounced = "bounced"
     held = "held"  # a row drip cannot process (bad stored data) waits here with its reason
+    removed = "removed"  # taken out of the cohort by a manager; history kept
 
 
 class DeliveryKind(enum.StrEnum):
@@ -62,6 +63,10 @@ class EventKind(enum.StrEnum):
     bounce = "bounce"
     hold = "hold"
     release = "release"
+    remove = "remove"
+    # Changes a manager makes that keep the status: a move to another cohort, new personal details.
+    move = "move"
+    change = "change"
 
 
 class Verdict(enum.StrEnum):

@@ -96,4 +96,13 @@ def test_every_command_has_a_one_line_help(command: str) -> None:
     for name in command.split()[1:]:
         assert isinstance(group, click.Group)
         group = group.commands[name]
-    assert group.help and group.help.strip().endswith(".")
+    assert group.help and group.help.strip().split("\n\n")[0].endswith(".")
+
+
+@pytest.mark.parametrize("command", commands(main))
+def test_every_command_has_an_example_and_the_exit_codes(command: str) -> None:
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(main, [*command.split()[1:], "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "Example:" in result.output and "Exit status: 0 when" in result.output, command

@@ -18,6 +18,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
         2,
         (
             "drip.people.cohorts",
+            "drip.people.calendar",
             "drip.people.enroll",
             "drip.people.directory",
             "drip.people.manage",
@@ -31,7 +32,8 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
             "drip.learning",
         ),
     ),
-    (0, ("drip.config", "drip.errors", "drip.states", "drip.migrations")),
+    # drip.addresses: the one e-mail address check, for settings (DRIP_FROM) and people alike.
+    (0, ("drip.config", "drip.errors", "drip.states", "drip.migrations", "drip.addresses")),
 ]
 NAMES = {0: "config/errors", 1: "building block", 2: "service", 3: "entry point"}
 

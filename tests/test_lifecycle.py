@@ -81,8 +81,9 @@ def test_cli_resume_of_an_active_person_says_why_and_exits_1(tmp_path: Path, db_
     env = cli_env(make_settings(tmp_path, db_url))
     result = run_drip(["people", "resume", PEOPLE[0]], env)
     assert result.returncode == 1
-    assert "cannot resume: the enrolment is active (resume applies to bounced, held, paused)" in (
-        result.stderr
+    assert (
+        "cannot resume: the enrolment is active (resume applies to bounced, held, paused, removed)"
+        in (result.stderr)
     )
 
 

@@ -28,10 +28,29 @@ from drip.cli.xapi import xapi
 @click.version_option(__version__, prog_name="drip")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and requested data.")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+@click.option(
+    "--now",
+    "now_text",
+    envvar="DRIP_NOW",
+    metavar="TIME",
+    help="Pretend it is this time (ISO 8601, UTC if no offset), for rehearsals; env DRIP_NOW.",
+)
 @click.pass_context
-def main(ctx: click.Context, quiet: bool, verbose: bool) -> None:
-    """drip: one short lesson email a day, from an ordered curriculum, for busy executives."""
-    ctx.obj = {"quiet": quiet}
+def main(ctx: click.Context, quiet: bool, verbose: bool, now_text: str | None) -> None:
+    """drip: one short lesson email a day, from an ordered curriculum, for busy executives.
+
+    \b
+    Example:
+      drip cohort create leaders-q1 --course social-media-for-executives --start 2026-12-07
+      drip enroll leaders-q1 hr-export.xlsx --dry-run
+      drip --now 2026-12-07T08:00Z send-due --dry-run
+
+    Shell completion (cohorts, courses and e-mail addresses complete too):
+    eval "$(_DRIP_COMPLETE=bash_source drip)" in ~/.bashrc; zsh_source or fish_source likewise.
+    """
+    from drip.cli.base import parse_time
+
+    ctx.obj = {"quiet": quiet, "now": parse_time(now_text) if now_text else None}
     level = logging.DEBUG if verbose else (logging.WARNING if quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("apscheduler", "cssutils", "alembic", "uvicorn.access"):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -23,20 +21,31 @@ console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+EXIT_CODES = (
+    "Exit status: 0 when the command did its work (a send pass that ran is 0 even if a recipient "
+    "bounced), 1 for a bad value or a failed operation, 2 for bad usage (an unknown option)."
+)
+# Options of the `drip` command itself that may also be written after a subcommand.
+GLOBAL_FLAGS = ("-q", "--quiet", "-v", "--verbose")
+GLOBAL_VALUES = ("--now",)
+
+
 def now_utc() -> datetime:
-    """The real clock; only entry points read it."""
-    return datetime.now(UTC)
+    """The clock of this command: the global --now (or DRIP_NOW) if given, else the real one.
+    Only entry points read it."""
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx else None
+    pretend = root.obj.get("now") if root is not None and isinstance(root.obj, dict) else None
+    return pretend or datetime.now(UTC)
 
 
-def parse_now(value: str | None) -> datetime:
-    """--now ISO, else the real clock; a naive time is taken as UTC."""
-    if not value:
-        return now_utc()
+def parse_time(value: str, what: str = "--now") -> datetime:
+    """An ISO time as an aware UTC datetime (a naive one is UTC); InputError for a bad one."""
     try:
-        moment = datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise click.BadParameter(
-            f"'{value}' is not an ISO time like 2026-12-01T07:30:00Z"
+        raise InputError(
+            [f"{what} '{value}' is not an ISO time like 2026-12-01T07:30:00Z"]
         ) from None
     try:
         moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
@@ -45,18 +54,78 @@ def parse_now(value: str | None) -> datetime:
     from drip.schedule import EARLIEST, LATEST
 
     if not EARLIEST <= moment.date() <= LATEST:
-        raise click.BadParameter(
-            f"'{value}' is outside {EARLIEST.year}-{LATEST.year}; check the year"
+        raise InputError(
+            [f"{what} '{value}' is outside {EARLIEST.year}-{LATEST.year}; check the year"]
         )
     return moment
 
 
+def parse_now(value: str | None) -> datetime:
+    """An ISO time, else this command's clock (see now_utc)."""
+    return parse_time(value) if value else now_utc()
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move -q, -v and --now written after a subcommand to the front, where click reads them."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg in GLOBAL_FLAGS:
+            front.append(arg)
+        elif arg in GLOBAL_VALUES and i + 1 < len(args):
+            front.extend(args[i : i + 2])
+            i += 1
+        elif arg.split("=", 1)[0] in GLOBAL_VALUES and "=" in arg:
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+class BadValue(click.BadParameter):
+    """A bad option value: exit status 1, like every other bad value (2 stays for usage)."""
+
+    exit_code = 1
+
+
+class DripCommand(click.Command):
+    """A drip command: its help ends with what the exit status means."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        formatter.write_paragraph()
+        formatter.write_text(EXIT_CODES)
+
+
 class DripGroup(click.Group):
-    """A click group that turns DripError into a clean message and exit status 1."""
+    """A click group that turns DripError into a clean message and exit status 1, and a bad
+    option value into exit status 1 too (2 stays for usage: an unknown option or command)."""
+
+    command_class = DripCommand
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        formatter.write_paragraph()
+        formatter.write_text(EXIT_CODES)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None:
+            args = hoist_global_options(args)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.BadParameter as exc:
+            if isinstance(exc, BadValue):
+                raise
+            raise BadValue(exc.message, exc.ctx, exc.param, exc.param_hint) from None
         except InputError as exc:
             for problem in exc.problems:
                 err_console.print(
@@ -94,8 +163,19 @@ def open_app(check: bool = True) -> Any:
     return App.open(settings(), check=check)
 
 
+def _remember_excel(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    ctx.meta["drip_excel"] = value
+
+
 def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--format table|csv|json, shared by the listing commands."""
+    """--format table|csv|json and --excel, shared by the listing commands."""
+    func = click.option(
+        "--excel",
+        is_flag=True,
+        expose_value=False,
+        callback=_remember_excel,
+        help="CSV for Excel: with a UTF-8 byte-order mark, so accents show right.",
+    )(func)
     return click.option(
         "--format",
         "fmt",
@@ -111,27 +191,34 @@ def emit(
     fmt: str,
     title: str | None = None,
     columns: Sequence[str] | None = None,
+    *,
+    excel: bool | None = None,
 ) -> None:
-    """Print rows as a rich table, CSV or JSON."""
+    """Print rows as a rich table, CSV (formula cells neutralised) or JSON."""
+    from drip.reports.export import csv_text, json_rows, table_text
+
     columns = list(columns or (rows[0].keys() if rows else []))
     if fmt == "json":
-        click.echo(json.dumps(list(rows), default=str, indent=2, ensure_ascii=False))
+        out(json.dumps(json_rows(rows), default=str, indent=2, ensure_ascii=False) + "\n")
         return
     if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
-        click.echo(buffer.getvalue(), nl=False)
+        if excel is None:
+            ctx = click.get_current_context(silent=True)
+            excel = bool(ctx and ctx.meta.get("drip_excel"))
+        out(csv_text(rows, columns, excel=excel))
         return
     # Text() keeps data literal: a name like "[/red]" is shown, not read as markup.
     table = Table(title=Text(title) if title else None, title_justify="left")
     for column in columns:
         table.add_column(column.replace("_", " "), overflow="fold")
     for row in rows:
-        table.add_row(*(Text("" if row.get(c) is None else str(row.get(c))) for c in columns))
+        table.add_row(*(Text(table_text(c, row.get(c))) for c in columns))
     console.print(table)
+
+
+def out(text: str) -> None:
+    """Write data to stdout in one piece (one write, not one per line)."""
+    click.echo(text, nl=False)
 
 
 def quiet() -> bool:
@@ -170,3 +257,62 @@ def write_output(text: str, output: Path | None) -> None:
             f"cannot write {output}: {exc.strerror}; pick a folder that exists"
         ) from None
     say(f"wrote {output}")
+
+
+# -- shell completion: names read from the database, never an error while typing ---------------
+
+
+def _names(query: Callable[[Any], list[str]], incomplete: str) -> list[Any]:
+    from click.shell_completion import CompletionItem
+
+    try:
+        app = open_app()
+        with app.engine.connect() as conn:
+            names = query(conn)
+    except Exception:  # completion must stay quiet whatever the settings or database say
+        return []
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)][:200]
+
+
+def complete_cohort(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Cohort names for shell completion."""
+    import sqlalchemy as sa
+
+    from drip.models import COHORT
+
+    return _names(
+        lambda conn: list(conn.execute(sa.select(COHORT.c.name).order_by(COHORT.c.name)).scalars()),
+        incomplete,
+    )
+
+
+def complete_email(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """E-mail addresses for shell completion."""
+    import sqlalchemy as sa
+
+    from drip.models import PERSON
+
+    return _names(
+        lambda conn: list(
+            conn.execute(
+                sa.select(PERSON.c.email)
+                .where(PERSON.c.email.startswith(incomplete.lower()))
+                .order_by(PERSON.c.email)
+                .limit(200)
+            ).scalars()
+        ),
+        incomplete.lower(),
+    )
+
+
+def complete_course(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Course slugs for shell completion."""
+    from click.shell_completion import CompletionItem
+
+    try:
+        from drip.curriculum.load import course_slugs
+
+        slugs = course_slugs(settings().lessons_path)
+    except Exception:
+        return []
+    return [CompletionItem(s) for s in slugs if s.startswith(incomplete)]

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from drip.cli.base import (
+    DripCommand,
     emit,
     now_utc,
     say,
@@ -14,7 +15,7 @@ from drip.cli.base import (
 )
 
 
-@click.command("demo")
+@click.command("demo", cls=DripCommand)
 @click.option(
     "--dir",
     "folder",
@@ -27,7 +28,12 @@ from drip.cli.base import (
     "--days", type=click.IntRange(1, 60), default=35, show_default=True, help="Days to replay."
 )
 def demo_cmd(folder: Path, days: int) -> None:
-    """Replay the past five weeks of a course for a dozen example executives into an outbox."""
+    """Replay the past five weeks of a course for a dozen example executives into an outbox.
+
+    \b
+    Example:
+      drip demo --dir drip-demo && cd drip-demo && drip serve
+    """
     from drip.demo import demo_start, highlights, run_demo
 
     started = now_utc()

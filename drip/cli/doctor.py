@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import click
 
-from drip.cli.base import emit, output_options, settings
+from drip.cli.base import DripCommand, emit, output_options, settings
 
 
-@click.command("doctor")
+@click.command("doctor", cls=DripCommand)
 @click.option("--nameserver", metavar="HOST[:PORT]",
               help="Ask this DNS server instead of the system's resolver.")  # fmt: skip
 @output_options
 def doctor_cmd(nameserver: str | None, fmt: str) -> None:
-    """Check SPF, DKIM, DMARC, the bounce MX, reverse DNS and the base URL, each with its fix."""
+    """Check SPF, DKIM, DMARC, the bounce MX, reverse DNS and the base URL, each with its fix.
+
+    \b
+    Example:
+      drip doctor --nameserver 1.1.1.1
+    """
     from drip.doctor import Level, resolver_lookup, run_checks
 
     findings = run_checks(settings(), resolver_lookup(nameserver))

@@ -16,7 +16,12 @@ from drip.errors import ConfigError
 
 @click.group("inbound", cls=DripGroup)
 def inbound() -> None:
-    """Receive (SMTP) or fetch (IMAP) bounces, complaints and replies, and act on them."""
+    """Receive (SMTP) or fetch (IMAP) bounces, complaints and replies, and act on them.
+
+    \b
+    Example:
+      drip inbound poll
+    """
 
 
 def _setup() -> tuple[Any, Any, Callable[[], AbstractContextManager[Any]]]:
@@ -42,7 +47,12 @@ def _setup() -> tuple[Any, Any, Callable[[], AbstractContextManager[Any]]]:
     "--now", "now_text", help="Pretend it is this time (ISO 8601), for tests and replays."
 )
 def inbound_serve(host: str | None, port: int | None, now_text: str | None) -> None:
-    """Receive mail for the bounce domain over SMTP until stopped (Ctrl-C or SIGTERM)."""
+    """Receive mail for the bounce domain over SMTP until stopped (Ctrl-C or SIGTERM).
+
+    \b
+    Example:
+      drip inbound serve --host 0.0.0.0 --port 2525
+    """
     from drip.inbound.receive import ReceiveHandler, receiver
 
     app, config, transport = _setup()
@@ -81,7 +91,12 @@ def _clock(now_text: str | None) -> Callable[[], Any]:
     "--now", "now_text", help="Pretend it is this time (ISO 8601), for tests and replays."
 )
 def inbound_poll(now_text: str | None) -> None:
-    """Process the new messages of the DRIP_IMAP_URL mailbox once each, then flag them."""
+    """Process the new messages of the DRIP_IMAP_URL mailbox once each, then flag them.
+
+    \b
+    Example:
+      drip inbound poll
+    """
     from drip.inbound.poll import poll
 
     app, config, transport = _setup()

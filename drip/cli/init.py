@@ -7,16 +7,21 @@ from pathlib import Path
 
 import click
 
-from drip.cli.base import emit, output_options, say, settings, warn_settings
+from drip.cli.base import DripCommand, emit, output_options, say, settings, warn_settings
 from drip.config import CONFIG_FILE, SETTINGS, load_settings, mask
 
 # -- setup ---------------------------------------------------------------------------------
 
 
-@click.command("config")
+@click.command("config", cls=DripCommand)
 @output_options
 def config_cmd(fmt: str) -> None:
-    """Print the effective settings, where each comes from, with secrets masked."""
+    """Print the effective settings, where each comes from, with secrets masked.
+
+    \b
+    Example:
+      drip config --format csv
+    """
     s = settings()
     rows = [
         {
@@ -31,7 +36,7 @@ def config_cmd(fmt: str) -> None:
     warn_settings(s)
 
 
-@click.command("init")
+@click.command("init", cls=DripCommand)
 @click.option(
     "--config",
     "config_path",
@@ -41,7 +46,12 @@ def config_cmd(fmt: str) -> None:
     help="Config file to write when missing.",
 )
 def init_cmd(config_path: Path) -> None:
-    """Create or upgrade the database, and write drip.toml with a fresh secret key if there is none."""
+    """Create or upgrade the database, and write drip.toml with a fresh secret key if there is none.
+
+    \b
+    Example:
+      drip init
+    """
     from drip.db import make_engine, migrate
 
     if not config_path.exists():
@@ -70,9 +80,14 @@ def init_cmd(config_path: Path) -> None:
     )
 
 
-@click.command("migrate")
+@click.command("migrate", cls=DripCommand)
 def migrate_cmd() -> None:
-    """Upgrade the database schema in place to this version of drip."""
+    """Upgrade the database schema in place to this version of drip.
+
+    \b
+    Example:
+      drip migrate
+    """
     from drip.db import make_engine, migrate
 
     engine = make_engine(settings().database_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.text import Text
@@ -12,6 +13,7 @@ from drip.cli.base import (
     emit,
     err_console,
     output_options,
+    say,
     settings,
     write_output,
 )
@@ -20,14 +22,24 @@ from drip.errors import DripError
 
 @click.group("lessons", cls=DripGroup)
 def lessons() -> None:
-    """List, check and preview courses and lessons."""
+    """List, check and preview courses and lessons.
+
+    \b
+    Example:
+      drip lessons check social-media-for-executives
+    """
 
 
 @lessons.command("list")
 @click.argument("course", required=False)
 @output_options
 def lessons_list(course: str | None, fmt: str) -> None:
-    """List the courses, or the lessons of COURSE in order."""
+    """List the courses, or the lessons of COURSE in order.
+
+    \b
+    Example:
+      drip lessons list social-media-for-executives
+    """
     from drip.curriculum.load import course_slugs, load_course
 
     root = settings().lessons_path
@@ -53,7 +65,12 @@ def lessons_list(course: str | None, fmt: str) -> None:
 @click.argument("course", required=False)
 @output_options
 def lessons_check(course: str | None, fmt: str) -> None:
-    """Validate every lesson; list each problem with file and line, or print a table of lessons."""
+    """Validate every lesson; list each problem with file and line, or print a table of lessons.
+
+    \b
+    Example:
+      drip lessons check
+    """
     from drip.curriculum.load import course_slugs, inspect_course
     from drip.mail.render import Renderer
 
@@ -83,14 +100,14 @@ def lessons_check(course: str | None, fmt: str) -> None:
                 failed = True
         rows = [
             {
-                "n": lesson.number,
+                "n": n,
                 "slug": lesson.slug,
                 "title": lesson.title,
                 "words": lesson.words,
                 "minutes": lesson.minutes,
                 "check": "yes" if lesson.check else "no",
             }
-            for lesson in loaded.lessons
+            for n, lesson in enumerate(loaded.lessons, 1)
         ]
         if not failed:
             emit(
@@ -99,8 +116,29 @@ def lessons_check(course: str | None, fmt: str) -> None:
                 title=f"{loaded.title} ({slug}): {len(rows)} lessons, "
                 f"{sum(lesson.words for lesson in loaded.lessons)} words",
             )
+            if fmt == "table":
+                _running_cohorts(s, loaded)
     if failed:
         raise click.exceptions.Exit(1)
+
+
+def _running_cohorts(s: Any, course: Any) -> None:
+    """Say which running cohorts the course as it is now changes things for, and how."""
+    from drip.app import App
+    from drip.people.impact import course_impact
+
+    url = str(s.database_url)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return  # no database yet: nothing runs, and a check must not create one
+    try:
+        app = App.open(s)
+        impact = course_impact(app.engine, course)
+    except DripError:
+        return
+    for cohort, notes in impact.items():
+        say(f"running cohort '{cohort}':")
+        for note in notes:
+            say(f"  {note}")
 
 
 @lessons.command("preview")
@@ -115,7 +153,12 @@ def lessons_check(course: str | None, fmt: str) -> None:
 @click.option("--text", is_flag=True, help="Print the plain-text part instead of HTML.")
 @click.option("--name", default="Alex Example", show_default=True, help="Recipient name to show.")
 def lessons_preview(course: str, slug: str, output: Path | None, text: bool, name: str) -> None:
-    """Render one lesson as the recipient would see it (links point nowhere)."""
+    """Render one lesson as the recipient would see it (links point nowhere).
+
+    \b
+    Example:
+      drip lessons preview social-media-for-executives why-it-matters-now -o lesson.html
+    """
     from drip.curriculum.load import load_course
     from drip.mail.build import LessonMail
     from drip.mail.render import Renderer

@@ -1,4 +1,4 @@
-"""`drip people`: list, show, pause, resume and unsubscribe people."""
+"""`drip people`: list, show, pause, resume, unsubscribe, remove, move and correct people."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import click
 
 from drip.cli.base import (
     DripGroup,
+    complete_cohort,
+    complete_email,
     console,
     emit,
     now_utc,
@@ -17,6 +19,7 @@ from drip.cli.base import (
     parse_now,
     quiet,
     say,
+    warn,
 )
 from drip.cli.cohort import _person_row
 from drip.errors import DripError
@@ -24,14 +27,25 @@ from drip.errors import DripError
 
 @click.group("people", cls=DripGroup)
 def people() -> None:
-    """List and show people; pause, resume or unsubscribe one."""
+    """List and show people; pause, resume, unsubscribe, remove, move or correct one.
+
+    \b
+    Example:
+      drip people set ann@example.com --email ann.lee@example.com --timezone "Europe/Paris"
+      drip people move bob@example.com --to leaders-q2
+    """
 
 
 @people.command("list")
-@click.option("--cohort", "cohort_name", help="Only this cohort.")
+@click.option("--cohort", "cohort_name", shell_complete=complete_cohort, help="Only this cohort.")
 @output_options
 def people_list(cohort_name: str | None, fmt: str) -> None:
-    """List people with their status and progress."""
+    """List people with their status and progress.
+
+    \b
+    Example:
+      drip people list --cohort leaders-q1 --format csv --excel > people.csv
+    """
     from drip.people.directory import list_people
 
     rows = []
@@ -43,15 +57,29 @@ def people_list(cohort_name: str | None, fmt: str) -> None:
         rows,
         fmt,
         title="people",
-        columns=["email", "name", "cohort", "status", "lessons_sent", "next_due_utc", "reason"],
+        columns=[
+            "email",
+            "name",
+            "cohort",
+            "status",
+            "lessons_sent",
+            "next_due_utc",
+            "reason",
+            "attributes",
+        ],
     )
 
 
 @people.command("show")
-@click.argument("email")
+@click.argument("email", shell_complete=complete_email)
 @output_options
 def people_show(email: str, fmt: str) -> None:
-    """Show one person: each enrolment, its status and why."""
+    """Show one person: each enrolment, its status and why.
+
+    \b
+    Example:
+      drip people show ann@example.com
+    """
     from drip.people.directory import get_person
 
     view = get_person(open_app().engine, email)
@@ -68,24 +96,16 @@ def people_show(email: str, fmt: str) -> None:
         for e, c in view.enrollments
     ]
     if fmt == "table" and not quiet():
+        person = view.person
         console.print(
-            f"{view.person.name} <{view.person.email}>, timezone {view.person.timezone or '(cohort)'}",
+            f"{person.name} <{person.email}>, timezone {person.timezone or '(cohort)'}",
             markup=False,
         )
-    emit(
-        rows,
-        fmt,
-        title="enrolments",
-        columns=[
-            "cohort",
-            "course",
-            "status",
-            "lessons_sent",
-            "last_lesson_on",
-            "next_due_utc",
-            "reason",
-        ],
-    )
+        for key, value in sorted((person.attributes or {}).items()):
+            console.print(f"  {key}: {value}", markup=False)
+    columns = ["cohort", "course", "status", "lessons_sent", "last_lesson_on", "next_due_utc"]
+    # The terminal gives each reason a line of its own, in full, once; CSV and JSON a column.
+    emit(rows, fmt, title="enrolments", columns=columns + ([] if fmt == "table" else ["reason"]))
     if fmt == "table":
         for e, c in view.enrollments:
             if e.status_reason and e.status != "active":
@@ -93,8 +113,13 @@ def people_show(email: str, fmt: str) -> None:
 
 
 def _people_action(action: str, past: str) -> Callable[..., None]:
-    @click.argument("email")
-    @click.option("--cohort", "cohort_name", help="Only this cohort (default: all of theirs).")
+    @click.argument("email", shell_complete=complete_email)
+    @click.option(
+        "--cohort",
+        "cohort_name",
+        shell_complete=complete_cohort,
+        help="Only this cohort (default: all of theirs).",
+    )
     def command(email: str, cohort_name: str | None) -> None:
         from drip.people.directory import change_person
 
@@ -106,10 +131,10 @@ def _people_action(action: str, past: str) -> Callable[..., None]:
 
     command.__doc__ = {
         "pause": "Pause a person's lessons until resumed.",
-        "resume": "Resume a paused or bounced person with their next lesson.",
+        "resume": "Resume a paused, bounced, held or removed person with their next lesson.",
         "unsubscribe": "Unsubscribe a person; they get no more lessons.",
         "resubscribe": "Undo an unsubscribe: the person continues with their next lesson.",
-    }[action]
+    }[action] + f"\n\n\b\nExample:\n  drip people {action} ann@example.com --cohort leaders-q1"
     return command
 
 
@@ -130,7 +155,13 @@ for _action, _past in (
     help="Instead of one person: everyone bounced at or after this ISO time (undo a wave).",
 )
 def people_resume(email: str | None, cohort_name: str | None, since_text: str | None) -> None:
-    """Resume a paused or bounced person with their next lesson, or everyone bounced since a time."""
+    """Resume a paused or bounced person with their next lesson, or everyone bounced since a time.
+
+    \b
+    Example:
+      drip people resume ann@example.com
+      drip people resume --bounced-since 2027-01-05T08:00:00Z
+    """
     if since_text is None:
         if not email:
             raise click.UsageError("name a person (EMAIL) or give --bounced-since TIME")
@@ -150,7 +181,12 @@ def people_resume(email: str | None, cohort_name: str | None, since_text: str | 
 @click.argument("email")
 @click.argument("zone")
 def people_set_timezone(email: str, zone: str) -> None:
-    """Set a person's timezone (an IANA name); enrolments held for a bad one are released."""
+    """Set a person's timezone (an IANA name); enrolments held for a bad one are released.
+
+    \b
+    Example:
+      drip people set-timezone ann@example.com Europe/Paris
+    """
     from drip.people.directory import set_timezone
 
     released = set_timezone(open_app().engine, email, zone, now=now_utc())
@@ -170,7 +206,12 @@ def people_set_timezone(email: str, zone: str) -> None:
     help="Write the PDF to this file.",
 )
 def people_certificate(email: str, cohort_name: str | None, output: Path) -> None:
-    """Make a person's certificate of completion again, as a PDF (drip people certificate ada@example.com -o ada.pdf)."""
+    """Make a person's certificate of completion again, as a PDF (drip people certificate ada@example.com -o ada.pdf).
+
+    \b
+    Example:
+      drip people certificate ada@example.com -o ada.pdf
+    """
     from drip.reports.certificate import person_certificate
 
     app = open_app()
@@ -182,3 +223,105 @@ def people_certificate(email: str, cohort_name: str | None, output: Path) -> Non
     except OSError as exc:
         raise DripError(f"cannot write {output}: {exc.strerror}; choose another file") from None
     say(f"certificate of {email.strip().lower()} ({cohort}) written to {output}")
+
+
+@people.command("remove")
+@click.argument("email", shell_complete=complete_email)
+@click.option(
+    "--cohort",
+    "cohort_name",
+    shell_complete=complete_cohort,
+    help="Only this cohort (default: all of theirs).",
+)
+def people_remove(email: str, cohort_name: str | None) -> None:
+    """Take a person out of their cohorts: no more lessons; what they did stays in the reports.
+
+    \b
+    Example:
+      drip people remove carl@example.com --cohort leaders-q1
+    """
+    from drip.people.directory import remove_person
+
+    for name in remove_person(open_app().engine, email, now=now_utc(), cohort_name=cohort_name):
+        say(f"{email} removed from '{name}' (history kept; drip people resume brings them back)")
+
+
+@people.command("move")
+@click.argument("email", shell_complete=complete_email)
+@click.option(
+    "--to", "to_cohort", required=True, shell_complete=complete_cohort, help="The new cohort."
+)
+@click.option(
+    "--from",
+    "from_cohort",
+    shell_complete=complete_cohort,
+    help="The cohort they leave, when they are in several.",
+)
+def people_move(email: str, to_cohort: str, from_cohort: str | None) -> None:
+    """Move a person to another cohort of the same course, keeping what they have received and
+    done; their next lesson follows the new cohort's calendar.
+
+    \b
+    Example:
+      drip people move bob@example.com --to leaders-q2
+    """
+    from drip.people.directory import move_person
+
+    source, target = move_person(
+        open_app().engine, email, to_cohort, now=now_utc(), from_cohort=from_cohort
+    )
+    say(f"{email} moved from '{source}' to '{target}'")
+
+
+@people.command("set")
+@click.argument("email", shell_complete=complete_email)
+@click.option("--email", "new_email", help="A corrected e-mail address.")
+@click.option("--name", help="A corrected name.")
+@click.option(
+    "--timezone",
+    help='Their timezone: IANA (Europe/Paris) or Windows ("Romance Standard Time"); "" for the cohort\'s.',
+)
+@click.option(
+    "--attr",
+    "attrs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set an attribute like Department=Sales (KEY= removes it). Repeatable.",
+)
+def people_set(
+    email: str,
+    new_email: str | None,
+    name: str | None,
+    timezone: str | None,
+    attrs: tuple[str, ...],
+) -> None:
+    """Correct a person's e-mail, name, timezone or attributes; their deliveries, answers and
+    next lesson stay theirs, and a new timezone moves their next lesson to their new morning.
+
+    \b
+    Example:
+      drip people set ann@example.com --email ann.lee@example.com
+      drip people set bob@example.com --timezone America/Denver --attr Department=Sales
+    """
+    from drip.errors import InputError
+    from drip.people.directory import PersonChange, set_person
+
+    attributes: dict[str, str] = {}
+    for pair in attrs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError([f"--attr '{pair}' is not KEY=VALUE, like Department=Sales"])
+        attributes[key.strip()] = value.strip()
+    app = open_app()
+    said = set_person(
+        app.engine,
+        email,
+        PersonChange(new_email, name, timezone, attributes),
+        now=now_utc(),
+        special_use=app.settings.special_use,
+    )
+    for line in said:
+        if line.startswith("warning: "):
+            warn(line.removeprefix("warning: "))
+        else:
+            say(f"{email}: {line}")

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from drip.cli.base import DripCommand, complete_cohort, complete_email
 from drip.errors import DripError
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 # spelled out so that `drip --help` does not load the database layer.
 SECTIONS = ("summary", "lessons", "people", "activity", "progress")
 
-PERCENT = ("open_rate_human", "open_rate_all", "average_progress")
+PAGE = 100  # people per page of --people all in the terminal
 SUMMARY_COLUMNS = [
     "cohort", "course", "enrolled", "active", "paused", "completed", "unsubscribed", "bounced",
     "lessons_sent", "open_rate_human", "open_rate_all", "confirmed", "answered_right",
@@ -44,15 +45,11 @@ TERMINAL_COLUMNS = {
 
 
 def _shown(key: str, value: Any) -> str:
-    if value is None:
-        return ""
-    if key in PERCENT:
-        return f"{value:.0%}"
-    if isinstance(value, bool):
-        return "yes" if value else ""
+    from drip.reports.export import table_text
+
     if key in ("at", "last_activity") and isinstance(value, str):
         return value[:16].replace("T", " ")
-    return str(value)
+    return table_text(key, value)
 
 
 def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], title: str) -> Table:
@@ -71,26 +68,57 @@ def _plain(columns: list[str]) -> list[tuple[str, str]]:
     return [(c, c.replace("_", " ")) for c in columns]
 
 
-def _tables(report: CohortReport, sections: Iterable[str]) -> Iterator[Any]:
+def _tables(
+    report: CohortReport, sections: Iterable[str], people: str = "behind", page: int = 1
+) -> Iterator[Any]:
     """The rich renderables of a report's sections, for the terminal."""
     s = report.summary
     mode = "opens by people" if report.human_only else "all opens"
     from drip.reports.queries import section_rows
 
     for section in sections:
-        rows = section_rows(report, section)
         if section == "summary":
-            summary = Table(title=Text(f"{s.cohort}: {s.course_title} ({mode})"), title_justify="left",
-                            show_header=False)  # fmt: skip
+            rows = section_rows(report, section)
+            # The name on its own line: a table title would be cut at the table's width.
+            yield Text(f"{s.cohort}: {s.course_title} ({mode})")
+            summary = Table(show_header=False)
             summary.add_column("figure")
             summary.add_column("value", justify="right")
             for key, value in rows[0].items():
                 if key not in ("cohort", "course", "course_title"):
                     summary.add_row(key.replace("_", " "), Text(_shown(key, value)))
             yield summary
+        elif section == "people":
+            yield from _people_tables(report, people, page)
         else:
+            rows = section_rows(report, section)
             columns = TERMINAL_COLUMNS.get(section) or _plain(list(rows[0]) if rows else [])
             yield _table(rows, columns, section)
+
+
+def _people_tables(report: CohortReport, people: str, page: int) -> Iterator[Any]:
+    from drip.reports.queries import as_dict
+
+    everyone = report.people
+    enrolled = report.summary.enrolled
+    if people == "none":
+        return
+    if people == "behind":
+        behind = report.behind
+        if not behind:
+            yield Text(f"nobody is behind ({enrolled:,} people; --people all lists them)")
+            return
+        chosen, title = behind, f"people behind ({len(behind):,} of {enrolled:,})"
+    else:
+        chosen, title = everyone, f"people ({len(everyone):,})"
+    pages = max(1, -(-len(chosen) // PAGE))
+    page = min(max(page, 1), pages)
+    shown = chosen[(page - 1) * PAGE : page * PAGE]
+    if pages > 1:
+        title += f", page {page} of {pages}"
+    yield _table([as_dict(p) for p in shown], TERMINAL_COLUMNS["people"], title)
+    if page < pages:
+        yield Text(f"next: --page {page + 1} (or --format csv for everyone)")
 
 
 def _write(text: str, output: Path | None) -> None:
@@ -121,31 +149,56 @@ def _render(renderables: Iterable[Any], output: Path | None) -> None:
     say(f"wrote {output}")
 
 
-@click.command("report")
-@click.argument("cohort", required=False)
+@click.command("report", cls=DripCommand)
+@click.argument("cohort", required=False, shell_complete=complete_cohort)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "html", "lms"]),
               default="table", show_default=True,
               help="Output format; lms: the completion CSV an LMS imports.")  # fmt: skip
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to this file instead of the terminal.")  # fmt: skip
+@click.option("--excel", is_flag=True,
+              help="CSV for Excel: with a UTF-8 byte-order mark, so accents show right.")  # fmt: skip
 @click.option("--human-only/--all", "human_only", default=True, show_default=True,
               help="Count only opens judged to be people (default), or every open.")  # fmt: skip
-@click.option("--person", "email", help="Show this person's events instead, oldest first.")
+@click.option("--person", "email", shell_complete=complete_email,
+              help="Show this person's events instead, oldest first.")  # fmt: skip
 @click.option("--section", type=click.Choice(SECTIONS),
               help="Only this part of a cohort's report (CSV default: people).")  # fmt: skip
+@click.option("--by", "attribute", metavar="ATTRIBUTE",
+              help="Figures per value of a person attribute from the HR file, like Department.")  # fmt: skip
+@click.option("--people", "people", type=click.Choice(["behind", "all", "none"]), default="behind",
+              show_default=True, help="Which people the terminal table lists.")  # fmt: skip
+@click.option("--page", type=click.IntRange(1), default=1, show_default=True,
+              help=f"Page of --people all, {PAGE} people a page.")  # fmt: skip
 def report_cmd(
     cohort: str | None,
     fmt: str,
     output: Path | None,
+    excel: bool,
     human_only: bool,
     email: str | None,
     section: str | None,
+    attribute: str | None,
+    people: str,
+    page: int,
 ) -> None:
-    """Report completion: every cohort, one COHORT in detail, or one --person's timeline."""
+    """Report completion: every cohort, one COHORT in detail, or one --person's timeline.
+
+    The terminal shows a cohort's summary, its lesson funnel and the people behind; CSV and
+    JSON have everyone, with the attributes of the HR file (Department, Employee ID...) as
+    columns. CSV cells that a spreadsheet would run as a formula start with an apostrophe.
+
+    \b
+    Example:
+      drip report leaders-q1
+      drip report leaders-q1 --by Department --format csv --excel -o departments.csv
+      drip report leaders-q1 --format html -o report.html
+    """
     from drip.cli.base import now_utc, open_app
     from drip.reports.log import person_timeline
     from drip.reports.queries import (
         as_dict,
+        breakdown,
         cohort_report,
         cohort_summaries,
         report_json,
@@ -160,7 +213,7 @@ def report_cmd(
                 f"--person has no {fmt.upper()} form; use --format table, csv or json"
             )
         rows = [as_dict(e) for e in person_timeline(app.engine, email, cohort)]
-        _emit(rows, TIMELINE_COLUMNS, fmt, output, f"events of {email.strip().lower()}")
+        _emit(rows, TIMELINE_COLUMNS, fmt, output, f"events of {email.strip().lower()}", excel)
         return
     if cohort is None:
         if fmt in ("html", "lms"):
@@ -168,15 +221,33 @@ def report_cmd(
                 f"name a COHORT for the {fmt.upper()} report; see drip cohort list"
             )
         summaries = cohort_summaries(app.engine, lessons, now_utc(), human_only=human_only)
-        _emit([as_dict(s) for s in summaries], SUMMARY_COLUMNS, fmt, output, "cohorts")
+        _emit([as_dict(s) for s in summaries], SUMMARY_COLUMNS, fmt, output, "cohorts", excel)
         return
     if fmt == "lms":
         from drip.reports.lms import completions, completions_csv
 
-        attribute = app.settings.xapi_account_attribute
-        _write(completions_csv(completions(app.engine, cohort, attribute)), output)
+        account = app.settings.xapi_account_attribute
+        _write(completions_csv(completions(app.engine, cohort, account)), output)
         return
-    report = cohort_report(app.engine, cohort, lessons, now_utc(), human_only=human_only)
+    # Only what the output shows is computed: the terminal table has no activity chart.
+    if attribute:
+        parts = frozenset({"people"})
+    elif fmt in ("html", "json") and section is None:
+        parts = frozenset(SECTIONS) - {"summary"}
+    elif section is not None:
+        parts = frozenset({section})
+    else:
+        shown = "behind" if people == "behind" else "people"
+        parts = frozenset({"people"} if fmt == "csv" else {"lessons", shown})
+    report = cohort_report(
+        app.engine, cohort, lessons, now_utc(), human_only=human_only, parts=parts
+    )
+    if attribute:
+        if fmt == "html":
+            raise click.UsageError("--by has no HTML form; use --format table, csv or json")
+        rows = breakdown(report, attribute)
+        _emit(rows, list(rows[0]), fmt, output, f"{cohort} by {attribute}", excel)
+        return
     if fmt == "html":
         from drip.reports.html import render_html
 
@@ -187,19 +258,26 @@ def report_cmd(
     elif fmt == "csv":
         from drip.reports.queries import rows_csv
 
-        _write(rows_csv(section_rows(report, section or "people")), output)
+        _write(rows_csv(section_rows(report, section or "people"), excel=excel), output)
     else:
-        _render(_tables(report, [section] if section else ["summary", "lessons", "people"]), output)
+        sections = [section] if section else ["summary", "lessons", "people"]
+        _render(_tables(report, sections, people, page), output)
 
 
 def _emit(
-    rows: list[dict[str, Any]], columns: list[str], fmt: str, output: Path | None, title: str
+    rows: list[dict[str, Any]],
+    columns: list[str],
+    fmt: str,
+    output: Path | None,
+    title: str,
+    excel: bool = False,
 ) -> None:
+    from drip.reports.export import json_rows
     from drip.reports.queries import rows_csv
 
     if fmt == "json":
-        _write(json.dumps(rows, indent=2, ensure_ascii=False), output)
+        _write(json.dumps(json_rows(rows), indent=2, ensure_ascii=False), output)
     elif fmt == "csv":
-        _write(rows_csv(rows, columns), output)
+        _write(rows_csv(rows, columns, excel=excel), output)
     else:
         _render([_table(rows, _plain(columns), title)], output)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from drip.cli.base import (
+    DripCommand,
     open_app,
     say,
     warn_settings,
@@ -12,14 +13,19 @@ from drip.cli.base import (
 from drip.config import require_secret
 
 
-@click.command("run")
+@click.command("run", cls=DripCommand)
 @click.option(
     "--no-web", is_flag=True, help="Only the scheduler, without the tracking web endpoint."
 )
 @click.option("--host", default=None, help="Web address (default DRIP_WEB_HOST).")
 @click.option("--port", type=int, default=None, help="Web port (default DRIP_WEB_PORT).")
 def run_cmd(no_web: bool, host: str | None, port: int | None) -> None:
-    """Run the scheduler (a pass every DRIP_TICK_SECONDS) and, unless --no-web, the web endpoint."""
+    """Run the scheduler (a pass every DRIP_TICK_SECONDS) and, unless --no-web, the web endpoint.
+
+    \b
+    Example:
+      drip run --no-web
+    """
     from drip.scheduler import run_forever
 
     app = open_app()
@@ -42,14 +48,19 @@ def run_cmd(no_web: bool, host: str | None, port: int | None) -> None:
     run_forever(app, serve)
 
 
-@click.command("serve")
+@click.command("serve", cls=DripCommand)
 @click.option("--host", default=None, help="Address to listen on (default DRIP_WEB_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default DRIP_WEB_PORT).")
 @click.option(
     "--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Web processes."
 )
 def serve_cmd(host: str | None, port: int | None, workers: int) -> None:
-    """Serve the tracking web endpoint (opens, clicks, got it, answers, pause, unsubscribe)."""
+    """Serve the tracking web endpoint (opens, clicks, got it, answers, pause, unsubscribe).
+
+    \b
+    Example:
+      drip serve --port 8080
+    """
     from drip.web import serve_function
 
     app = open_app()
@@ -57,7 +68,7 @@ def serve_cmd(host: str | None, port: int | None, workers: int) -> None:
     serve_function(app, host or app.settings.web_host, port or app.settings.web_port, workers)()
 
 
-@click.command("healthcheck")
+@click.command("healthcheck", cls=DripCommand)
 @click.option(
     "--max-age",
     type=click.FloatRange(min=1),
@@ -65,7 +76,12 @@ def serve_cmd(host: str | None, port: int | None, workers: int) -> None:
     help="Seconds since the last pass that still count as healthy (default 3 ticks + a lease).",
 )
 def healthcheck_cmd(max_age: float | None) -> None:
-    """Exit 0 when this machine's `drip run` worker made a pass recently, else 1 (for Docker)."""
+    """Exit 0 when this machine's `drip run` worker made a pass recently, else 1 (for Docker).
+
+    \b
+    Example:
+      drip healthcheck || echo "the worker is stuck"
+    """
     from datetime import datetime
 
     from drip.cli.base import now_utc, settings

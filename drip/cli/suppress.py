@@ -11,13 +11,23 @@ from drip.cli.base import DripGroup, emit, now_utc, open_app, output_options, sa
 
 @click.group("suppress", cls=DripGroup)
 def suppress() -> None:
-    """List, add, remove or import suppressed addresses (bounced, complained, or by hand)."""
+    """List, add, remove or import suppressed addresses (bounced, complained, or by hand).
+
+    \b
+    Example:
+      drip suppress list
+    """
 
 
 @suppress.command("list")
 @output_options
 def suppress_list(fmt: str) -> None:
-    """List suppressed addresses, newest first, with the reason and date."""
+    """List suppressed addresses, newest first, with the reason and date.
+
+    \b
+    Example:
+      drip suppress list --format csv
+    """
     from drip.people.suppression import entries
 
     rows = [
@@ -36,7 +46,12 @@ def suppress_list(fmt: str) -> None:
 @click.argument("email")
 @click.option("--reason", default="added by hand", show_default=True, help="Why, for the list.")
 def suppress_add(email: str, reason: str) -> None:
-    """Suppress EMAIL: no cohort mails it again and its enrolments stop (as unsubscribed)."""
+    """Suppress EMAIL: no cohort mails it again and its enrolments stop (as unsubscribed).
+
+    \b
+    Example:
+      drip suppress add ex.employee@example.com --reason "left the company"
+    """
     from drip.people.suppression import add
 
     stopped = add(open_app().engine, email, reason, now_utc())
@@ -46,7 +61,12 @@ def suppress_add(email: str, reason: str) -> None:
 @suppress.command("remove")
 @click.argument("email")
 def suppress_remove(email: str) -> None:
-    """Take EMAIL off the list so it can be enrolled again."""
+    """Take EMAIL off the list so it can be enrolled again.
+
+    \b
+    Example:
+      drip suppress remove ada@example.com
+    """
     from drip.people.suppression import remove
 
     remove(open_app().engine, email)
@@ -58,7 +78,12 @@ def suppress_remove(email: str) -> None:
 @suppress.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def suppress_import(file: Path) -> None:
-    """Suppress every address in FILE.csv (email[,reason]), all or nothing."""
+    """Suppress every address in FILE.csv (email[,reason]), all or nothing.
+
+    \b
+    Example:
+      drip suppress import leavers.csv
+    """
     from drip.people.suppression import import_csv
 
     added, already = import_csv(open_app().engine, file, now_utc())

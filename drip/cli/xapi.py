@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from drip.cli.base import emit, open_app, output_options, parse_now, say
+from drip.cli.base import DripGroup, emit, open_app, output_options, parse_now, say
 from drip.errors import ConfigError, DripError
 
 NOT_CONFIGURED = (
@@ -26,16 +26,26 @@ def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
 
-@click.group("xapi")
+@click.group("xapi", cls=DripGroup)
 def xapi() -> None:
-    """Learning records that leave drip: xAPI statements to an LRS and signed webhooks."""
+    """Learning records that leave drip: xAPI statements to an LRS and signed webhooks.
+
+    \b
+    Example:
+      drip xapi status
+    """
 
 
 @xapi.command("push")
 @click.option("--now", "now_text", help="Pretend it is this time (ISO 8601, UTC if no offset).")
 @click.option("--limit", type=click.IntRange(1), help="Send at most this many per target.")
 def push_cmd(now_text: str | None, limit: int | None) -> None:
-    """Send what the outbox holds now to the LRS and the webhook, oldest first."""
+    """Send what the outbox holds now to the LRS and the webhook, oldest first.
+
+    \b
+    Example:
+      drip xapi push
+    """
     from drip.outbound.outbox import push_all
 
     app = open_app()
@@ -52,7 +62,12 @@ def push_cmd(now_text: str | None, limit: int | None) -> None:
 @xapi.command("status")
 @output_options
 def status_cmd(fmt: str) -> None:
-    """Show each target's queue, its last error, and the events it rejected with its reason."""
+    """Show each target's queue, its last error, and the events it rejected with its reason.
+
+    \b
+    Example:
+      drip xapi status --format json
+    """
     from drip.outbound.outbox import rejections, status
 
     app = open_app()
@@ -103,7 +118,12 @@ def status_cmd(fmt: str) -> None:
               show_default=True, help="Which target gets them again.")  # fmt: skip
 @click.option("--now", "now_text", help="Pretend it is this time (ISO 8601, UTC if no offset).")
 def replay_cmd(since: str, target: str, now_text: str | None) -> None:
-    """Queue every event since DATE again with the same ids (for a new LRS or receiver)."""
+    """Queue every event since DATE again with the same ids (for a new LRS or receiver).
+
+    \b
+    Example:
+      drip xapi replay --since 2026-12-01 --target xapi
+    """
     from dataclasses import replace
 
     from drip.app import outbox_config

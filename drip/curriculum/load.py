@@ -200,6 +200,7 @@ def inspect_course(root: Path, slug: str) -> tuple[Course | None, list[Problem]]
     rules.update(meta.get("rules") or {})
     lessons: list[Lesson] = []
     numbers: dict[int, Path] = {}
+    order = _order(meta, folder / COURSE_FILE, problems)
     for path in sorted(folder.iterdir()):
         if path.name == COURSE_FILE or path.name.startswith(".") or path.is_dir():
             continue
@@ -211,7 +212,7 @@ def inspect_course(root: Path, slug: str) -> tuple[Course | None, list[Problem]]
                 )
             continue
         number = int(match.group(1))
-        if number in numbers:
+        if number in numbers and order is None:
             problems.append(
                 Problem(
                     path,
@@ -228,6 +229,8 @@ def inspect_course(root: Path, slug: str) -> tuple[Course | None, list[Problem]]
             Problem(folder / COURSE_FILE, 1, "the course has no lessons (NN-slug.md files)")
         )
     lessons.sort(key=lambda x: x.number)
+    if order is not None:
+        lessons = _in_order(lessons, order, folder / COURSE_FILE, problems)
     check_style(lessons, folder / COURSE_FILE, rules, problems)
     errors = [p for p in problems if p.severity == "error"]
     warnings = tuple(p for p in problems if p.severity == "warning")
@@ -248,6 +251,41 @@ def inspect_course(root: Path, slug: str) -> tuple[Course | None, list[Problem]]
         pause_after=int((meta.get("engagement") or {}).get("pause_after", 5)),
     )
     return course, problems
+
+
+def _order(meta: dict[str, Any], path: Path, problems: list[Problem]) -> list[str] | None:
+    """The `order:` list of course.yml (lesson slugs, first to last), or None to go by number."""
+    order = meta.get("order")
+    if order is None:
+        return None
+    if not isinstance(order, list) or not all(isinstance(x, str) for x in order):
+        problems.append(Problem(path, 1, "'order' must be a list of lesson slugs, first to last"))
+        return None
+    twice = sorted({x for x in order if order.count(x) > 1})
+    if twice:
+        problems.append(Problem(path, 1, f"'order' names '{twice[0]}' twice; keep one"))
+    return [str(x) for x in order]
+
+
+def _in_order(
+    lessons: list[Lesson], order: list[str], path: Path, problems: list[Problem]
+) -> list[Lesson]:
+    """The lessons in the `order:` of course.yml, which must name each lesson file exactly once
+    (so inserting a lesson means adding its file and one line here, not renumbering files)."""
+    by_slug = {x.slug: x for x in lessons}
+    unknown = [slug for slug in order if slug not in by_slug]
+    missing = [x.slug for x in lessons if x.slug not in order]
+    if unknown:
+        problems.append(
+            Problem(
+                path, 1, f"'order' names '{unknown[0]}', which has no lesson file; fix the slug"
+            )
+        )
+    if missing:
+        problems.append(
+            Problem(path, 1, f"'order' leaves out the lesson '{missing[0]}'; add it where it goes")
+        )
+    return [by_slug[slug] for slug in order if slug in by_slug]
 
 
 def _load_course_meta(path: Path, problems: list[Problem]) -> dict[str, Any]:

@@ -68,6 +68,9 @@ class Extras:
     welcome: Welcome | None = None  # when the first lesson is also the first contact
     review: Lesson | None = None  # the one review question this e-mail carries
     catch_up: int = 0  # lessons unopened before this one; 0 when there is nothing to say
+    # The lesson's place in the reader's own sequence ("Lesson N of M"); 0: its place in the
+    # course. They differ when a lesson was inserted before where the reader is.
+    position: int = 0
 
 
 NO_EXTRAS = Extras()
@@ -153,7 +156,7 @@ class Renderer:
         """Return the lesson rendered and inlined, from the cache when this version was seen;
         each combination of extras (a review question, a catch-up line, the welcome) is one
         more variant, rendered and inlined once."""
-        position = course.position(lesson.slug)
+        position = extras.position or course.position(lesson.slug)
         total = len(course.lessons)
         review = extras.review
         key = (

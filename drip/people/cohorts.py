@@ -1,4 +1,4 @@
-"""Cohorts: create, find, list with their counts, pause and resume as a whole."""
+"""Cohorts: create, find, list with their counts, edit, rename, pause, archive and delete."""
 
 from __future__ import annotations
 
@@ -10,10 +10,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from drip.addresses import valid_address
 from drip.db import session as open_session
 from drip.errors import InputError, NotFound
+from drip.models import COHORT as C
+from drip.models import DELIVERY as D
+from drip.models import DIGEST_LOG as DL
+from drip.models import ENROLLMENT as E
+from drip.models import EVENT as EV
 from drip.models import Cohort, Enrollment, EnrollmentStatus, Person
-from drip.people.csv import valid_address
+from drip.people.zones import read_zone
 from drip.schedule import (
     Cadence,
     cadence_for,
@@ -23,7 +29,6 @@ from drip.schedule import (
     parse_clock,
     parse_dates,
     parse_days,
-    parse_timezone,
 )
 
 
@@ -56,12 +61,8 @@ def create_cohort(
     now: datetime,
 ) -> Cohort:
     """Create a cohort after checking every field."""
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise InputError([f"cohort name '{name}' must be 1-200 characters"])
-    if "=?" in name or any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
-        raise InputError([f"cohort name {name!r} holds a control character or '=?'; remove it"])
-    timezone = parse_timezone(timezone)
+    name = check_name(name)
+    timezone = cohort_zone(timezone)
     check_date(start, "start date")
     opens, closes = parse_clock(send_time, "send time"), parse_clock(window_end, "window end")
     if closes <= opens:
@@ -98,6 +99,25 @@ def create_cohort(
     return cohort
 
 
+def check_name(name: str) -> str:
+    """A cohort name, stripped, or InputError."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InputError([f"cohort name '{name}' must be 1-200 characters"])
+    if "=?" in name or any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+        raise InputError([f"cohort name {name!r} holds a control character or '=?'; remove it"])
+    return name
+
+
+def cohort_zone(value: str) -> str:
+    """A cohort's timezone: an IANA or Windows name; a legacy zone like EST is refused, since
+    everyone without their own timezone would get it."""
+    zone, note = read_zone(value)
+    if note:
+        raise InputError([f"--timezone {note}"])
+    return zone
+
+
 def get_cohort(db: Session, name: str) -> Cohort:
     """The cohort of that name, or NotFound listing the known ones."""
     cohort = db.exec(select(Cohort).where(Cohort.name == name)).first()
@@ -119,10 +139,13 @@ class CohortRow:
         return sum(self.counts.values())
 
 
-def list_cohorts(engine: Engine) -> list[CohortRow]:
-    """Every cohort with its counts by status."""
+def list_cohorts(engine: Engine, archived: bool = False) -> list[CohortRow]:
+    """Every cohort with its counts by status (archived ones only when asked)."""
     with open_session(engine) as db:
-        cohorts = db.exec(select(Cohort).order_by(Cohort.name)).all()
+        query = select(Cohort).order_by(Cohort.name)
+        if not archived:
+            query = query.where(Cohort.archived == False)  # noqa: E712 - SQL, not Python
+        cohorts = db.exec(query).all()
         rows = db.execute(
             sa.select(col(Enrollment.cohort_id), col(Enrollment.status), sa.func.count()).group_by(
                 col(Enrollment.cohort_id), col(Enrollment.status)
@@ -138,6 +161,8 @@ def set_cohort_paused(engine: Engine, name: str, paused: bool, now: datetime) ->
     """Pause or resume a whole cohort; on resume, missed slots are caught up inside the window."""
     with open_session(engine) as db:
         cohort = get_cohort(db, name)
+        if cohort.archived and not paused:
+            raise InputError([f"cohort '{name}' is archived; it sends no more lessons"])
         cohort.paused = paused
         db.add(cohort)
         if not paused:
@@ -162,3 +187,111 @@ def _reschedule(db: Session, cohort: Cohort, now: datetime) -> None:
         except Exception:  # an unreadable stored zone: due now, and the claim holds it
             enrollment.next_due_at = now
         db.add(enrollment)
+
+
+@dataclass(frozen=True)
+class CohortEdit:
+    """What `drip cohort edit` changes; None leaves a setting as it is."""
+
+    start: date | None = None
+    timezone: str | None = None
+    send_time: str | None = None
+    days: str | None = None
+    window_end: str | None = None
+    skip: str | None = None
+    manager: str | None = None  # "" removes the manager
+
+
+def edit_cohort(
+    engine: Engine, name: str, edit: CohortEdit, now: datetime
+) -> tuple[Cohort, list[str]]:
+    """Change a cohort's calendar or manager; everyone active gets their next slot on the new
+    calendar (never a second lesson on a day they already had one)."""
+    said: list[str] = []
+    with open_session(engine) as db:
+        cohort = get_cohort(db, name)
+        if edit.timezone is not None:
+            cohort.timezone = cohort_zone(edit.timezone)
+            said.append(f"timezone {cohort.timezone}")
+        if edit.send_time is not None:
+            cohort.send_time = parse_clock(edit.send_time, "send time").strftime("%H:%M")
+            said.append(f"send time {cohort.send_time}")
+        if edit.window_end is not None:
+            cohort.window_end = parse_clock(edit.window_end, "window end").strftime("%H:%M")
+            said.append(f"window end {cohort.window_end}")
+        if parse_clock(cohort.window_end) <= parse_clock(cohort.send_time):
+            raise InputError(
+                [f"window end {cohort.window_end} must be after the send time {cohort.send_time}"]
+            )
+        if edit.days is not None:
+            cohort.send_days = format_days(parse_days(edit.days))
+            said.append(f"days {cohort.send_days}")
+        if edit.skip is not None:
+            cohort.skip_dates = ",".join(d.isoformat() for d in sorted(parse_dates(edit.skip)))
+            said.append(f"skipping {cohort.skip_dates or 'no dates'}")
+        if edit.start is not None:
+            cohort.start_date = edit.start
+            said.append(f"start {cohort.start_date}")
+        if edit.manager is not None:
+            cohort.manager_email = valid_address(edit.manager) if edit.manager.strip() else None
+            said.append(f"manager {cohort.manager_email or 'none'}")
+        if not said:
+            raise InputError(["nothing to change; see drip cohort edit --help"])
+        db.add(cohort)
+        _reschedule(db, cohort, now)
+        db.commit()
+        db.refresh(cohort)
+        return cohort, said
+
+
+def rename_cohort(engine: Engine, name: str, new_name: str) -> None:
+    """Give a cohort a new name; its people, lessons and history stay with it."""
+    new_name = check_name(new_name)
+    with open_session(engine) as db:
+        cohort = get_cohort(db, name)
+        if new_name != name and db.exec(select(Cohort).where(Cohort.name == new_name)).first():
+            raise InputError([f"a cohort named '{new_name}' already exists; pick another name"])
+        cohort.name = new_name
+        db.add(cohort)
+        db.commit()
+
+
+def archive_cohort(engine: Engine, name: str) -> None:
+    """Stop a cohort for good and hide it from lists; its reports stay."""
+    with open_session(engine) as db:
+        cohort = get_cohort(db, name)
+        cohort.archived = True
+        cohort.paused = True
+        db.add(cohort)
+        db.commit()
+
+
+def delete_cohort(engine: Engine, name: str) -> int:
+    """Delete a cohort nothing was sent to (a mistyped one), with its enrolments; returns how
+    many enrolments went. A cohort that sent lessons is archived instead, to keep the record."""
+    with engine.begin() as conn:
+        found = conn.execute(sa.select(C.c.id).where(C.c.name == name)).scalar()
+        if found is None:
+            with open_session(engine) as db:
+                get_cohort(db, name)  # raises NotFound listing the cohorts
+        ids = list(conn.execute(sa.select(E.c.id).where(E.c.cohort_id == found)).scalars())
+        sent = (
+            conn.execute(
+                sa.select(sa.func.count()).select_from(D).where(D.c.enrollment_id.in_(ids))
+            ).scalar_one()
+            if ids
+            else 0
+        )
+        if sent:
+            raise InputError(
+                [
+                    f"cohort '{name}' has {sent} lesson deliveries; its record stays: "
+                    f"drip cohort archive '{name}' stops it and hides it instead"
+                ]
+            )
+        if ids:
+            conn.execute(EV.delete().where(EV.c.enrollment_id.in_(ids)))
+            conn.execute(E.delete().where(E.c.id.in_(ids)))
+        conn.execute(DL.delete().where(DL.c.cohort_id == found))
+        conn.execute(C.delete().where(C.c.id == found))
+    return len(ids)

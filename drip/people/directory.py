@@ -1,24 +1,29 @@
-"""People: find them, list them, and pause, resume or unsubscribe them from the CLI."""
+"""People: find and list them; pause, resume, unsubscribe, remove, move or correct them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import unicodedata
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from drip import lifecycle
+from drip import events, lifecycle
+from drip.addresses import valid_address
 from drip.db import session as open_session
-from drip.errors import NotFound
+from drip.errors import InputError, NotFound
 from drip.lifecycle import Change, Transition, TransitionError
 from drip.models import COHORT as C
 from drip.models import ENROLLMENT as E
 from drip.models import EVENT as EV
 from drip.models import PERSON as P
-from drip.models import Cohort, Enrollment, EnrollmentStatus, EventKind, Person
+from drip.models import Cohort, Enrollment, EnrollmentStatus, EventKind, Person, Verdict
 from drip.people.cohorts import get_cohort
+from drip.people.csv import MAX_ATTRIBUTE, MAX_NAME
+from drip.people.zones import read_zone
 from drip.schedule import parse_timezone
 
 
@@ -191,3 +196,203 @@ def resume_bounced_since(
             )
         }
     return [(email, name) for eid, email, name in found if eid in applied]
+
+
+def _person_id(conn: sa.Connection, email: str) -> int:
+    address = email.strip().lower()
+    found = conn.execute(sa.select(P.c.id).where(P.c.email == address)).scalar()
+    if found is None:
+        raise NotFound(f"no person with e-mail '{address}'; see drip people list")
+    return int(found)
+
+
+def _enrollments(
+    conn: sa.Connection, person_id: int, cohort_name: str | None
+) -> list[tuple[int, str, str, str]]:
+    """(enrollment id, cohort name, course, status) of a person, optionally in one cohort."""
+    rows = [
+        (int(eid), str(name), str(course), str(status))
+        for eid, name, course, status in conn.execute(
+            sa.select(E.c.id, C.c.name, C.c.course, E.c.status)
+            .join(C, C.c.id == E.c.cohort_id)
+            .where(E.c.person_id == person_id)
+            .order_by(C.c.name)
+        )
+    ]
+    if cohort_name is not None:
+        rows = [r for r in rows if r[1] == cohort_name]
+        if not rows:
+            raise NotFound(f"that person is not enrolled in cohort '{cohort_name}'")
+    return rows
+
+
+def remove_person(
+    engine: Engine, email: str, *, now: datetime, cohort_name: str | None = None
+) -> list[str]:
+    """Take a person out of their cohorts (or one): no more lessons, their history kept.
+    Returns the cohorts they were removed from."""
+    with engine.begin() as conn:
+        rows = _enrollments(conn, _person_id(conn, email), cohort_name)
+        changes = [Change(eid, reason="removed by a manager") for eid, *_ in rows]
+        applied = {
+            c.enrollment_id
+            for c in lifecycle.apply(conn, Transition.remove, changes, now=now, method="cli")
+        }
+    if not applied:
+        raise TransitionError(
+            f"{email.strip().lower()} was already removed from every cohort named"
+        )
+    return [name for eid, name, _, _ in rows if eid in applied]
+
+
+def move_person(
+    engine: Engine, email: str, to_cohort: str, *, now: datetime, from_cohort: str | None = None
+) -> tuple[str, str]:
+    """Move a person's enrolment to another cohort of the same course, keeping what they have
+    received and done; their next lesson follows the new cohort's calendar."""
+    with engine.begin() as conn:
+        person_id = _person_id(conn, email)
+        rows = _enrollments(conn, person_id, from_cohort)
+        if len(rows) > 1:
+            names = ", ".join(r[1] for r in rows)
+            raise InputError([f"{email} is in several cohorts ({names}); say which with --from"])
+        eid, source, course, status = rows[0]
+        target = conn.execute(
+            sa.select(C.c.id, C.c.course, C.c.archived).where(C.c.name == to_cohort)
+        ).first()
+        if target is None:
+            raise NotFound(f"no cohort '{to_cohort}'; see drip cohort list")
+        if target.archived:
+            raise InputError([f"cohort '{to_cohort}' is archived; pick a running cohort"])
+        if source == to_cohort:
+            raise InputError([f"{email} is already in '{to_cohort}'"])
+        if target.course != course:
+            raise InputError(
+                [
+                    f"'{to_cohort}' follows course '{target.course}', not '{course}'; a move keeps "
+                    "the lessons received, so it works between cohorts of one course"
+                ]
+            )
+        clash = conn.execute(
+            sa.select(E.c.id).where(E.c.person_id == person_id, E.c.cohort_id == target.id)
+        ).first()
+        if clash is not None:
+            raise InputError([f"{email} already has an enrolment in '{to_cohort}'"])
+        conn.execute(E.update().where(E.c.id == eid).values(cohort_id=target.id))
+        if status == EnrollmentStatus.active.value:
+            due = lifecycle.next_due(conn, [eid], now).get(eid, now)
+            conn.execute(E.update().where(E.c.id == eid).values(next_due_at=due))
+        events.insert(
+            conn,
+            [
+                events.row(
+                    EventKind.move,
+                    eid,
+                    now,
+                    method="cli",
+                    verdict=Verdict.human,
+                    reason=f"moved from '{source}' to '{to_cohort}'",
+                )
+            ],
+        )
+    return source, to_cohort
+
+
+@dataclass(frozen=True)
+class PersonChange:
+    """What `drip people set` changes; None leaves a field as it is."""
+
+    email: str | None = None
+    name: str | None = None
+    timezone: str | None = None  # "" goes back to the cohort's timezone
+    attributes: dict[str, str] = field(default_factory=dict)  # "" removes one
+
+
+def set_person(
+    engine: Engine,
+    email: str,
+    change: PersonChange,
+    *,
+    now: datetime,
+    special_use: Collection[str] = (),
+) -> list[str]:
+    """Correct a person's address, name, timezone or attributes; their enrolments, deliveries
+    and events stay theirs, and a new timezone moves their next lesson. Returns what changed
+    (and any warning about the value, like a legacy zone)."""
+    said: list[str] = []
+    with engine.begin() as conn:
+        person_id = _person_id(conn, email)
+        current = conn.execute(
+            sa.select(P.c.email, P.c.name, P.c.timezone, P.c.attributes).where(P.c.id == person_id)
+        ).one()
+        values: dict[str, object] = {}
+        if change.email is not None:
+            address = valid_address(change.email, special_use)
+            if address != current.email:
+                taken = conn.execute(sa.select(P.c.id).where(P.c.email == address)).first()
+                if taken is not None:
+                    raise InputError(
+                        [
+                            f"'{address}' belongs to another person already; see drip people show {address}"
+                        ]
+                    )
+                values["email"] = address
+                said.append(f"e-mail changed from {current.email} to {address}")
+        if change.name is not None:
+            name = change.name.strip()
+            if "=?" in name or any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+                raise InputError(
+                    [f"the name {name!r} holds a control character or '=?'; remove it"]
+                )
+            if len(name) > MAX_NAME:
+                raise InputError([f"the name is {len(name)} characters; shorten it to {MAX_NAME}"])
+            values["name"] = name
+            said.append(f"name set to '{name}'")
+        if change.timezone is not None:
+            zone: str | None = None
+            if change.timezone.strip():
+                zone, note = read_zone(change.timezone)
+                if note:
+                    said.append(f"warning: {note}")
+            values["timezone"] = zone
+            said.append(f"timezone set to {zone or 'the cohort' + chr(39) + 's'}")
+        if change.attributes:
+            attributes = dict(current.attributes or {})
+            for key, value in change.attributes.items():
+                if value:
+                    attributes[key] = value[:MAX_ATTRIBUTE]
+                else:
+                    attributes.pop(key, None)
+            values["attributes"] = attributes
+            said.append(
+                "attributes: " + ", ".join(f"{k}={v}" for k, v in change.attributes.items())
+            )
+        if not values:
+            raise InputError(["nothing to change; give --email, --name, --timezone or --attr"])
+        conn.execute(P.update().where(P.c.id == person_id).values(**values))
+        enrolments = _enrollments(conn, person_id, None)
+        if "timezone" in values:
+            active = [eid for eid, _, _, status in enrolments if status == "active"]
+            due = lifecycle.next_due(conn, active, now)
+            if due:
+                conn.execute(
+                    E.update()
+                    .where(E.c.id == sa.bindparam("b_id"))
+                    .values(next_due_at=sa.bindparam("b_due")),
+                    [{"b_id": eid, "b_due": at} for eid, at in due.items()],
+                )
+        events.insert(
+            conn,
+            [
+                events.row(
+                    EventKind.change,
+                    eid,
+                    now,
+                    method="cli",
+                    verdict=Verdict.human,
+                    reason="; ".join(s for s in said if not s.startswith("warning:")),
+                )
+                for eid, *_ in enrolments
+            ],
+        )
+    return said

@@ -121,9 +121,12 @@ def completions(engine: Engine, cohort_name: str, id_attribute: str = "") -> lis
 
 
 def completions_csv(rows: list[Completion]) -> str:
-    """The LMS file: a header of COLUMNS, ISO dates, scores 0-100."""
+    """The LMS file: a header of COLUMNS, ISO dates, scores 0-100; text cells that a spreadsheet
+    would run as a formula start with an apostrophe (see drip.reports.export)."""
     import csv
     import io
+
+    from drip.reports.export import neutralise
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
@@ -131,9 +134,9 @@ def completions_csv(rows: list[Completion]) -> str:
     for r in rows:
         writer.writerow(
             [
-                r.person_id,
-                r.email,
-                r.course_id,
+                neutralise(str(r.person_id)),
+                neutralise(r.email),
+                neutralise(r.course_id),
                 r.completion_date.isoformat(),
                 "" if r.score is None else r.score,
             ]  # fmt: skip

@@ -81,6 +81,16 @@ def _log_query(f: LogFilter) -> sa.Select[Any]:
     )
 
 
+def last_events(engine: Engine, f: LogFilter, count: int) -> list[EventRow]:
+    """The `count` most recent matching events, oldest first (read newest-first by id, so the
+    database stops after `count` rows instead of reading the whole log)."""
+    query = _log_query(f).order_by(None).order_by(EV.c.id.desc()).limit(count)
+    with engine.connect() as conn:
+        conn.execution_options(drip_read_only=True)
+        rows = [EventRow(*row) for row in conn.execute(query)]
+    return rows[::-1]
+
+
 def check_filter(engine: Engine, f: LogFilter) -> None:
     """Raise NotFound when the filter names a cohort or person that does not exist."""
     with open_session(engine) as db:

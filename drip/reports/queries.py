@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -32,6 +30,7 @@ from drip.models import (
     Verdict,
 )
 from drip.people.cohorts import get_cohort
+from drip.reports.export import csv_text
 from drip.reports.retention import LessonReview, RetentionRow, retention
 from drip.states import DeliveryKind
 
@@ -70,6 +69,7 @@ class Summary:
     behind: int
     unreachable: int = 0  # bounced: the address does not take mail, so "behind" would mislead
     questions: int = 0  # replies forwarded to the coach
+    removed: int = 0  # taken out of the cohort by a manager
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,7 @@ class PersonRow:
     confirmed: int
     behind: bool
     unreachable: bool = False  # bounced: shown as unreachable, never as behind
+    attributes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -141,24 +142,36 @@ def _flag(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
     return sa.func.max(sa.case((condition, 1), else_=0))
 
 
-def _delivery_stats(cohort_id: int, human_only: bool) -> sa.Select[Any]:
-    """One row per sent delivery of the cohort with 0/1 flags: opened, confirmed, answered."""
+def _event_flags(cohort_id: int, human_only: bool) -> sa.Select[Any]:
+    """The one pass over the cohort's events: per enrollment and delivery, 0/1 flags (opened,
+    confirmed), the first answer of record, and the last reader activity (the people table's
+    "last activity"; events without a delivery, like a pause from the CLI, count there too)."""
     is_open = EV.c.kind == EventKind.open.value
     # The answer of record is the first one not judged a machine, as the answer page shows it.
     is_answer = sa.and_(EV.c.kind == "answer", EV.c.verdict != Verdict.machine.value)
-    flags = (
+    reader = sa.and_(
+        EV.c.kind.in_(READER_KINDS),
+        sa.or_(EV.c.kind.not_in(["open", *RESPONSE_KINDS]), counted(human_only)),
+    )
+    return (
         sa.select(
+            EV.c.enrollment_id,
             EV.c.delivery_id,
             _flag(sa.and_(is_open, EV.c.verdict == Verdict.human.value)).label("opened_human"),
             _flag(is_open).label("opened_all"),
             _flag(sa.and_(EV.c.kind == "confirm", counted(human_only))).label("confirmed"),
             sa.func.min(sa.case((is_answer, EV.c.id))).label("first_answer"),
+            sa.func.max(sa.case((reader, EV.c.at))).label("last_at"),
+            sa.func.max(sa.case((EV.c.kind == "unsubscribe", EV.c.at))).label("unsubscribed_at"),
         )
         .join(E, E.c.id == EV.c.enrollment_id)
-        .where(E.c.cohort_id == cohort_id, EV.c.kind.in_(["open", "confirm", "answer"]))
-        .group_by(EV.c.delivery_id)
-        .subquery("flags")
+        .where(E.c.cohort_id == cohort_id, EV.c.kind.in_(READER_KINDS))
+        .group_by(EV.c.enrollment_id, EV.c.delivery_id)
     )
+
+
+def _delivery_stats(cohort_id: int, flags: sa.FromClause, human_only: bool) -> sa.Select[Any]:
+    """One row per sent delivery of the cohort with 0/1 flags: opened, confirmed, answered."""
     answer = EV.alias("answer")
     right = answer.c.correct.is_(True)
     opened = flags.c.opened_human if human_only else flags.c.opened_all
@@ -234,10 +247,21 @@ def _course(lessons_root: Path, cohort: Cohort, notes: list[str]) -> Course | No
         return None
 
 
+ALL_PARTS = frozenset({"lessons", "people", "activity", "progress"})
+# "behind" instead of "people": only the people behind (the terminal's default list).
+
+
 def cohort_report(
-    engine: Engine, cohort_name: str, lessons_root: Path, now: datetime, *, human_only: bool = True
+    engine: Engine,
+    cohort_name: str,
+    lessons_root: Path,
+    now: datetime,
+    *,
+    human_only: bool = True,
+    parts: frozenset[str] = ALL_PARTS,
 ) -> CohortReport:
-    """The whole report of one cohort: summary, lesson funnel, people, activity and progress."""
+    """The report of one cohort: the summary, and of lesson funnel, people, activity and
+    progress the `parts` asked for (the terminal table needs no activity chart)."""
     with open_session(engine) as db:
         cohort = get_cohort(db, cohort_name)
     assert cohort.id is not None
@@ -246,15 +270,26 @@ def cohort_report(
     with engine.connect() as conn:
         # Report queries only read; the option lets db.py start them without a write lock.
         conn.execution_options(drip_read_only=True)
-        stats = _materialize(conn, "drip_report_stats", _delivery_stats(cohort.id, human_only))
+        flags = _materialize(conn, "drip_report_flags", _event_flags(cohort.id, human_only))
+        sa.Index("drip_report_flags_delivery", flags.c.delivery_id).create(conn)
+        stats = _materialize(
+            conn, "drip_report_stats", _delivery_stats(cohort.id, flags, human_only)
+        )
         behind = _materialize(conn, "drip_report_behind", _behind(stats), "enrollment_id")
-        lessons = _lessons(conn, cohort.id, stats, course)
+        lessons = (
+            _lessons(conn, stats, flags, course) if "lessons" in parts or course is None else []
+        )
         total = len(course.lessons) if course else max((x.position for x in lessons), default=0)
-        people = _people(conn, cohort.id, stats, behind, total, human_only)
+        only_behind = "people" not in parts
+        people = (
+            _people(conn, cohort.id, stats, flags, behind, total, only_behind)
+            if parts & {"people", "behind"}
+            else []
+        )
         summary = _summary(conn, cohort, course, stats, behind, total)
-        activity = _activity(conn, cohort.id, human_only)
-        progress = _progress(conn, cohort.id, total)
-        kept, reviewed = retention(conn, cohort.id)
+        activity = _activity(conn, cohort.id, human_only) if "activity" in parts else []
+        progress = _progress(conn, cohort.id, total) if "progress" in parts else []
+        kept, reviewed = retention(conn, cohort.id) if "activity" in parts else ([], [])
     return CohortReport(
         summary, lessons, people, activity, progress, human_only, now, notes, kept, reviewed
     )
@@ -326,7 +361,7 @@ def _summary(
 
 
 def _lessons(
-    conn: sa.Connection, cohort_id: int, stats: sa.FromClause, course: Course | None
+    conn: sa.Connection, stats: sa.FromClause, flags: sa.FromClause, course: Course | None
 ) -> list[LessonRow]:
     rows = conn.execute(
         sa.select(
@@ -340,7 +375,7 @@ def _lessons(
         ).group_by(stats.c.lesson_slug)
     ).all()
     found = {r[0]: r for r in rows}
-    unsubscribed = _unsubscribes_by_lesson(conn, cohort_id)
+    unsubscribed = _unsubscribes_by_lesson(conn, flags)
     titles: dict[str, str] = {
         str(slug): str(title)
         for slug, title in conn.execute(
@@ -368,26 +403,27 @@ def _lessons(
     return result
 
 
-def _unsubscribes_by_lesson(conn: sa.Connection, cohort_id: int) -> dict[str, int]:
+def _unsubscribes_by_lesson(conn: sa.Connection, flags: sa.FromClause) -> dict[str, int]:
     """Unsubscribes per lesson: the lesson whose link was used, else the last one sent before."""
     direct = D.alias("direct")
     before = D.alias("before")
     last_sent = (
         sa.select(before.c.lesson_slug)
         .where(
-            before.c.enrollment_id == EV.c.enrollment_id,
+            before.c.enrollment_id == flags.c.enrollment_id,
             before.c.status == DeliveryStatus.sent.value,
-            before.c.sent_at <= EV.c.at,
+            before.c.sent_at <= flags.c.unsubscribed_at,
         )
         .order_by(before.c.sent_at.desc(), before.c.position.desc())
         .limit(1)
         .scalar_subquery()
     )
-    slug = sa.select(direct.c.lesson_slug).where(direct.c.id == EV.c.delivery_id).scalar_subquery()
+    slug = (
+        sa.select(direct.c.lesson_slug).where(direct.c.id == flags.c.delivery_id).scalar_subquery()
+    )
     each = (
-        sa.select(EV.c.enrollment_id, sa.func.coalesce(slug, last_sent).label("slug"))
-        .join(E, E.c.id == EV.c.enrollment_id)
-        .where(E.c.cohort_id == cohort_id, EV.c.kind == EventKind.unsubscribe.value)
+        sa.select(flags.c.enrollment_id, sa.func.coalesce(slug, last_sent).label("slug"))
+        .where(flags.c.unsubscribed_at.is_not(None))
         .subquery()
     )
     query = (
@@ -402,9 +438,10 @@ def _people(
     conn: sa.Connection,
     cohort_id: int,
     stats: sa.FromClause,
+    flags: sa.FromClause,
     behind: sa.FromClause,
     total: int,
-    human_only: bool,
+    only_behind: bool = False,
 ) -> list[PersonRow]:
     per = (
         sa.select(
@@ -416,14 +453,8 @@ def _people(
         .subquery("per")
     )
     last = (
-        sa.select(EV.c.enrollment_id, sa.func.max(EV.c.at).label("at"))
-        .join(E, E.c.id == EV.c.enrollment_id)
-        .where(
-            E.c.cohort_id == cohort_id,
-            EV.c.kind.in_(READER_KINDS),
-            sa.or_(EV.c.kind.not_in(["open", *RESPONSE_KINDS]), counted(human_only)),
-        )
-        .group_by(EV.c.enrollment_id)
+        sa.select(flags.c.enrollment_id, sa.func.max(flags.c.last_at).label("at"))
+        .group_by(flags.c.enrollment_id)
         .subquery("last")
     )
     query = (
@@ -437,6 +468,7 @@ def _people(
             sa.func.coalesce(per.c.opened, 0),
             sa.func.coalesce(per.c.confirmed, 0),
             sa.func.coalesce(behind.c.behind, 0),
+            P.c.attributes,
         )
         .select_from(
             E.join(P, P.c.id == E.c.person_id)
@@ -447,9 +479,13 @@ def _people(
         .where(E.c.cohort_id == cohort_id)
         .order_by(P.c.email)
     )
+    if only_behind:
+        query = query.where(behind.c.behind.is_not(None))
     at_type = Event.__table__.c.at.type  # type: ignore[attr-defined]
     rows = []
-    for email, name, status, reason, sent, at, opened, confirmed, late in conn.execute(query):
+    for email, name, status, reason, sent, at, opened, confirmed, late, attrs in conn.execute(
+        query
+    ):
         if isinstance(at, str):  # max() over a SQLite column loses the column type
             at = at_type.process_result_value(at, None)
         reading = status in ("active", "paused", "completed")
@@ -467,6 +503,7 @@ def _people(
                 int(confirmed),
                 bool(late) and reading,
                 status == EnrollmentStatus.bounced.value,
+                dict(attrs or {}),
             )
         )
     return rows
@@ -563,12 +600,56 @@ def report_json(report: CohortReport) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False)
 
 
-def rows_csv(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
-    """Rows as CSV text with a header line."""
-    buffer = io.StringIO()
-    fields = columns or (list(rows[0]) if rows else [])
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row[k] for k in fields})
-    return buffer.getvalue()
+def rows_csv(
+    rows: list[dict[str, Any]], columns: list[str] | None = None, *, excel: bool = False
+) -> str:
+    """Rows as CSV text with a header line, formula cells neutralised (see reports.export)."""
+    return csv_text(rows, columns, excel=excel)
+
+
+def attribute_key(people: list[PersonRow], name: str) -> str | None:
+    """The attribute key the people use for `name`, matched without regard to case."""
+    wanted = name.strip().casefold()
+    for person in people:
+        for key in person.attributes:
+            if key.casefold() == wanted:
+                return key
+    return None
+
+
+def breakdown(report: CohortReport, name: str) -> list[dict[str, Any]]:
+    """The cohort's figures per value of one attribute (like Department), largest group first."""
+    key = attribute_key(report.people, name)
+    if key is None:
+        known = sorted({k for p in report.people for k in p.attributes})
+        raise DripError(
+            f"no person in '{report.summary.cohort}' has the attribute '{name}'; "
+            f"attributes: {', '.join(known) or 'none (enrol from a file with more columns)'}"
+        )
+    groups: dict[str, list[PersonRow]] = {}
+    for person in report.people:
+        groups.setdefault(person.attributes.get(key) or "(none)", []).append(person)
+    total = report.summary.course_lessons
+    rows = []
+    for value, people in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0])):
+        sent = sum(p.lessons_sent for p in people)
+        opened = sum(p.opened for p in people)
+        statuses = [p.status for p in people]
+        rows.append(
+            {
+                name: value,
+                "people": len(people),
+                "active": statuses.count("active"),
+                "completed": statuses.count("completed"),
+                "unsubscribed": statuses.count("unsubscribed"),
+                "lessons_sent": sent,
+                "opened": opened,
+                "open_rate_human" if report.human_only else "open_rate_all": opened / sent
+                if sent
+                else 0.0,
+                "confirmed": sum(p.confirmed for p in people),
+                "average_progress": sent / (len(people) * total) if total else 0.0,
+                "behind": sum(p.behind for p in people),
+            }
+        )
+    return rows

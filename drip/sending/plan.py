@@ -252,6 +252,9 @@ def plan(
         else None,
         review=review,
         catch_up=row.unopened if sent and row.unopened >= course.catch_up_after else 0,
+        # Counted in the reader's own sequence: a lesson inserted into a running course is
+        # their next one, and its number is theirs, not its place in the course.
+        position=1 + sum(1 for x in course.lessons if x.slug in sent),
     )
     return send(DeliveryKind.lesson, lesson.slug, lesson, extras)
 

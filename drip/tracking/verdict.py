@@ -91,6 +91,8 @@ def _judge_open(hit: Hit) -> Judgement:
     if agent == APPLE_MPP_AGENT:
         return Judgement(Verdict.machine, "Apple Mail Privacy Protection prefetch")
     seconds = hit.seconds_since_send
+    if seconds is not None and seconds < 0:
+        return _clock_skew(hit.kind, seconds)
     if seconds is not None and seconds < PREFETCH_SECONDS:
         return Judgement(Verdict.machine, f"opened {seconds:.1f} s after sending (prefetch)")
     if "GoogleImageProxy" in agent:
@@ -108,6 +110,8 @@ def _judge_link(hit: Hit) -> Judgement:
     if mark:
         return Judgement(Verdict.machine, f"scanner user agent ({mark})")
     seconds = hit.seconds_since_send
+    if seconds is not None and seconds < 0:
+        return _clock_skew(hit.kind, seconds)
     if seconds is not None and seconds < SCANNER_CLICK_SECONDS:
         reason = f"{hit.kind} {seconds:.1f} s after sending (link scanner)"
         return Judgement(Verdict.machine, reason)
@@ -119,6 +123,12 @@ def _judge_link(hit: Hit) -> Judgement:
     if agent == APPLE_MPP_AGENT:
         return Judgement(Verdict.unknown, "bare user agent")
     return Judgement(Verdict.human, f"{hit.kind} in a browser")
+
+
+def _clock_skew(kind: str, seconds: float) -> Judgement:
+    # A hit before its own send time says the clocks disagree (a simulated or skewed sending
+    # clock), not that a machine was fast: timing cannot judge it.
+    return Judgement(Verdict.unknown, f"{kind} {-seconds:.0f} s before its send time (clock skew)")
 
 
 def _looks_like_client(agent: str) -> bool:

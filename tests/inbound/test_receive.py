@@ -201,8 +201,8 @@ def test_a_bounced_person_is_unreachable_and_refused_at_the_next_enrolment(
     header, row = report.stdout.splitlines()
     person = dict(zip(header.split(","), row.split(","), strict=False))
     assert person["status"] == "bounced"
-    assert person["unreachable"] == "True"
-    assert person["behind"] == "False"
+    assert person["unreachable"] == "yes"
+    assert person["behind"] == "no"
     summary = run_drip(["report", "--format", "json"], env)
     assert '"unreachable": 1' in summary.stdout
     csv_file = tmp_path / "more.csv"

@@ -101,7 +101,7 @@ def test_every_bad_row_is_listed_with_its_line(
         ("", ":1: the file is empty"),
         (
             "alice@example.com,Alice\n",
-            ":1: no 'email' column in the header 'alice@example.com,alice'",
+            ":1: no 'email' column in the header 'alice@example.com,Alice'",
         ),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", ":1: this is a binary file, not CSV"),
         (b"email,name\nj\xe9@example.com,J\n", ":2: not UTF-8 (byte 0xe9)"),

@@ -45,6 +45,10 @@ OPENS = [
     (PY_REQUESTS, 3600.0, Verdict.machine, "python-requests"),
     ("", 3600.0, Verdict.unknown, "no user agent"),
     ("SomeMailer/1.0", 3600.0, Verdict.unknown, "unrecognised"),
+    # A hit before its send time (drip demo's simulated clock, a skewed server): never "machine".
+    (IOS_MAIL, -360189.7, Verdict.unknown, "before its send time (clock skew)"),
+    (OUTLOOK_DESKTOP, -0.5, Verdict.unknown, "clock skew"),
+    (BARRACUDA, -60.0, Verdict.machine, "barracuda"),  # a scanner is a scanner at any time
 ]
 
 LINKS = [
@@ -64,6 +68,8 @@ LINKS = [
     ("confirm", CHROME, 2.0, None, Verdict.machine, "link scanner"),
     ("answer", CHROME, 600.0, None, Verdict.human, "answer"),
     ("answer", CHROME, 600.0, 0.1, Verdict.machine, "several links"),
+    ("click", SAFARI_IPHONE, -3600.0, None, Verdict.unknown, "clock skew"),
+    ("confirm", CHROME, -1.0, None, Verdict.unknown, "clock skew"),
 ]
 
 
