@@ -210,3 +210,23 @@ def test_plain_text_links_are_short_enough_for_72_columns() -> None:
     assert len(tracked) >= 7  # answers, got it, pause, unsubscribe
     assert max(len(line) for line in tracked) <= 72
     assert max(len(line) for line in text.splitlines() if "://" not in line) <= 72
+
+
+@pytest.mark.parametrize("kind", ["welcome", "completion", "review"])
+def test_spamassassin_local_rules_score_the_welcome_and_other_notes_below_1(kind: str) -> None:
+    from drip.mail.notes import LessonResult, NoteMail, Summary
+
+    course = load_course(LESSONS, "social-media-for-executives")
+    notes = NoteMail(TEMPLATES, "Drip Lessons <lessons@example.org>", "https://lessons.example.org", "k" * 32)  # fmt: skip
+    who = Recipient(123, "ada@example.com", "Ada Lovelace", NOW, "<n123@example.org>")
+    if kind == "welcome":
+        data = notes.welcome(course, who, cohort="Leaders", sponsor="Our CEO asked for this.",
+                             first_lesson=NOW, timezone="Europe/London", days="weekday")  # fmt: skip
+    elif kind == "review":
+        data = notes.review(course, course.lessons[2], who)
+    else:
+        results = [LessonResult(x.title, x.takeaway, "right") for x in course.lessons]
+        summary = Summary("Leaders", NOW.date(), NOW.date(), 20, results, [])
+        data = notes.completion(course, who, summary)
+    score, report = spam_score(data)
+    assert score < 1.0, report
