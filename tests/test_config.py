@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 from support import cli_env, make_settings, run_drip
 
-from drip.config import SETTINGS, load_settings, mask
+from drip.config import load_settings, mask
+from drip.config_table import SETTINGS
 from drip.errors import ConfigError
 
 

@@ -7,7 +7,7 @@ import click
 import pytest
 
 from drip.cli import main
-from drip.config import SETTINGS
+from drip.config_table import SETTINGS
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 

@@ -33,7 +33,18 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
         ),
     ),
     # drip.addresses: the one e-mail address check, for settings (DRIP_FROM) and people alike.
-    (0, ("drip.config", "drip.errors", "drip.states", "drip.migrations", "drip.addresses")),
+    (
+        0,
+        (
+            "drip.config",
+            "drip.config_table",
+            "drip.config_values",
+            "drip.errors",
+            "drip.states",
+            "drip.migrations",
+            "drip.addresses",
+        ),
+    ),
 ]
 NAMES = {0: "config/errors", 1: "building block", 2: "service", 3: "entry point"}
 

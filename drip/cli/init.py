@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from drip.cli.base import DripCommand, emit, output_options, say, settings, warn_settings
-from drip.config import CONFIG_FILE, SETTINGS, load_settings, mask
+from drip.config import CONFIG_FILE, load_settings, mask
+from drip.config_table import SETTINGS
 
 # -- setup ---------------------------------------------------------------------------------
 
