@@ -3,175 +3,34 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import re
-from dataclasses import dataclass, field, replace
-from functools import cached_property
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
+from drip.curriculum.model import (
+    Check,
+    Course,
+    Lesson,
+    Problem,
+    Source,
+)
+from drip.curriculum.rules import (
+    BOOL_RULES,
+    DEFAULT_RULES,
+    STYLE_LEVELS,
+    _watch_words,
+    check_style,
+    url_problem,
+)
 from drip.errors import CurriculumError, NotFound
 from drip.spacing import Spacing
 
 LESSON_FILE = re.compile(r"^(\d{2,3})-([a-z0-9]+(?:-[a-z0-9]+)*)\.md$")
 COURSE_FILE = "course.yml"
 LESSON_KEYS = ("title", "summary", "takeaway", "check", "sources")
-WORDS_PER_MINUTE = 200
-WORD = re.compile(r"[\w'’-]+")
-
-DEFAULT_RULES: dict[str, Any] = {
-    "max_title": 60,
-    "max_summary": 110,
-    "min_words": 0,
-    "max_words": 400,
-    "require_check": False,
-    "min_options": 2,
-    "max_options": 5,
-    "require_sources": False,
-    "require_review": False,
-    "check_style": "warning",
-}
-BOOL_RULES = {"require_check", "require_sources", "require_review"}
-STYLE_LEVELS = ("warning", "error")
-LONGEST_SHARE = 1 / 3  # the right answer may be the longest option in at most this share
-LONG_OPTION = 1.5  # an option this many times the next longest stands out
-
-# Words that signal hype or unexplained jargon to a busy, sceptical reader.
-WATCH_WORDS = (
-    "game-changer",
-    "game changer",
-    "revolutionary",
-    "revolutionise",
-    "revolutionize",
-    "viral",
-    "synergy",
-    "synergies",
-    "disrupt",
-    "disruptive",
-    "leverage",
-    "ninja",
-    "guru",
-    "rockstar",
-    "unprecedented",
-    "skyrocket",
-    "paradigm",
-    "growth hack",
-    "thought leader",
-    "best-in-class",
-    "cutting-edge",
-    "world-class",
-    "next-gen",
-    "omnichannel",
-    "engagement rate",
-    "CTR",
-    "CPM",
-    "KPI",
-    "SEO",
-    "UGC",
-)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One problem found in a course, with its file and line."""
-
-    path: Path
-    line: int
-    message: str
-    severity: str = "error"
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.severity}: {self.message}"
-
-
-@dataclass(frozen=True)
-class Check:
-    """The one-question check of a lesson, with its `review` wording for spaced review."""
-
-    question: str
-    options: tuple[str, ...]
-    answer: int
-    explanation: str
-    review: Check | None = None
-    line: int = 1
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a lesson's facts come from: a reader can open the URL and check."""
-
-    title: str
-    publisher: str
-    year: int | None
-    url: str
-
-    def cite(self) -> str:
-        """The source in one short line: publisher, title, year."""
-        year = f", {self.year}" if self.year else ""
-        return f"{self.publisher}: {self.title}{year}" if self.publisher else f"{self.title}{year}"
-
-
-@dataclass(frozen=True)
-class Lesson:
-    """One lesson: its identity is the slug, its place in the course is the number."""
-
-    course: str
-    number: int
-    slug: str
-    title: str
-    summary: str
-    takeaway: str
-    body: str
-    body_line: int
-    check: Check | None
-    path: Path
-    content_hash: str
-    sources: tuple[Source, ...] = ()
-
-    @property
-    def words(self) -> int:
-        return len(WORD.findall(self.body))
-
-    @property
-    def minutes(self) -> int:
-        return max(1, math.ceil(self.words / WORDS_PER_MINUTE))
-
-
-@dataclass(frozen=True)
-class Course:
-    """A course: its metadata and its lessons in order."""
-
-    slug: str
-    title: str
-    description: str
-    audience: str
-    lessons: tuple[Lesson, ...]
-    path: Path
-    rules: dict[str, Any] = field(default_factory=dict)
-    warnings: tuple[Problem, ...] = ()
-    facts_as_of: str = ""
-    spacing: Spacing = Spacing()
-    catch_up_after: int = 3  # lessons unopened before the next one says so
-    pause_after: int = 5  # lessons unopened before the enrolment pauses itself
-
-    def lesson(self, slug: str) -> Lesson:
-        """Return the lesson with this slug."""
-        for lesson in self.lessons:
-            if lesson.slug == slug:
-                return lesson
-        known = ", ".join(x.slug for x in self.lessons)
-        raise NotFound(f"course '{self.slug}' has no lesson '{slug}'; its lessons are: {known}")
-
-    @cached_property
-    def _positions(self) -> dict[str, int]:
-        return {lesson.slug: place for place, lesson in enumerate(self.lessons, 1)}
-
-    def position(self, slug: str) -> int:
-        """Return the 1-based place of a lesson in the course."""
-        return self._positions[slug]
 
 
 def course_slugs(root: Path) -> list[str]:
@@ -618,75 +477,6 @@ def _load_sources(raw: Any, path: Path, line: Any, problems: list[Problem]) -> l
     return sources
 
 
-def url_problem(url: str) -> str:
-    """Why a source URL is not a well-formed https link, or "" when it is (no network)."""
-    if not url:
-        return "no url; add url: https://..."
-    if any(c.isspace() or ord(c) < 32 for c in url) or any(c in url for c in '<>"'):
-        return f"url {url!r} holds a space, control character, quote or angle bracket"
-    parts = urlsplit(url)
-    if parts.scheme != "https":
-        return f"url {url!r} must start with https://"
-    host = parts.hostname or ""
-    if "." not in host or host.startswith(".") or host.endswith("."):
-        return f"url {url!r} has no valid host name"
-    return ""
-
-
-def check_style(
-    lessons: list[Lesson], course_file: Path, rules: dict[str, Any], problems: list[Problem]
-) -> None:
-    """Flag checks that can be gamed: the right answer is usually the longest, one option much
-    longer than the others, the answer given away by the summary or takeaway."""
-    level = rules["check_style"]
-    checks = [(lesson, c) for lesson in lessons for c in _checks(lesson)]
-    longest = 0
-    for lesson, check in checks:
-        lengths = [len(o) for o in check.options]
-        ranked = sorted(lengths, reverse=True)
-        if lengths[check.answer] == ranked[0] and ranked.count(ranked[0]) == 1:
-            longest += 1
-        if len(ranked) > 1 and ranked[0] > LONG_OPTION * ranked[1]:
-            which = "ABCDE"[lengths.index(ranked[0])]
-            problems.append(
-                Problem(
-                    lesson.path,
-                    check.line,
-                    f"option {which} is {ranked[0]} characters, over {LONG_OPTION:g} times the "
-                    f"next longest ({ranked[1]}); give the options similar lengths",
-                    level,
-                )
-            )
-        answer = check.options[check.answer].lower().strip(" .")
-        for field_name in ("summary", "takeaway"):
-            if answer and answer in getattr(lesson, field_name).lower():
-                problems.append(
-                    Problem(
-                        lesson.path,
-                        check.line,
-                        f"the right answer {check.options[check.answer]!r} appears in the "
-                        f"lesson's {field_name}; reword one so the check tests judgement",
-                        level,
-                    )
-                )
-    if checks and longest > len(checks) * LONGEST_SHARE:
-        problems.append(
-            Problem(
-                course_file,
-                1,
-                f"the right answer is the longest option in {longest} of {len(checks)} checks "
-                f"(at most a third); lengthen some distractors",
-                level,
-            )
-        )
-
-
-def _checks(lesson: Lesson) -> list[Check]:
-    if lesson.check is None:
-        return []
-    return [lesson.check] + ([lesson.check.review] if lesson.check.review else [])
-
-
 def _check_jinja(body: str, path: Path, body_line: int, problems: list[Problem]) -> None:
     from jinja2 import TemplateSyntaxError
     from jinja2.sandbox import SandboxedEnvironment
@@ -696,17 +486,6 @@ def _check_jinja(body: str, path: Path, body_line: int, problems: list[Problem])
     except TemplateSyntaxError as exc:
         lineno = body_line + (exc.lineno or 1) - 1
         problems.append(Problem(path, lineno, f"template error: {exc.message}"))
-
-
-def _watch_words(lesson: Lesson, problems: list[Problem]) -> None:
-    text = " ".join([lesson.title, lesson.summary, lesson.takeaway, lesson.body]).lower()
-    for word in WATCH_WORDS:
-        if re.search(r"(?<![\w-])" + re.escape(word.lower()) + r"(?![\w-])", text):
-            problems.append(
-                Problem(
-                    lesson.path, 1, f"'{word}' reads as hype or jargon; say it plainly", "warning"
-                )
-            )
 
 
 class Catalog:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from drip.curriculum.load import Course, Lesson
+from drip.curriculum.model import Course, Lesson
 from drip.mail.dkim import DkimSigner
 from drip.mail.message import MessageTemplate
 from drip.mail.render import NO_EXTRAS, Extras, Renderer, recipient_keys, review_options

@@ -16,7 +16,7 @@ from typing import Any
 
 import jinja2
 
-from drip.curriculum.load import Check, Course, Lesson
+from drip.curriculum.model import Check, Course, Lesson
 from drip.errors import HeaderError, RenderError
 from drip.mail.build import Recipient, first_name
 from drip.mail.certificate import Certificate, certificate_pdf

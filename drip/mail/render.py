@@ -17,7 +17,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 from premailer import Premailer
 
-from drip.curriculum.load import Check, Course, Lesson
+from drip.curriculum.model import Check, Course, Lesson
 from drip.errors import RenderError
 
 PLACEHOLDER = re.compile(r"%%DRIP-([A-Z]+(?:-\d+)?)%%")

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from drip.curriculum.load import Course
+from drip.curriculum.model import Course
 from drip.errors import NotFound
 from drip.models import DELIVERY as D
 from drip.models import ENROLLMENT as E

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from drip.curriculum.load import Course
+from drip.curriculum.model import Course
 from drip.models import COHORT as C
 from drip.models import DELIVERY as D
 from drip.models import ENROLLMENT as E

@@ -11,7 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from drip.curriculum.load import Course, load_course
+from drip.curriculum.load import load_course
+from drip.curriculum.model import Course
 from drip.db import session as open_session
 from drip.errors import DripError
 from drip.events import BOOKKEEPING, counted

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 
-from drip.curriculum.load import Course, Lesson
+from drip.curriculum.model import Course, Lesson
 from drip.errors import DripError
 from drip.mail.render import Extras, Welcome
 from drip.schedule import (

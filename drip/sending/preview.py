@@ -9,7 +9,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from drip.curriculum.load import Catalog, Course
+from drip.curriculum.load import Catalog
+from drip.curriculum.model import Course
 from drip.errors import DripError
 from drip.models import COHORT as C
 from drip.models import ENROLLMENT as E

@@ -10,7 +10,8 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy.engine import Connection, Engine
 
-from drip.curriculum.load import Catalog, Course
+from drip.curriculum.load import Catalog
+from drip.curriculum.model import Course
 from drip.errors import DripError, RenderError
 from drip.mail.build import LessonMail, Recipient
 from drip.mail.message import new_message_id, sender_domain

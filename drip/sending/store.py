@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from drip import events, lifecycle
-from drip.curriculum.load import Check, Course, Lesson
+from drip.curriculum.model import Check, Course, Lesson
 from drip.db import insert_ignoring_conflicts
 from drip.lifecycle import Change, Transition
 from drip.mail.notes import LessonResult, Summary

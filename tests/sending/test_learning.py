@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from support import LESSONS, cli_env, make_settings, run_drip, serving, utc
 
 from drip.app import App
-from drip.curriculum.load import Course, load_course
+from drip.curriculum.load import load_course
+from drip.curriculum.model import Course
 from drip.people.cohorts import create_cohort
 from drip.people.csv import Row
 from drip.people.enroll import enroll_rows
