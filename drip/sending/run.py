@@ -18,7 +18,7 @@ from drip.mail.message import new_message_id, sender_domain
 from drip.mail.notes import NoteMail, Summary
 from drip.mail.transports import Outcome, Outgoing, SendResult, Transport
 from drip.schedule import Cadence, days_text, local_date, next_slot
-from drip.sending import store
+from drip.sending import record, store
 from drip.sending.claims import claim, release, wake_paused, worker_name
 from drip.sending.plan import (
     Autopause,
@@ -418,7 +418,7 @@ def _record(
     result: PassResult,
 ) -> None:
     """Decide each outcome with the retry policy and write them all in one transaction."""
-    sent: list[store.Sent] = []
+    sent: list[record.Sent] = []
     retried: list[tuple[Job, datetime, str, datetime, datetime]] = []
     failed: list[tuple[Job, datetime, str, str]] = []
     for prepared, at, outcome in pending:
@@ -437,7 +437,7 @@ def _record(
         if decision.verdict is Verdict.sent:
             day = local_date(at, job.cadence.timezone)
             sent.append(
-                store.Sent(job, at, day, outcome.reply, _next(job, at, day), prepared.autopause)
+                record.Sent(job, at, day, outcome.reply, _next(job, at, day), prepared.autopause)
             )
             result.sent += 1
             result.completed += int(job.send.kind is DeliveryKind.completion)
@@ -454,4 +454,4 @@ def _record(
             result.items.append(Item(job.row.email, slug, "failed", str(outcome)))
             log.warning("%s: %s", job.row.email, decision.reason)
     with db.begin():
-        store.record_outcomes(db, d.worker, sent, retried, failed, now)
+        record.record_outcomes(db, d.worker, sent, retried, failed, now)
