@@ -22,7 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from drip.curriculum.load import load_course
 from drip.mail.render import Renderer, recipient_keys
 from drip.reports.digest import Named, digest_parts
-from drip.reports.queries import CohortReport, PersonRow, Summary
+from drip.reports.model import CohortReport, PersonRow, Summary
 from drip.tracking.hits import Answered, Confirmed
 from drip.tracking.pages import Status
 

@@ -93,7 +93,7 @@ def _chain(first: Iterable[EventRow], then: Iterable[EventRow]) -> Iterator[Even
 
 def _json_line(event: EventRow) -> str:
     from drip.reports.export import json_rows
-    from drip.reports.queries import as_dict
+    from drip.reports.sections import as_dict
 
     return json.dumps(json_rows([as_dict(event)])[0], ensure_ascii=False)
 

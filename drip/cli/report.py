@@ -16,9 +16,9 @@ from drip.cli.base import DripCommand, complete_cohort, complete_email
 from drip.errors import DripError
 
 if TYPE_CHECKING:
-    from drip.reports.queries import CohortReport
+    from drip.reports.model import CohortReport
 
-# The sections of a cohort report (drip.reports.queries.SECTIONS; a test keeps them equal),
+# The sections of a cohort report (drip.reports.sections.SECTIONS; a test keeps them equal),
 # spelled out so that `drip --help` does not load the database layer.
 SECTIONS = ("summary", "lessons", "people", "activity", "progress")
 
@@ -74,7 +74,7 @@ def _tables(
     """The rich renderables of a report's sections, for the terminal."""
     s = report.summary
     mode = "opens by people" if report.human_only else "all opens"
-    from drip.reports.queries import section_rows
+    from drip.reports.sections import section_rows
 
     for section in sections:
         if section == "summary":
@@ -97,7 +97,7 @@ def _tables(
 
 
 def _people_tables(report: CohortReport, people: str, page: int) -> Iterator[Any]:
-    from drip.reports.queries import as_dict
+    from drip.reports.sections import as_dict
 
     everyone = report.people
     enrolled = report.summary.enrolled
@@ -196,14 +196,8 @@ def report_cmd(
     """
     from drip.cli.base import now_utc, open_app
     from drip.reports.log import person_timeline
-    from drip.reports.queries import (
-        as_dict,
-        breakdown,
-        cohort_report,
-        cohort_summaries,
-        report_json,
-        section_rows,
-    )
+    from drip.reports.queries import cohort_report, cohort_summaries
+    from drip.reports.sections import as_dict, breakdown, report_json, section_rows
 
     app = open_app()
     lessons = app.settings.lessons_path
@@ -256,7 +250,7 @@ def report_cmd(
         _write(report_json(report) if section is None
                else json.dumps(section_rows(report, section), indent=2, ensure_ascii=False), output)  # fmt: skip
     elif fmt == "csv":
-        from drip.reports.queries import rows_csv
+        from drip.reports.sections import rows_csv
 
         _write(rows_csv(section_rows(report, section or "people"), excel=excel), output)
     else:
@@ -273,7 +267,7 @@ def _emit(
     excel: bool = False,
 ) -> None:
     from drip.reports.export import json_rows
-    from drip.reports.queries import rows_csv
+    from drip.reports.sections import rows_csv
 
     if fmt == "json":
         _write(json.dumps(json_rows(rows), indent=2, ensure_ascii=False), output)

@@ -34,7 +34,8 @@ from drip.models import EVENT as EV
 from drip.models import PERSON as P
 from drip.models import DeliveryStatus
 from drip.reports.html import render_html
-from drip.reports.queries import BEHIND_AFTER, CohortReport, cohort_report
+from drip.reports.model import CohortReport
+from drip.reports.queries import BEHIND_AFTER, cohort_report
 from drip.sending.retry import Verdict, decide
 from drip.states import EnrollmentStatus, EventKind
 

@@ -9,7 +9,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from drip.errors import RenderError
-from drip.reports.queries import CohortReport, DayRow, LessonRow
+from drip.reports.model import CohortReport, DayRow, LessonRow
 from drip.reports.retention import RetentionRow
 
 TEMPLATE = "report.html.j2"

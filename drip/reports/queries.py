@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ from drip.curriculum.load import load_course
 from drip.curriculum.model import Course
 from drip.db import session as open_session
 from drip.errors import DripError
-from drip.events import BOOKKEEPING, counted
+from drip.events import counted
 from drip.models import COHORT as C
 from drip.models import DELIVERY as D
 from drip.models import ENROLLMENT as E
@@ -31,8 +29,14 @@ from drip.models import (
     Verdict,
 )
 from drip.people.cohorts import get_cohort
-from drip.reports.export import csv_text
-from drip.reports.retention import LessonReview, RetentionRow, retention
+from drip.reports.activity import daily_activity, progress_counts
+from drip.reports.model import (
+    CohortReport,
+    LessonRow,
+    PersonRow,
+    Summary,
+)
+from drip.reports.retention import retention
 from drip.states import DeliveryKind
 
 # Tracking writes an implied human open for every human click, "got it" and answer.
@@ -40,103 +44,6 @@ RESPONSE_KINDS = ("click", "confirm", "answer")
 READER_KINDS = ("open", *RESPONSE_KINDS, "pause", "resume", "unsubscribe")
 BEHIND_AFTER = 3
 STATUSES = tuple(s.value for s in EnrollmentStatus)
-
-
-@dataclass(frozen=True)
-class Summary:
-    """The headline figures of one cohort."""
-
-    cohort: str
-    course: str
-    course_title: str
-    course_lessons: int
-    enrolled: int
-    active: int
-    paused: int
-    completed: int
-    unsubscribed: int
-    bounced: int
-    held: int
-    lessons_sent: int
-    opened_human: int
-    opened_all: int
-    open_rate_human: float
-    open_rate_all: float
-    confirmed: int
-    answered: int
-    answered_right: int
-    average_progress: float
-    on_track: int
-    behind: int
-    unreachable: int = 0  # bounced: the address does not take mail, so "behind" would mislead
-    questions: int = 0  # replies forwarded to the coach
-    removed: int = 0  # taken out of the cohort by a manager
-
-
-@dataclass(frozen=True)
-class LessonRow:
-    """One lesson of the funnel: how many got it, opened it, confirmed it and answered right."""
-
-    position: int
-    slug: str
-    title: str
-    sent: int
-    opened_human: int
-    opened_all: int
-    confirmed: int
-    answered: int
-    answered_right: int
-    unsubscribed_after: int
-
-
-@dataclass(frozen=True)
-class PersonRow:
-    """One person's progress in a cohort."""
-
-    email: str
-    name: str
-    status: str
-    reason: str
-    lessons_sent: int
-    lessons_total: int
-    progress: str
-    last_activity: datetime | None
-    opened: int
-    confirmed: int
-    behind: bool
-    unreachable: bool = False  # bounced: shown as unreachable, never as behind
-    attributes: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DayRow:
-    """Events of one UTC day, by what happened."""
-
-    day: str
-    sent: int
-    opened: int
-    responded: int
-    other: int
-
-
-@dataclass
-class CohortReport:
-    """Everything the report shows about one cohort, computed at `generated_at`."""
-
-    summary: Summary
-    lessons: list[LessonRow]
-    people: list[PersonRow]
-    activity: list[DayRow]
-    progress: list[tuple[int, int]]
-    human_only: bool
-    generated_at: datetime
-    notes: list[str] = field(default_factory=list)
-    retention: list[RetentionRow] = field(default_factory=list)  # first try vs in review
-    reviews: list[LessonReview] = field(default_factory=list)
-
-    @property
-    def behind(self) -> list[PersonRow]:
-        return [p for p in self.people if p.behind]
 
 
 def _flag(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
@@ -288,8 +195,8 @@ def cohort_report(
             else []
         )
         summary = _summary(conn, cohort, course, stats, behind, total)
-        activity = _activity(conn, cohort.id, human_only) if "activity" in parts else []
-        progress = _progress(conn, cohort.id, total) if "progress" in parts else []
+        activity = daily_activity(conn, cohort.id, human_only) if "activity" in parts else []
+        progress = progress_counts(conn, cohort.id, total) if "progress" in parts else []
         kept, reviewed = retention(conn, cohort.id) if "activity" in parts else ([], [])
     return CohortReport(
         summary, lessons, people, activity, progress, human_only, now, notes, kept, reviewed
@@ -510,48 +417,6 @@ def _people(
     return rows
 
 
-def _activity(conn: sa.Connection, cohort_id: int, human_only: bool) -> list[DayRow]:
-    day = sa.func.date(EV.c.at)
-    group = sa.case(
-        (EV.c.kind == "sent", "sent"),
-        (EV.c.kind == "open", "opened"),
-        (EV.c.kind.in_(["click", "confirm", "answer"]), "responded"),
-        else_="other",
-    )
-    query = (
-        sa.select(day.label("day"), group.label("what"), sa.func.count())
-        .join(E, E.c.id == EV.c.enrollment_id)
-        .where(
-            E.c.cohort_id == cohort_id,
-            EV.c.kind.not_in([k.value for k in BOOKKEEPING]),
-            sa.or_(EV.c.kind.not_in(["open", *RESPONSE_KINDS]), counted(human_only)),
-        )
-        .group_by(day, group)
-        .order_by(day)
-    )
-    days: dict[str, dict[str, int]] = {}
-    for when, what, count in conn.execute(query):
-        days.setdefault(str(when)[:10], {})[what] = int(count)
-    return [
-        DayRow(d, v.get("sent", 0), v.get("opened", 0), v.get("responded", 0), v.get("other", 0))
-        for d, v in days.items()
-    ]
-
-
-def _progress(conn: sa.Connection, cohort_id: int, total: int) -> list[tuple[int, int]]:
-    """How many people have received 0, 1, ... N lessons."""
-    found: dict[int, int] = {
-        int(n): int(k)
-        for n, k in conn.execute(
-            sa.select(E.c.lessons_sent, sa.func.count())
-            .where(E.c.cohort_id == cohort_id)
-            .group_by(E.c.lessons_sent)
-        )
-    }
-    top = max([total, *found])
-    return [(n, int(found.get(n, 0))) for n in range(top + 1)]
-
-
 def cohort_summaries(
     engine: Engine, lessons_root: Path, now: datetime, *, human_only: bool = True
 ) -> list[Summary]:
@@ -563,94 +428,4 @@ def cohort_summaries(
     ]
 
 
-def as_dict(row: Any) -> dict[str, Any]:
-    """A report row as a plain dict with times in ISO 8601."""
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(row).items()}
-
-
 # -- rows for exporters -----------------------------------------------------------------------
-
-SECTIONS = ("summary", "lessons", "people", "activity", "progress")
-
-
-def section_rows(report: CohortReport, section: str) -> list[dict[str, Any]]:
-    """One section of a report as plain rows (for tables and CSV)."""
-    if section == "summary":
-        return [as_dict(report.summary)]
-    if section == "lessons":
-        return [as_dict(row) for row in report.lessons]
-    if section == "people":
-        return [as_dict(row) for row in report.people]
-    if section == "activity":
-        return [as_dict(row) for row in report.activity]
-    if section == "progress":
-        return [{"lessons_sent": n, "people": k} for n, k in report.progress]
-    raise ValueError(f"unknown section {section!r}")
-
-
-def report_json(report: CohortReport) -> str:
-    """The whole report as a JSON document."""
-    document: dict[str, Any] = {
-        "cohort": report.summary.cohort,
-        "generated_at": report.generated_at.isoformat(),
-        "mode": "human" if report.human_only else "all",
-        "notes": report.notes,
-    }
-    document.update({section: section_rows(report, section) for section in SECTIONS})
-    document["summary"] = document["summary"][0]
-    return json.dumps(document, indent=2, ensure_ascii=False)
-
-
-def rows_csv(
-    rows: list[dict[str, Any]], columns: list[str] | None = None, *, excel: bool = False
-) -> str:
-    """Rows as CSV text with a header line, formula cells neutralised (see reports.export)."""
-    return csv_text(rows, columns, excel=excel)
-
-
-def attribute_key(people: list[PersonRow], name: str) -> str | None:
-    """The attribute key the people use for `name`, matched without regard to case."""
-    wanted = name.strip().casefold()
-    for person in people:
-        for key in person.attributes:
-            if key.casefold() == wanted:
-                return key
-    return None
-
-
-def breakdown(report: CohortReport, name: str) -> list[dict[str, Any]]:
-    """The cohort's figures per value of one attribute (like Department), largest group first."""
-    key = attribute_key(report.people, name)
-    if key is None:
-        known = sorted({k for p in report.people for k in p.attributes})
-        raise DripError(
-            f"no person in '{report.summary.cohort}' has the attribute '{name}'; "
-            f"attributes: {', '.join(known) or 'none (enrol from a file with more columns)'}"
-        )
-    groups: dict[str, list[PersonRow]] = {}
-    for person in report.people:
-        groups.setdefault(person.attributes.get(key) or "(none)", []).append(person)
-    total = report.summary.course_lessons
-    rows = []
-    for value, people in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0])):
-        sent = sum(p.lessons_sent for p in people)
-        opened = sum(p.opened for p in people)
-        statuses = [p.status for p in people]
-        rows.append(
-            {
-                name: value,
-                "people": len(people),
-                "active": statuses.count("active"),
-                "completed": statuses.count("completed"),
-                "unsubscribed": statuses.count("unsubscribed"),
-                "lessons_sent": sent,
-                "opened": opened,
-                "open_rate_human" if report.human_only else "open_rate_all": opened / sent
-                if sent
-                else 0.0,
-                "confirmed": sum(p.confirmed for p in people),
-                "average_progress": sent / (len(people) * total) if total else 0.0,
-                "behind": sum(p.behind for p in people),
-            }
-        )
-    return rows

@@ -26,7 +26,7 @@ from drip.mail.notes import LessonResult, NoteMail
 from drip.mail.notes import Summary as NoteSummary
 from drip.mail.render import NO_EXTRAS, Extras, Renderer, Welcome, recipient_keys
 from drip.reports.digest import Named, digest_parts
-from drip.reports.queries import CohortReport, PersonRow, Summary
+from drip.reports.model import CohortReport, PersonRow, Summary
 
 DARK_MEDIA = "prefers-color-scheme: dark"
 OGSC = "[data-ogsc]"  # Outlook.com's dark mode: text colours

@@ -435,7 +435,7 @@ def test_digest_jobs_run_monday_8_in_the_cohort_timezone(engine: sa.Engine, tmp_
 
 
 def test_json_round_trip(scenario: Scenario) -> None:
-    from drip.reports.queries import report_json
+    from drip.reports.sections import report_json
 
     data = json.loads(report_json(cohort_report(scenario.engine, COHORT, LESSONS, NOW)))
     assert data["summary"]["lessons_sent"] == 18
