@@ -5,7 +5,7 @@ from support import (  # noqa: F401 - fixtures are found by name
     _sqlite_template,
     db_url,
     engine,
-    ralph,
     settings,
     smtp,
 )
+from support_peers import ralph  # noqa: F401, E402 - a fixture, found by name

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from support import cli_env, dns_server, make_settings, run_drip
+from support import cli_env, make_settings, run_drip
+from support_peers import dns_server
 
 from drip.mail.dkim import DkimSigner
 

@@ -13,6 +13,7 @@ from drip.reports.model import (
 
 
 def daily_activity(conn: sa.Connection, cohort_id: int, human_only: bool) -> list[DayRow]:
+    """Events of each UTC day: sent, opened, responded, other."""
     day = sa.func.date(EV.c.at)
     group = sa.case(
         (EV.c.kind == "sent", "sent"),

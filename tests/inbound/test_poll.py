@@ -14,16 +14,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from support import (
-    BOUNCE_DOMAIN,
-    SmtpHandler,
-    cli_env,
-    db_rows,
-    free_port,
-    returned_mail,
-    run_drip,
-    send_first_lessons,
-)
+from support import SmtpHandler, cli_env, free_port, run_drip
+from support_inbound import BOUNCE_DOMAIN, db_rows, returned_mail, send_first_lessons
 
 DOVECOT = shutil.which("dovecot") or next(
     (p for p in ("/usr/sbin/dovecot",) if os.path.exists(p)), None

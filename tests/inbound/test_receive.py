@@ -14,17 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from support import (
-    BOUNCE_DOMAIN,
-    SmtpHandler,
-    cli_env,
-    db_rows,
-    free_port,
-    returned_mail,
-    run_drip,
-    send_first_lessons,
-    utc,
-)
+from support import SmtpHandler, cli_env, free_port, run_drip, utc
+from support_inbound import BOUNCE_DOMAIN, db_rows, returned_mail, send_first_lessons
 
 from drip.config import Settings
 

@@ -17,7 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
-from support import SmtpHandler, db_rows, send_first_lessons, serving, utc
+from support import SmtpHandler, serving, utc
+from support_inbound import db_rows, send_first_lessons
 
 from drip.db import make_engine
 from drip.inbound.webhooks import sns_signed_text

@@ -7,7 +7,9 @@ from pathlib import Path
 import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from support import SmtpHandler, cli_env, dns_server, run_drip, send_first_lessons, txt_lookup
+from support import SmtpHandler, cli_env, run_drip
+from support_inbound import send_first_lessons
+from support_peers import dns_server, txt_lookup
 
 from drip.mail.dkim import DkimSigner
 

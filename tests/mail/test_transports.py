@@ -6,17 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import (
-    LESSONS,
-    TEMPLATES,
-    Script,
-    SmtpHandler,
-    cli_env,
-    free_port,
-    make_settings,
-    run_drip,
-    scripted_smtp,
-)
+from support import LESSONS, TEMPLATES, SmtpHandler, cli_env, free_port, make_settings, run_drip
+from support_peers import Script, scripted_smtp
 
 from drip.curriculum.load import load_course
 from drip.mail.message import MessageTemplate

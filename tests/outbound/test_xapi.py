@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 from reports.test_queries import Clock, build_cohort
 from reports.test_queries import web_server as web_server  # the fixture, re-exported
-from support import RALPH_PASSWORD, RALPH_USER, Ralph, SmtpHandler, cli_env, make_settings, run_drip
+from support import SmtpHandler, cli_env, make_settings, run_drip
+from support_peers import RALPH_PASSWORD, RALPH_USER, Ralph
 
 from drip.config import Settings
 from drip.db import make_engine

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pypdf
 import sqlalchemy as sa
-from support import Script, SmtpHandler, cli_env, make_settings, run_drip, scripted_smtp, utc
+from support import SmtpHandler, cli_env, make_settings, run_drip, utc
+from support_peers import Script, scripted_smtp
 
 from drip.app import App
 from drip.config import Settings
