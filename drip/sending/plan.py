@@ -179,15 +179,12 @@ def plan(
     now: datetime,
 ) -> Action:
     """What to do with one claimed enrollment at `now`."""
-    welcome_due = (
-        row.welcome
-        and row.last_sent_on is None
-        and not (WELCOME in deliveries and deliveries[WELCOME].status == DeliveryStatus.sent.value)
-    )
+    welcome_owed = row.welcome and not _sent(deliveries, WELCOME)
     try:
         cadence = cadence_of(row)
         # A welcome may go out before the course starts; lessons wait for the start date.
-        timing = replace(cadence, start=None) if welcome_due else cadence
+        early = welcome_owed and row.last_sent_on is None
+        timing = replace(cadence, start=None) if early else cadence
         slot = next_slot(timing, now, row.last_sent_on)
         today = local_date(now, cadence.timezone)
     except Exception as exc:  # bad stored data must stay this row's problem
@@ -211,7 +208,6 @@ def plan(
                 return Reschedule(row.enrollment_id, next_slot(cadence, retry_at, row.last_sent_on))
         return Send(row, cadence, course, kind, slug, lesson, sent, delivery, extras)
 
-    welcomed = WELCOME in deliveries and deliveries[WELCOME].status == DeliveryStatus.sent.value
     review = _due_review(row, course, today)
     if row.status == EnrollmentStatus.completed.value:
         if row.review is None:
@@ -224,13 +220,10 @@ def plan(
         return send(DeliveryKind.review, slug, review, Extras())
     lesson = next((x for x in course.lessons if x.slug not in sent), None)
     if lesson is None:
-        done = (
-            COMPLETION in deliveries and deliveries[COMPLETION].status == DeliveryStatus.sent.value
-        )
-        if done:
+        if _sent(deliveries, COMPLETION):
             return Complete(row.enrollment_id)
         return send(DeliveryKind.completion, COMPLETION, None, Extras())
-    if row.welcome and not welcomed and not sent:
+    if welcome_owed and not sent:
         start = cadence.start
         if start is not None and today < start:  # a day of its own before the course starts
             return send(DeliveryKind.welcome, WELCOME, None, Extras())
@@ -248,7 +241,7 @@ def plan(
         welcome=Welcome(
             row.cohort, row.sponsor, cadence.send_time.strftime("%H:%M"), days_text(cadence.days)
         )
-        if row.welcome and not welcomed and not sent
+        if welcome_owed and not sent
         else None,
         review=review,
         catch_up=row.unopened if sent and row.unopened >= course.catch_up_after else 0,
@@ -257,6 +250,10 @@ def plan(
         position=1 + sum(1 for x in course.lessons if x.slug in sent),
     )
     return send(DeliveryKind.lesson, lesson.slug, lesson, extras)
+
+
+def _sent(deliveries: dict[str, DeliveryState], slug: str) -> bool:
+    return slug in deliveries and deliveries[slug].status == DeliveryStatus.sent.value
 
 
 def _due_review(row: Claimed, course: Course, today: date) -> Lesson | None:
