@@ -17,14 +17,13 @@ import sqlalchemy as sa
 
 from drip.app import App
 from drip.config import PACKAGE_DIR, Settings
-from drip.db import migrate, session
+from drip.db import migrate
 from drip.errors import InputError
 from drip.models import DELIVERY as D
 from drip.models import ENROLLMENT as E
 from drip.models import LESSON_VERSION as LV
 from drip.models import PERSON as P
-from drip.models import Cohort
-from drip.people.cohorts import create_cohort, get_cohort
+from drip.people.cohorts import create_cohort
 from drip.people.csv import read_people_csv
 from drip.people.directory import list_people
 from drip.people.enroll import enroll_csv
@@ -145,11 +144,6 @@ def run_demo(
     ]
     app.engine.dispose()
     return DemoResult(folder, outbox, database, start, min(clock, end), passes, messages, people)
-
-
-def get_cohort_by_name(app: App, name: str) -> Cohort:
-    with session(app.engine) as db:
-        return get_cohort(db, name)
 
 
 def _read(app: App, seen: int, order: dict[str, int]) -> int:

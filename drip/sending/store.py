@@ -41,7 +41,6 @@ DELIVERY_STATE = (
     D.c.next_attempt_at,
     D.c.kind,
 )
-STREAK_WINDOW = 12  # recent lessons looked at for the unopened streak
 RESTARTS = (EventKind.resume.value, EventKind.resubscribe.value, EventKind.wake.value)
 
 
