@@ -214,16 +214,16 @@ def next_slot(cadence: Cadence, now: datetime, last_sent_on: date | None = None)
 
 
 def in_window(cadence: Cadence, moment: datetime) -> bool:
-    """Whether a lesson may go out at this moment (a send day, inside the window)."""
+    """Whether a lesson may go out at this moment (a send day, inside the window). The window
+    always holds its opening moment, even when a spring-forward gap swallows the rest of it
+    (next_slot sends then, rather than skip the day)."""
     zone = cadence.zone
     day = moment.astimezone(zone).date()
     if day.weekday() not in cadence.days or day in cadence.skip:
         return False
-    return (
-        local_moment(day, cadence.send_time, zone)
-        <= moment
-        < local_moment(day, cadence.window_end, zone)
-    )
+    opens = local_moment(day, cadence.send_time, zone)
+    closes = local_moment(day, cadence.window_end, zone)
+    return moment == opens or opens <= moment < closes
 
 
 def unreadable(zone: str, send: str, end: str, days: str, exc: Exception) -> str:

@@ -127,3 +127,12 @@ def test_no_send_day_is_a_clear_error() -> None:
     )
     with pytest.raises(InputError, match="no send day"):
         next_slot(cadence, datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_a_window_swallowed_by_the_spring_forward_gap_still_sends_once() -> None:
+    # 2026-03-08: St. John's jumps from 02:00 to 03:00; the window 02:00-03:00 is all gap.
+    cadence = Cadence("America/St_Johns", time(2, 0), time(3, 0), frozenset({6}))
+    slot = next_slot(cadence, datetime(2026, 3, 8, 0, 0, tzinfo=UTC))
+    assert slot == datetime(2026, 3, 8, 5, 30, tzinfo=UTC)  # 03:00 NDT, the gap's end
+    assert in_window(cadence, slot)
+    assert not in_window(cadence, slot + timedelta(minutes=1))
