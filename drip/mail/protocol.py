@@ -17,6 +17,15 @@ class Outcome(enum.StrEnum):
     unsent = "unsent"  # never left: the relay is down; the message stays due as it was
 
 
+# How an outcome reads in a message to a person (the enum's values are internal labels).
+SAYS = {
+    Outcome.accepted: "accepted",
+    Outcome.retry: "temporary failure, will retry",
+    Outcome.rejected: "rejected",
+    Outcome.unsent: "not sent",
+}
+
+
 @dataclass(frozen=True)
 class SendResult:
     """What happened to one message, with the server's reply."""
@@ -27,7 +36,7 @@ class SendResult:
 
     def __str__(self) -> str:
         code = f"{self.code} " if self.code else ""
-        return f"{self.outcome.value}: {code}{self.reply}".strip()
+        return f"{SAYS[self.outcome]}: {code}{self.reply}".strip()
 
 
 ACCEPTED = SendResult(Outcome.accepted, 250, "accepted")

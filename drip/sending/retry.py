@@ -43,7 +43,7 @@ class Wave:
 
     def judge(self, result: SendResult) -> SendResult:
         """Count one outcome; a content or policy refusal that is not right after an accepted
-        message comes back as retry-later, with the server's reply."""
+        message comes back as a temporary failure, with the server's reply."""
         if result.outcome is Outcome.accepted:
             self.streak, self.first, self.last_accepted = 0, "", True
             return result
