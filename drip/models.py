@@ -245,6 +245,92 @@ class InboundMessage(SQLModel, table=True):
     outcome: str = Field(default="")  # what drip did about it
 
 
+class TallyState(SQLModel, table=True):
+    """How far the report's tallies have read the event log: every event up to `last_event_id`
+    is counted in them, once."""
+
+    __tablename__ = "tally_state"
+
+    name: str = Field(primary_key=True, max_length=20)
+    last_event_id: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class DeliveryTally(SQLModel, table=True):
+    """What one delivery's events add up to for the report, both counting only people's hits
+    (`_h`) and counting every hit (`_a`). No foreign keys: it is a cache of the event log."""
+
+    __tablename__ = "delivery_tally"
+
+    delivery_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    enrollment_id: int = Field(index=True)
+    cohort_id: int  # the cohort it is counted in (a move recounts it in the new one)
+    slug: str = Field(max_length=200)
+    position: int = Field(default=0)
+    sent_at: datetime | None = utc_column()  # None until sent
+    counted: bool = Field(default=False)  # a lesson that was sent: the funnel counts it
+    opened_h: bool = Field(default=False)
+    opened_a: bool = Field(default=False)
+    confirmed_h: bool = Field(default=False)
+    confirmed_a: bool = Field(default=False)
+    answered: bool = Field(default=False)  # an answer of record (not a machine's)
+    right: bool = Field(default=False)  # and it was right
+    last_at_h: datetime | None = utc_column()
+    last_at_a: datetime | None = utc_column()
+    unsubscribed: bool = Field(default=False)  # an unsubscribe used this e-mail's link
+    unsubscribed_after: bool = Field(default=False)  # one without a link came after it
+
+
+class EnrollmentTally(SQLModel, table=True):
+    """One enrolment's report figures, added up from its delivery tallies and loose events."""
+
+    __tablename__ = "enrollment_tally"
+
+    enrollment_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    sent: int = Field(default=0)
+    opened_h: int = Field(default=0)
+    opened_a: int = Field(default=0)
+    confirmed_h: int = Field(default=0)
+    confirmed_a: int = Field(default=0)
+    answered: int = Field(default=0)
+    right: int = Field(default=0)
+    behind_h: bool = Field(default=False)
+    behind_a: bool = Field(default=False)
+    last_at_h: datetime | None = utc_column()
+    last_at_a: datetime | None = utc_column()
+    loose_at: datetime | None = utc_column()  # the last reader event with no delivery
+    questions: int = Field(default=0)
+
+
+class LessonTally(SQLModel, table=True):
+    """One lesson's funnel in one cohort: the sum of its delivery tallies."""
+
+    __tablename__ = "lesson_tally"
+
+    cohort_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    slug: str = Field(primary_key=True, max_length=200)
+    position: int = Field(default=0)  # the lowest place it was sent at
+    sent: int = Field(default=0)
+    opened_h: int = Field(default=0)
+    opened_a: int = Field(default=0)
+    confirmed_h: int = Field(default=0)
+    confirmed_a: int = Field(default=0)
+    answered: int = Field(default=0)
+    right: int = Field(default=0)
+    unsubscribed: int = Field(default=0)  # people who unsubscribed from it or right after it
+
+
+class DayTally(SQLModel, table=True):
+    """Events of one cohort on one UTC day for the activity chart: all, and people's only."""
+
+    __tablename__ = "day_tally"
+
+    cohort_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    day: str = Field(primary_key=True, max_length=10)
+    what: str = Field(primary_key=True, max_length=10)  # sent, opened, responded, other
+    count_a: int = Field(default=0)
+    count_h: int = Field(default=0)
+
+
 # SQLAlchemy core handles of the tables, for the hot paths (per recipient, per hit) and the
 # aggregate queries; SQLModel objects serve everywhere else.
 PERSON: sa.Table = Person.__table__  # type: ignore[attr-defined]
@@ -259,3 +345,8 @@ SEND_BUDGET: sa.Table = SendBudget.__table__  # type: ignore[attr-defined]
 OUTBOX: sa.Table = OutboxItem.__table__  # type: ignore[attr-defined]
 SUPPRESSION: sa.Table = Suppression.__table__  # type: ignore[attr-defined]
 INBOUND: sa.Table = InboundMessage.__table__  # type: ignore[attr-defined]
+TALLY_STATE: sa.Table = TallyState.__table__  # type: ignore[attr-defined]
+DELIVERY_TALLY: sa.Table = DeliveryTally.__table__  # type: ignore[attr-defined]
+ENROLLMENT_TALLY: sa.Table = EnrollmentTally.__table__  # type: ignore[attr-defined]
+LESSON_TALLY: sa.Table = LessonTally.__table__  # type: ignore[attr-defined]
+DAY_TALLY: sa.Table = DayTally.__table__  # type: ignore[attr-defined]

@@ -1,5 +1,5 @@
-"""APScheduler wiring only: the tick job that runs a dispatcher pass (never two at once) and
-each managed cohort's weekly digest job."""
+"""APScheduler wiring only: the tick job that runs a dispatcher pass (never two at once), the
+outbox and report-tally jobs, and each managed cohort's weekly digest job."""
 
 from __future__ import annotations
 
@@ -22,10 +22,12 @@ from drip.app import App
 from drip.models import COHORT as C
 from drip.outbound.outbox import push_all
 from drip.reports.digest import due_retries, send_digests
+from drip.reports.tally import fold
 from drip.sending.run import send_due
 
 log = logging.getLogger("drip.run")
 
+TALLY_SECONDS = 60  # how often the worker folds new events into the report's tallies
 SYNC_JOB = "digest-sync"
 RETRY_JOB = "digest-retry"
 
@@ -72,6 +74,18 @@ def make_outbox_job(app: App, stop: threading.Event) -> Callable[[], None] | Non
     return push
 
 
+def tally(app: App) -> None:
+    """The job that keeps the report's tallies current, so `drip report` only folds the last
+    minute's events."""
+    try:
+        read = fold(app.engine)
+    except Exception:  # the next run, or the next report, folds what this one could not
+        log.exception("report tally failed")
+        return
+    if read:
+        log.info("report tallies: %d new events counted", read)
+
+
 def beat(path: Path, now: datetime) -> None:
     """Write the heartbeat file: the time the worker last started or finished a pass."""
     try:
@@ -101,6 +115,10 @@ def start_scheduler(app: App, stop: threading.Event) -> BackgroundScheduler:
             max_instances=1, coalesce=True, misfire_grace_time=None,
             next_run_time=datetime.now(UTC),
         )  # fmt: skip
+    scheduler.add_job(
+        tally, IntervalTrigger(seconds=TALLY_SECONDS), args=[app], id="tally", max_instances=1,
+        coalesce=True, misfire_grace_time=None,
+    )  # fmt: skip
     add_digest_jobs(scheduler, app)
     scheduler.start()
     return scheduler

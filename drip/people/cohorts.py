@@ -14,10 +14,13 @@ from drip.addresses import valid_address
 from drip.db import session as open_session
 from drip.errors import InputError, NotFound
 from drip.models import COHORT as C
+from drip.models import DAY_TALLY as DT
 from drip.models import DELIVERY as D
 from drip.models import DIGEST_LOG as DL
 from drip.models import ENROLLMENT as E
+from drip.models import ENROLLMENT_TALLY as ET
 from drip.models import EVENT as EV
+from drip.models import LESSON_TALLY as LT
 from drip.models import Cohort, Enrollment, EnrollmentStatus, Person
 from drip.people.zones import read_zone
 from drip.schedule import (
@@ -291,7 +294,10 @@ def delete_cohort(engine: Engine, name: str) -> int:
             )
         if ids:
             conn.execute(EV.delete().where(EV.c.enrollment_id.in_(ids)))
+            conn.execute(ET.delete().where(ET.c.enrollment_id.in_(ids)))
             conn.execute(E.delete().where(E.c.id.in_(ids)))
+        conn.execute(DT.delete().where(DT.c.cohort_id == found))
+        conn.execute(LT.delete().where(LT.c.cohort_id == found))
         conn.execute(DL.delete().where(DL.c.cohort_id == found))
         conn.execute(C.delete().where(C.c.id == found))
     return len(ids)

@@ -4,40 +4,26 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from drip.events import BOOKKEEPING, LINK_KINDS, counted
+from drip.models import DAY_TALLY as DT
 from drip.models import ENROLLMENT as E
-from drip.models import EVENT as EV
 from drip.reports.model import (
     DayRow,
 )
 
 
 def daily_activity(conn: sa.Connection, cohort_id: int, human_only: bool) -> list[DayRow]:
-    """Events of each UTC day: sent, opened, responded, other."""
-    day = sa.func.date(EV.c.at)
-    group = sa.case(
-        (EV.c.kind == "sent", "sent"),
-        (EV.c.kind == "open", "opened"),
-        (EV.c.kind.in_(["click", "confirm", "answer"]), "responded"),
-        else_="other",
-    )
-    query = (
-        sa.select(day.label("day"), group.label("what"), sa.func.count())
-        .join(E, E.c.id == EV.c.enrollment_id)
-        .where(
-            E.c.cohort_id == cohort_id,
-            EV.c.kind.not_in([k.value for k in BOOKKEEPING]),
-            sa.or_(EV.c.kind.not_in(["open", *(k.value for k in LINK_KINDS)]), counted(human_only)),
-        )
-        .group_by(day, group)
-        .order_by(day)
-    )
+    """Events of each UTC day: sent, opened, responded, other (from the day tallies; opens and
+    link hits count only when judged a person's, unless `human_only` is off)."""
+    count = DT.c.count_h if human_only else DT.c.count_a
     days: dict[str, dict[str, int]] = {}
-    for when, what, count in conn.execute(query):
-        days.setdefault(str(when)[:10], {})[what] = int(count)
+    for day, what, n in conn.execute(
+        sa.select(DT.c.day, DT.c.what, count).where(DT.c.cohort_id == cohort_id).order_by(DT.c.day)
+    ):
+        days.setdefault(day, {})[what] = int(n)
     return [
         DayRow(d, v.get("sent", 0), v.get("opened", 0), v.get("responded", 0), v.get("other", 0))
         for d, v in days.items()
+        if any(v.values())
     ]
 
 
