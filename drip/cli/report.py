@@ -233,9 +233,16 @@ def report_cmd(
     else:
         shown = "behind" if people == "behind" else "people"
         parts = frozenset({"people"} if fmt == "csv" else {"lessons", shown})
+    if fmt == "html" and not attribute:
+        from drip.reports.html import MAX_ROWS
+
+        parts, limit = parts | {"behind"}, MAX_ROWS  # the page lists the first people only
+    else:
+        limit = None
     report = cohort_report(
-        app.engine, cohort, lessons, now_utc(), human_only=human_only, parts=parts
-    )
+        app.engine, cohort, lessons, now_utc(), human_only=human_only, parts=parts,
+        people_limit=limit,
+    )  # fmt: skip
     if attribute:
         if fmt == "html":
             raise click.UsageError("--by has no HTML form; use --format table, csv or json")

@@ -176,5 +176,5 @@ def render_html(report: CohortReport, templates: Path) -> str:
         behind=behind[:MAX_ROWS],
         behind_more=max(0, len(behind) - MAX_ROWS),
         people=report.people[:MAX_ROWS],
-        people_more=max(0, len(report.people) - MAX_ROWS),
+        people_more=max(0, report.summary.enrolled - MAX_ROWS),
     )

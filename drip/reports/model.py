@@ -99,7 +99,10 @@ class CohortReport:
     notes: list[str] = field(default_factory=list)
     retention: list[RetentionRow] = field(default_factory=list)  # first try vs in review
     reviews: list[LessonReview] = field(default_factory=list)
+    behind_rows: list[PersonRow] | None = None  # read apart when `people` is only the first page
 
     @property
     def behind(self) -> list[PersonRow]:
+        if self.behind_rows is not None:
+            return self.behind_rows
         return [p for p in self.people if p.behind]

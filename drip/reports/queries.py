@@ -54,9 +54,11 @@ def cohort_report(
     *,
     human_only: bool = True,
     parts: frozenset[str] = ALL_PARTS,
+    people_limit: int | None = None,
 ) -> CohortReport:
     """The report of one cohort: the summary, and of lesson funnel, people, activity and
-    progress the `parts` asked for (the terminal table needs no activity chart).
+    progress the `parts` asked for (the terminal table needs no activity chart); with
+    `people_limit`, only the first people by e-mail (and everyone behind, apart).
 
     The figures come from the tallies (reports.tally), brought up to date with the event log
     first, so they are exact and cost one row per person and per lesson."""
@@ -76,16 +78,26 @@ def cohort_report(
         total = len(course.lessons) if course else max((x.position for x in lessons), default=0)
         only_behind = "people" not in parts
         people = (
-            _people(conn, cohort.id, total, mode, only_behind)
+            _people(conn, cohort.id, total, mode, only_behind, people_limit)
             if parts & {"people", "behind"}
             else []
+        )
+        # The first page of people is not everyone behind: those are read on their own.
+        behind = (
+            _people(conn, cohort.id, total, mode, only_behind=True)
+            if people_limit is not None and {"people", "behind"} <= parts
+            else None
         )
         summary = _summary(conn, cohort, course, total, mode)
         activity = daily_activity(conn, cohort.id, human_only) if "activity" in parts else []
         progress = progress_counts(conn, cohort.id, total) if "progress" in parts else []
-        kept, reviewed = retention(conn, cohort.id) if "activity" in parts else ([], [])
+        kept, reviewed = (
+            retention(conn, cohort.id, _first_tries(conn, cohort.id))
+            if "activity" in parts
+            else ([], [])
+        )
     return CohortReport(
-        summary, lessons, people, activity, progress, human_only, now, notes, kept, reviewed
+        summary, lessons, people, activity, progress, human_only, now, notes, kept, reviewed, behind
     )
 
 
@@ -186,8 +198,23 @@ def _lessons(
     return result
 
 
+def _first_tries(conn: sa.Connection, cohort_id: int) -> dict[str, tuple[int, int]]:
+    """Per lesson, the checks answered and answered right at the first try."""
+    return {
+        slug: (int(answered), int(right))
+        for slug, answered, right in conn.execute(
+            sa.select(LT.c.slug, LT.c.answered, LT.c.right).where(LT.c.cohort_id == cohort_id)
+        )
+    }
+
+
 def _people(
-    conn: sa.Connection, cohort_id: int, total: int, mode: str, only_behind: bool = False
+    conn: sa.Connection,
+    cohort_id: int,
+    total: int,
+    mode: str,
+    only_behind: bool = False,
+    limit: int | None = None,
 ) -> list[PersonRow]:
     behind = ET.c[f"behind_{mode}"]
     query = (
@@ -209,6 +236,8 @@ def _people(
     )
     if only_behind:
         query = query.where(behind.is_(True), E.c.status.in_(READING))
+    if limit is not None:
+        query = query.limit(limit)
     rows = []
     for email, name, status, reason, sent, at, opened, confirmed, late, attrs in conn.execute(
         query
@@ -240,5 +269,8 @@ def cohort_summaries(
     with engine.connect() as conn:
         names = list(conn.execute(sa.select(C.c.name).order_by(C.c.name)).scalars())
     return [
-        cohort_report(engine, n, lessons_root, now, human_only=human_only).summary for n in names
+        cohort_report(
+            engine, n, lessons_root, now, human_only=human_only, parts=frozenset()
+        ).summary
+        for n in names
     ]

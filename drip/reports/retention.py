@@ -45,14 +45,16 @@ class LessonReview:
     review_right: int
 
 
-def _first_answers(kind: EventKind, cohort_id: int) -> sa.Select[tuple[int]]:
-    """The answer of record of each delivery: the first one not judged a machine."""
+def _first_reviews(cohort_id: int) -> sa.Select[tuple[int]]:
+    """The answer of record of each review: the first one not judged a machine. Read through
+    the deliveries that carry a review, so only their events are visited."""
     return (
         sa.select(sa.func.min(EV.c.id))
-        .join(E, E.c.id == EV.c.enrollment_id)
+        .select_from(D.join(E, E.c.id == D.c.enrollment_id).join(EV, EV.c.delivery_id == D.c.id))
         .where(
             E.c.cohort_id == cohort_id,
-            EV.c.kind == kind.value,
+            D.c.review_slug.is_not(None),  # a review e-mail, or a lesson carrying one
+            EV.c.kind == EventKind.review_answer.value,
             EV.c.verdict != Verdict.machine.value,
             EV.c.option.is_not(None),
         )
@@ -60,13 +62,11 @@ def _first_answers(kind: EventKind, cohort_id: int) -> sa.Select[tuple[int]]:
     )
 
 
-def retention(conn: sa.Connection, cohort_id: int) -> tuple[list[RetentionRow], list[LessonReview]]:
-    """Accuracy at the first try and in review by days since the lesson, and per lesson."""
-    first = conn.execute(
-        sa.select(D.c.lesson_slug, EV.c.correct)
-        .select_from(EV.join(D, D.c.id == EV.c.delivery_id))
-        .where(EV.c.id.in_(_first_answers(EventKind.answer, cohort_id)))
-    ).all()
+def retention(
+    conn: sa.Connection, cohort_id: int, first: dict[str, tuple[int, int]]
+) -> tuple[list[RetentionRow], list[LessonReview]]:
+    """Accuracy at the first try (`first`: answered and right per lesson, from the tallies) and
+    in review by days since the lesson, and per lesson."""
     lesson = D.alias("lesson")
     carried = D.alias("carried")
     reviews = conn.execute(
@@ -81,13 +81,18 @@ def retention(conn: sa.Connection, cohort_id: int) -> tuple[list[RetentionRow], 
                 ),
             )
         )
-        .where(EV.c.id.in_(_first_answers(EventKind.review_answer, cohort_id)))
+        .where(EV.c.id.in_(_first_reviews(cohort_id)))
     ).all()
     per_lesson: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    rows = [RetentionRow("first try", len(first), sum(1 for _, ok in first if ok))]
-    for slug, ok in first:
-        per_lesson[slug][0] += 1
-        per_lesson[slug][1] += int(bool(ok))
+    rows = [
+        RetentionRow(
+            "first try", sum(n for n, _ in first.values()), sum(r for _, r in first.values())
+        )
+    ]
+    for slug, (answered, right) in first.items():
+        if answered:
+            per_lesson[slug][0] += answered
+            per_lesson[slug][1] += right
     buckets = {label: [0, 0] for _, _, label in BUCKETS}
     for slug, ok, at, sent_at in reviews:
         per_lesson[slug][2] += 1

@@ -87,6 +87,24 @@ def test_html_to_a_file(scenario: Scenario, tmp_path: Path) -> None:
     )  # progress, funnel, activity, retention
 
 
+def test_html_lists_the_first_people_and_everyone_behind(
+    scenario: Scenario, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A large cohort's page reads only the first people; the behind list is read on its own.
+    monkeypatch.setattr("drip.reports.html.MAX_ROWS", 1)
+    target = tmp_path / "report.html"
+    result = run(scenario, "report", COHORT, "--format", "html", "--output", str(target))
+    assert result.exit_code == 0, result.output
+    html = target.read_text(encoding="utf-8")
+    enrolled = len(
+        list(csv.DictReader(io.StringIO(run(scenario, "report", COHORT, "--format", "csv").stdout)))
+    )
+    assert f"… and {enrolled - 1} more" in html
+    assert "ann@example.com" in html and "cat@example.com" not in html
+    assert "bob@example.com" in html  # behind: first of the behind list, past the first page
+    assert "… and 1 more" in html  # fay, the other one behind
+
+
 def test_every_cohort_and_one_person(scenario: Scenario) -> None:
     rows = list(csv.DictReader(io.StringIO(run(scenario, "report", "--format", "csv").stdout)))
     assert [(r["cohort"], r["enrolled"], r["behind"]) for r in rows] == [(COHORT, "9", "2")]
