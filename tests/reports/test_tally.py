@@ -5,6 +5,7 @@ without a link."""
 from __future__ import annotations
 
 import random
+import threading
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,6 +14,8 @@ import pytest
 import sqlalchemy as sa
 from support import utc
 
+from drip.app import App
+from drip.config import Settings
 from drip.models import COHORT as C
 from drip.models import DAY_TALLY as DT
 from drip.models import DELIVERY as D
@@ -24,6 +27,7 @@ from drip.models import LESSON_TALLY as LT
 from drip.models import PERSON as P
 from drip.models import TALLY_STATE as TS
 from drip.reports.tally import fold
+from drip.scheduler import TALLY_SECONDS, start_scheduler, tally
 
 START = utc(2026, 3, 2, 7, 30)
 SLUGS = [f"lesson-{n}" for n in range(1, 7)]
@@ -273,3 +277,26 @@ def test_an_unsubscribe_without_a_link_counts_against_the_last_lesson_before_it(
         at = conn.execute(sa.select(ET.c.last_at_h).where(ET.c.enrollment_id == eid)).scalar()
     assert rows == {SLUGS[0]: 0, SLUGS[1]: 1}
     assert isinstance(at, datetime) and at == START + timedelta(days=1, hours=3, minutes=7)
+
+
+def test_the_worker_folds_every_minute_and_a_report_folds_the_rest(
+    engine: sa.Engine, settings: Settings
+) -> None:
+    log = Log(engine, random.Random(5))
+    for _ in range(30):
+        log.step()
+    app = App(settings, engine)
+    scheduler = start_scheduler(app, threading.Event())
+    try:
+        job = scheduler.get_job("tally")
+        assert job is not None and job.trigger.interval.total_seconds() == TALLY_SECONDS
+    finally:
+        scheduler.shutdown(wait=True)
+    tally(app)  # what the job runs
+    with engine.connect() as conn:
+        mark = conn.execute(sa.select(TS.c.last_event_id)).scalar_one()
+        last = conn.execute(sa.select(sa.func.max(EV.c.id))).scalar_one()
+    assert mark == last
+    log.step()
+    log.step()
+    assert 0 < fold(engine) <= 4 and fold(engine) == 0  # a step writes one or two events
