@@ -38,7 +38,7 @@ from drip.states import DeliveryKind, DeliveryStatus, EventKind, Verdict
 
 NAME = "report"
 BATCH = 50_000  # event ids per transaction: a long backlog holds the write lock seconds at a time
-CHUNK = 500  # ids per IN list
+CHUNK = 1_000  # ids per IN list
 BEHIND_AFTER = 3  # the last three lessons sent, all unopened: behind
 
 READER = [k.value for k in READER_KINDS]
@@ -240,9 +240,12 @@ def _recount_deliveries(conn: sa.Connection, ids: list[int]) -> None:
         if answers
         else set()
     )
+    kept = (DLT.c.delivery_id, DLT.c.cohort_id, DLT.c.slug, DLT.c.counted,
+            *(DLT.c[name] for name in LESSON_SUMS[1:-1]), DLT.c.unsubscribed,
+            DLT.c.unsubscribed_after)  # fmt: skip
     old = {
         r["delivery_id"]: dict(r)
-        for r in conn.execute(sa.select(DLT).where(DLT.c.delivery_id.in_(ids))).mappings()
+        for r in conn.execute(sa.select(*kept).where(DLT.c.delivery_id.in_(ids))).mappings()
     }
     sent = DeliveryStatus.sent.value
     new = [
