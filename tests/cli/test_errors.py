@@ -104,7 +104,11 @@ def test_send_due_to_a_full_outbox_exits_1_and_leaves_no_partial_files(
     assert made.returncode == 0, made.stderr
     people = tmp_path / "people.csv"
     people.write_text("email,name\n" + "".join(f"p{i}@example.com,P {i}\n" for i in range(5)))
-    assert run_drip(["enroll", "board", str(people)], env).returncode == 0
+    # Enrolled before the pass's moment, whatever the wall clock says.
+    enrolled = run_drip(
+        ["enroll", "board", str(people)], {**env, "DRIP_NOW": f"{MONDAY}T08:00:00Z"}
+    )
+    assert enrolled.returncode == 0, enrolled.stderr
     _fill(full_disk.parent)
     result = run_drip(["send-due", "--now", f"{MONDAY}T09:00:00Z"], env)
     assert result.returncode == 1

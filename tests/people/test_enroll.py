@@ -226,7 +226,7 @@ def test_an_idn_domain_is_enrolled_and_sent_in_its_ascii_form(
 ) -> None:
     handler, port = smtp
     s = make_settings(tmp_path, db_url, mail_url=f"smtp://127.0.0.1:{port}")
-    env = cli_env(s)
+    env = cli_env(s, DRIP_NOW="2026-11-30T08:00:00Z")  # enrolled before the pass's moment
     assert run_drip(["cohort", "create", "board", "--course", "sample",
                      "--start", "2026-11-30", "--timezone", "UTC"], env).returncode == 0  # fmt: skip
     people = write(

@@ -60,7 +60,7 @@ def test_resuming_a_held_person_says_what_to_fix_without_a_traceback(
     app = smtp_app(tmp_path, db_url, port)
     setup_cohort(app, PEOPLE)
     _break_timezone(app, "mars@example.com")
-    env = cli_env(app.settings)
+    env = cli_env(app.settings, DRIP_NOW=MONDAY_8)  # fixed before the pass at 09:00
     assert run_drip(["send-due", "--now", MONDAY_8], env).returncode == 0
 
     resumed = run_drip(["people", "resume", "mars@example.com"], env)
