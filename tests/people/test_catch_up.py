@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import json
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email import policy
 from pathlib import Path
@@ -13,9 +14,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from support import LESSONS, cli_env, make_settings, run_drip, utc
+from alembic import command
+from support import BACKENDS, LESSONS, cli_env, make_settings, pg_database, run_drip, utc
 
 from drip.curriculum.load import inspect_course
+from drip.db import alembic_config, current_revision, make_engine, migrate
 from drip.models import ENROLLMENT as E
 from drip.models import EVENT as EV
 from drip.models import PERSON as P
@@ -150,6 +153,8 @@ def test_a_catch_up_joiner_gets_the_cohorts_lesson_each_day_and_never_the_skippe
         got[who].append(slug)
     assert got == {"ann@example.com": [], "joe@example.com": [step(6)]}
     assert "Lesson 6 of 10" in lesson_line(drip, "joe@example.com", step(6))
+    checked = drip("lessons", "check", COURSE).stdout
+    assert "new before where" not in checked  # the skipped lessons are behind Joe, not ahead
     for morning in [*weekday_mornings(utc(2026, 12, 15, 8), 5)]:
         again = drip.send(morning)
         assert drip.send(morning + timedelta(hours=8)) == []  # never two in a day
@@ -293,3 +298,68 @@ def test_catching_up_with_a_finished_cohort_starts_at_its_last_lesson_and_warns(
     drip.enroll(("joe@example.com", "Europe/London"), now=late, flags=("--catch-up",))
     assert drip.send(utc(2027, 1, 11, 8)) == [("joe@example.com", step(10))]
     assert drip.send(utc(2027, 1, 12, 8)) == [("joe@example.com", "_complete")]
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    """A database with no tables, on each backend."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+        yield engine
+        engine.dispose()
+        return
+    with pg_database("drip_cu") as (_, url):
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()
+
+
+def alembic(engine: sa.Engine, action: str, target: str) -> None:
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        getattr(command, action)(cfg, target)
+
+
+def test_the_migration_gives_existing_enrolments_no_skips_and_goes_back_down(
+    empty_engine: sa.Engine,
+) -> None:
+    alembic(empty_engine, "upgrade", "0007_person_attributes")
+    now = utc(2026, 12, 1)
+    with empty_engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO person (id, email, name, created_at) VALUES (1, 'a@example.com', 'A', :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO cohort (id, name, course, start_date, timezone, send_time, send_days, "
+                "window_end, skip_dates, paused, welcome, sponsor, created_at) VALUES (1, 'c', "
+                "'sample', '2026-12-07', 'UTC', '07:30', 'mon-fri', '18:00', '', false, true, '', :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO enrollment (id, person_id, cohort_id, status, status_reason, "
+                "lessons_sent, send_time, send_days, created_at) "
+                "VALUES (1, 1, 1, 'active', '', 2, '', '', :now)"
+            ),
+            {"now": now},
+        )
+
+    migrate(empty_engine)
+    assert current_revision(empty_engine) == "0010_catch_up"
+    with empty_engine.begin() as conn:
+        assert conn.execute(sa.select(E.c.skipped, E.c.lessons_sent)).one() == ([], 2)
+        conn.execute(E.update().values(skipped=["step-1", "step-2"]))
+        assert conn.execute(sa.select(E.c.skipped)).scalar_one() == ["step-1", "step-2"]
+
+    alembic(empty_engine, "downgrade", "0007_person_attributes")
+    assert current_revision(empty_engine) == "0007_person_attributes"
+    columns = {c["name"] for c in sa.inspect(empty_engine).get_columns("enrollment")}
+    assert "skipped" not in columns and "lessons_sent" in columns
+    with empty_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT lessons_sent FROM enrollment")).scalar_one() == 2
