@@ -259,7 +259,7 @@ def test_the_calendar_matches_what_the_dispatcher_sends_day_by_day(drip: Drip) -
     drip.enroll(("joe@example.com", "Europe/London"), ("kim@example.com", "Asia/Tokyo"),
                 now=monday, flags=("--catch-up",))  # fmt: skip
     day = monday
-    sent_to_joe: list[str] = []
+    sent_to: dict[str, list[str]] = {"joe@example.com": [], "kim@example.com": []}
     for _ in range(9):
         calendar = drip.calendar(day)
         planned = {(r["utc"], r["email"], r["lesson"]) for r in calendar}
@@ -278,9 +278,24 @@ def test_the_calendar_matches_what_the_dispatcher_sends_day_by_day(drip: Drip) -
             assert {(e, s) for e, s, _ in would} == {x for x in went if not x[1].startswith("_")}
             sent |= {(moment.isoformat(), e, s) for e, s in went if not s.startswith("_")}
         assert sent == {(datetime.fromisoformat(a).isoformat(), e, s) for a, e, s in planned}
-        sent_to_joe += [s for _, e, s in sorted(sent) if e == "joe@example.com"]
+        for _, who, slug in sorted(sent):
+            sent_to.setdefault(who, []).append(slug)
         day = (day + timedelta(days=1)).replace(hour=0)
-    assert sent_to_joe == [step(n) for n in range(6, 11)]
+    assert sent_to["joe@example.com"] == [step(n) for n in range(6, 11)]
+    # Kim is in Tokyo: 21:00 on Monday there, so she starts with Tuesday's lesson 7.
+    assert sent_to["kim@example.com"] == [step(n) for n in range(7, 11)]
+
+
+def test_a_move_keeps_the_skipped_lessons_behind_the_person(drip: Drip) -> None:
+    drip("cohort", "create", "Autumn", "--course", COURSE, "--start", START,
+         "--timezone", "Europe/London", "--send-time", "09:00", now=FRIDAY)  # fmt: skip
+    monday = utc(2026, 12, 14, 6)
+    drip.enroll(("joe@example.com", "Europe/London"), now=monday, flags=("--catch-up",))
+    assert drip.send(utc(2026, 12, 14, 8)) == [("joe@example.com", step(6))]
+    drip("people", "move", "joe@example.com", "--to", "Autumn", now=utc(2026, 12, 14, 12))
+    assert drip.send(utc(2026, 12, 15, 8)) == []  # Autumn sends at 09:00
+    assert drip.send(utc(2026, 12, 15, 9)) == [("joe@example.com", step(7))]
+    assert "Autumn: started at lesson 6" in drip("people", "show", "joe@example.com").stdout
 
 
 def test_catching_up_with_a_finished_cohort_starts_at_its_last_lesson_and_warns(
