@@ -18,7 +18,7 @@ from alembic import command
 from support import BACKENDS, LESSONS, cli_env, make_settings, pg_database, run_drip, utc
 
 from drip.curriculum.load import inspect_course
-from drip.db import alembic_config, current_revision, make_engine, migrate
+from drip.db import alembic_config, current_revision, head_revision, make_engine, migrate
 from drip.models import ENROLLMENT as E
 from drip.models import EVENT as EV
 from drip.models import PERSON as P
@@ -366,7 +366,7 @@ def test_the_migration_gives_existing_enrolments_no_skips_and_goes_back_down(
         )
 
     migrate(empty_engine)
-    assert current_revision(empty_engine) == "0010_catch_up"
+    assert current_revision(empty_engine) == head_revision()
     with empty_engine.begin() as conn:
         assert conn.execute(sa.select(E.c.skipped, E.c.lessons_sent)).one() == ([], 2)
         conn.execute(E.update().values(skipped=["step-1", "step-2"]))
