@@ -290,11 +290,11 @@ def _start_notes(
 ) -> None:
     """Say at which lesson people start, and warn when the cohort had already finished."""
     total = len(course.lessons)
-    verb = "would start" if result.dry_run else "start"
     for position, count in sorted(result.starts.items()):
         gone = "lesson 1" if position == 2 else f"lessons 1-{position - 1}"
         how = f" (catch-up: {gone} skipped)" if position > 1 else ""
         people = "1 person" if count == 1 else f"{count} people"
+        verb = "would start" if result.dry_run else "starts" if count == 1 else "start"
         result.notes.append(f"{people} {verb} at lesson {position} of {total}{how}")
     if skips is not None and skips.past_end:
         last = course.lessons[-1]

@@ -134,7 +134,7 @@ def test_a_catch_up_joiner_gets_the_cohorts_lesson_each_day_and_never_the_skippe
     )
     assert "1 person would start at lesson 6 of 10 (catch-up: lessons 1-5 skipped)" in dry.stdout
     done = drip.enroll(("joe@example.com", "Europe/London"), now=monday, flags=("--catch-up",))
-    assert "1 person start at lesson 6 of 10 (catch-up: lessons 1-5 skipped)" in done.stdout
+    assert "1 person starts at lesson 6 of 10 (catch-up: lessons 1-5 skipped)" in done.stdout
 
     shown = drip("people", "show", "joe@example.com").stdout
     assert (
@@ -184,7 +184,7 @@ def test_without_the_flag_a_late_joiner_starts_at_lesson_1(drip: Drip) -> None:
     first_week(drip)
     monday = utc(2026, 12, 14, 12)
     done = drip.enroll(("joe@example.com", "Europe/London"), now=monday)
-    assert "1 person start at lesson 1 of 10" in done.stdout
+    assert "1 person starts at lesson 1 of 10" in done.stdout
     assert "catch-up" not in done.stdout
     assert ("joe@example.com", step(1)) in drip.send(monday)
     assert "started at lesson" not in drip("people", "show", "joe@example.com").stdout
@@ -192,7 +192,7 @@ def test_without_the_flag_a_late_joiner_starts_at_lesson_1(drip: Drip) -> None:
 
 def test_catch_up_before_the_cohort_starts_changes_nothing(drip: Drip) -> None:
     done = drip.enroll(("joe@example.com", "Europe/London"), now=FRIDAY, flags=("--catch-up",))
-    assert "1 person start at lesson 1 of 10" in done.stdout
+    assert "1 person starts at lesson 1 of 10" in done.stdout
     assert drip.send(utc(2026, 12, 7, 8)) == [("joe@example.com", step(1))]
 
 
@@ -241,7 +241,7 @@ def test_joiners_in_other_timezones_start_where_the_cohort_is_on_their_own_day(
     )
     done = drip.enroll(*people, now=tuesday, flags=("--catch-up",))
     assert "2 people start at lesson 7 of 10 (catch-up: lessons 1-6 skipped)" in done.stdout
-    assert "1 person start at lesson 8 of 10 (catch-up: lessons 1-7 skipped)" in done.stdout
+    assert "1 person starts at lesson 8 of 10 (catch-up: lessons 1-7 skipped)" in done.stdout
     first: dict[str, tuple[str, str, str, str]] = {}
     for r in drip.calendar(tuesday, days=2):  # by time: each person's first lesson first
         first.setdefault(r["email"], (r["email"], r["lesson"], r["number"], r["local_date"]))
