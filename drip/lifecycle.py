@@ -198,22 +198,40 @@ def enrol(
         return []
     conn.execute(E.insert(), [{**r, "status": S.active.value, "status_reason": ""} for r in rows])
     pairs = [(r["person_id"], r["cohort_id"]) for r in rows]
-    ids: list[int] = []
+    skipped = {(r["person_id"], r["cohort_id"]): r.get("skipped") or [] for r in rows}
+    found: list[tuple[int, list[str]]] = []
     for start in range(0, len(pairs), 500):
         chunk = pairs[start : start + 500]
-        ids.extend(
-            conn.execute(
-                sa.select(E.c.id).where(sa.tuple_(E.c.person_id, E.c.cohort_id).in_(chunk))
-            ).scalars()
+        found.extend(
+            (eid, skipped[(person, cohort)])
+            for eid, person, cohort in conn.execute(
+                sa.select(E.c.id, E.c.person_id, E.c.cohort_id).where(
+                    sa.tuple_(E.c.person_id, E.c.cohort_id).in_(chunk)
+                )
+            )
         )
     events.insert(
         conn,
         [
-            events.row(EventKind.enrol, eid, now, method=method, verdict=Verdict.unknown)
-            for eid in ids
+            events.row(
+                EventKind.enrol,
+                eid,
+                now,
+                method=method,
+                verdict=Verdict.unknown,
+                detail=catch_up_detail(gone),
+            )
+            for eid, gone in found
         ],
     )
-    return ids
+    return [eid for eid, _ in found]
+
+
+def catch_up_detail(skipped: Sequence[str]) -> str:
+    """The enrol event's note of a late joiner's catch-up ("" for a start at lesson 1)."""
+    if not skipped:
+        return ""
+    return f"catch-up: starts at lesson {len(skipped) + 1}; skipped: {', '.join(skipped)}"
 
 
 def apply_one(

@@ -88,6 +88,10 @@ class Enrollment(SQLModel, table=True):
     # The reader's own choices from the "change time" page; empty means the cohort's.
     send_time: str = Field(default="", max_length=5)
     send_days: str = Field(default="", max_length=40)
+    # Lessons a late joiner skipped to start where the cohort is (never sent; done for planning).
+    skipped: list[str] = Field(
+        default_factory=list, sa_column=sa.Column(sa.JSON(), nullable=False, server_default="[]")
+    )
     claimed_until: datetime | None = utc_column()
     claimed_by: str | None = Field(default=None, max_length=100)
     created_at: datetime | None = utc_column(nullable=False)

@@ -31,7 +31,16 @@ from drip.cli.base import (
     metavar="COLUMN=FIELD",
     help="Read COLUMN as FIELD (email, name, first_name, last_name, timezone, or ignore). Repeatable.",
 )
-def enroll(cohort_name: str, file: Path, dry_run: bool, pairs: tuple[str, ...]) -> None:
+@click.option(
+    "--catch-up/--from-start",
+    "catch_up",
+    default=None,
+    help="People joining a running cohort start at the lesson it is on (the ones before are "
+    "skipped, one lesson a day as ever), or at lesson 1. Default: the course's late_joiners.",
+)
+def enroll(
+    cohort_name: str, file: Path, dry_run: bool, pairs: tuple[str, ...], catch_up: bool | None
+) -> None:
     """Enrol the people in FILE into COHORT, all or nothing.
 
     FILE is CSV (comma, semicolon or tab; UTF-8 or Excel's UTF-16 "Unicode Text") or .xlsx. Headers
@@ -43,7 +52,9 @@ def enroll(cohort_name: str, file: Path, dry_run: bool, pairs: tuple[str, ...]) 
     Example:
       drip enroll leaders-q1 hr-export.xlsx --dry-run
       drip enroll leaders-q1 hr-export.csv --map "Courriel=email"
+      drip enroll leaders-q1 late-joiners.csv --catch-up
     """
+    from drip.curriculum.load import Catalog
     from drip.people.csv import parse_map
     from drip.people.enroll import enroll_csv
 
@@ -65,6 +76,8 @@ def enroll(cohort_name: str, file: Path, dry_run: bool, pairs: tuple[str, ...]) 
             mapping=mapping,
             special_use=app.settings.special_use,
             progress=advance,
+            course=Catalog(app.settings.lessons_path).get,
+            catch_up=catch_up,
         )
     for message in result.refused:
         err_console.print(message, markup=False, soft_wrap=True)

@@ -92,6 +92,7 @@ def people_show(email: str, fmt: str) -> None:
             "last_lesson_on": e.last_sent_on or "",
             "next_due_utc": e.next_due_at.strftime("%Y-%m-%d %H:%M") if e.next_due_at else "",
             "reason": e.status_reason,
+            "start_lesson": len(e.skipped or ()) + 1,
         }
         for e, c in view.enrollments
     ]
@@ -105,9 +106,16 @@ def people_show(email: str, fmt: str) -> None:
             console.print(f"  {key}: {value}", markup=False)
     columns = ["cohort", "course", "status", "lessons_sent", "last_lesson_on", "next_due_utc"]
     # The terminal gives each reason a line of its own, in full, once; CSV and JSON a column.
-    emit(rows, fmt, title="enrolments", columns=columns + ([] if fmt == "table" else ["reason"]))
+    extra = [] if fmt == "table" else ["reason", "start_lesson"]
+    emit(rows, fmt, title="enrolments", columns=columns + extra)
     if fmt == "table":
         for e, c in view.enrollments:
+            if e.skipped:
+                gone = len(e.skipped)
+                say(
+                    f"{c.name}: started at lesson {gone + 1} "
+                    f"(catch-up, {gone} skipped: {', '.join(e.skipped)})"
+                )
             if e.status_reason and e.status != "active":
                 say(f"{c.name}: {e.status}: {e.status_reason}")
 

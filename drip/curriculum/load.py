@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from drip.curriculum.model import (
+    LATE_JOINERS,
     Check,
     Course,
     Lesson,
@@ -108,6 +109,7 @@ def inspect_course(root: Path, slug: str) -> tuple[Course | None, list[Problem]]
         spacing=Spacing.of(meta.get("review")),
         catch_up_after=int((meta.get("engagement") or {}).get("catch_up_after", 3)),
         pause_after=int((meta.get("engagement") or {}).get("pause_after", 5)),
+        late_joiners=str(meta.get("late_joiners") or "start"),
     )
     return course, problems
 
@@ -193,6 +195,18 @@ def _load_course_meta(path: Path, problems: list[Problem]) -> dict[str, Any]:
         data, "review", ("wrong_days", "right_days", "retire_after", "max_rounds"), path, problems
     )
     _whole_numbers(data, "engagement", ("catch_up_after", "pause_after"), path, problems)
+    late = data.get("late_joiners")
+    if late is not None and late not in LATE_JOINERS:
+        line = _key_lines(path.read_text(encoding="utf-8")).get("late_joiners", 1)
+        problems.append(
+            Problem(
+                path,
+                line,
+                f"'late_joiners' is {late!r}; use start (lesson 1) or catch_up (the lesson "
+                "the cohort is on)",
+            )
+        )
+        data["late_joiners"] = None
     return data
 
 

@@ -13,6 +13,9 @@ from drip.errors import NotFound
 from drip.spacing import Spacing
 
 WORDS_PER_MINUTE = 200
+# Where someone enrolled after a cohort started begins: at lesson 1, or at the lesson the
+# cohort is on (the ones before are skipped, never sent).
+LATE_JOINERS = ("start", "catch_up")
 
 
 WORD = re.compile(r"[\w'’-]+")
@@ -100,6 +103,7 @@ class Course:
     spacing: Spacing = Spacing()
     catch_up_after: int = 3  # lessons unopened before the next one says so
     pause_after: int = 5  # lessons unopened before the enrolment pauses itself
+    late_joiners: str = "start"  # one of LATE_JOINERS
 
     def lesson(self, slug: str) -> Lesson:
         """Return the lesson with this slug."""

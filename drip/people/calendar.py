@@ -58,6 +58,21 @@ def planned_end(cohort: Cohort, lessons: int) -> date | None:
     return local_date(slots(cadence, first, None, lessons)[-1], cohort.timezone)
 
 
+def lessons_had(cohort: Cohort, lessons: int, timezone: str | None, now: datetime) -> int:
+    """How many lessons someone in `timezone` who started on the cohort's first day has had on
+    the local days before the first slot of a person joining at `now`: a joiner who catches up
+    skips those and gets the lesson the cohort gets that day."""
+    cadence = cohort_cadence(cohort, timezone)
+    first_day = local_date(next_slot(cadence, now), cadence.timezone)
+    opening = local_moment(cohort.start_date, time(0, 0), cadence.zone)
+    had = 0
+    for at in slots(cadence, opening, None, lessons):
+        if local_date(at, cadence.timezone) >= first_day:
+            break
+        had += 1
+    return had
+
+
 def cohort_calendar(
     engine: Engine,
     cohort: Cohort,
@@ -73,7 +88,15 @@ def cohort_calendar(
         return []
     until = now + timedelta(days=days)
     query = (
-        sa.select(E.c.id, P.c.email, P.c.name, P.c.timezone, E.c.next_due_at, E.c.last_sent_on)
+        sa.select(
+            E.c.id,
+            P.c.email,
+            P.c.name,
+            P.c.timezone,
+            E.c.next_due_at,
+            E.c.last_sent_on,
+            E.c.skipped,
+        )
         .select_from(E.join(P, P.c.id == E.c.person_id))
         .where(E.c.cohort_id == cohort.id, E.c.status == EnrollmentStatus.active.value)
     )
@@ -92,9 +115,10 @@ def cohort_calendar(
             sent.setdefault(eid, set()).add(slug)
     total = len(course.lessons)
     planned: list[Planned] = []
-    for eid, address, name, zone, due, last in people:
+    for eid, address, name, zone, due, last, skipped in people:
         cadence = cohort_cadence(cohort, zone)
-        done = sent.get(eid, set())
+        # A late joiner's skipped lessons are done for the schedule (and count in "N of M").
+        done = sent.get(eid, set()) | set(skipped or ())
         remaining = [x for x in course.lessons if x.slug not in done]
         start = max(due or now, now)
         for n, (lesson, at) in enumerate(
@@ -112,7 +136,7 @@ def cohort_calendar(
                     position=course.position(lesson.slug),
                     slug=lesson.slug,
                     title=lesson.title,
-                    number=len(done) + n + 1,
+                    number=sum(1 for x in course.lessons if x.slug in done) + n + 1,
                     total=total,
                 )
             )

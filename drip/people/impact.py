@@ -36,10 +36,14 @@ def course_impact(engine: Engine, course: Course) -> dict[str, list[str]]:
                 .join(D, D.c.enrollment_id == E.c.id)
                 .where(E.c.cohort_id == cohort_id, D.c.status == DeliveryStatus.sent.value)
             ).all()
-            statuses = dict(
-                conn.execute(sa.select(E.c.id, E.c.status).where(E.c.cohort_id == cohort_id)).all()
-            )
-            received: dict[int, set[str]] = {eid: set() for eid in statuses}
+            statuses: dict[int, str] = {}
+            # A late joiner's skipped lessons are behind them, like the ones received.
+            received: dict[int, set[str]] = {}
+            for eid, status, skipped in conn.execute(
+                sa.select(E.c.id, E.c.status, E.c.skipped).where(E.c.cohort_id == cohort_id)
+            ):
+                statuses[eid] = status
+                received[eid] = set(skipped or ())
             for eid, _, slug, _, _ in sent:
                 received[eid].add(slug)
             notes: list[str] = []

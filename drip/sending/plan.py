@@ -59,6 +59,7 @@ class Claimed:
     autopauses: int = 0  # automatic pauses so far (the note goes out once per pause)
     cohort: str = ""
     sponsor: str = ""
+    skipped: frozenset[str] = frozenset()  # a late joiner's lessons before theirs: never sent
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,10 @@ def plan(
             return Reschedule(row.enrollment_id, _slot_on(cadence, row.review.due_on, now, row))
         slug = f"_review:{review.slug}:{row.review.rounds}"
         return send(DeliveryKind.review, slug, review, Extras())
-    lesson = next((x for x in course.lessons if x.slug not in sent), None)
+    # A late joiner's skipped lessons count as done for what comes next and for the place in
+    # the sequence, never as sent (the welcome, the pause and the reports go by what was sent).
+    done = sent | row.skipped
+    lesson = next((x for x in course.lessons if x.slug not in done), None)
     if lesson is None:
         if _sent(deliveries, COMPLETION):
             return Complete(row.enrollment_id)
@@ -247,7 +251,7 @@ def plan(
         catch_up=row.unopened if sent and row.unopened >= course.catch_up_after else 0,
         # Counted in the reader's own sequence: a lesson inserted into a running course is
         # their next one, and its number is theirs, not its place in the course.
-        position=1 + sum(1 for x in course.lessons if x.slug in sent),
+        position=1 + sum(1 for x in course.lessons if x.slug in done),
     )
     return send(DeliveryKind.lesson, lesson.slug, lesson, extras)
 

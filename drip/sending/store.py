@@ -80,6 +80,7 @@ def load_batch(
             C.c.welcome,
             C.c.name,
             C.c.sponsor,
+            E.c.skipped,
         )
         .select_from(E.join(P, P.c.id == E.c.person_id).join(C, C.c.id == E.c.cohort_id))
         .where(E.c.id.in_(ids))
@@ -125,6 +126,7 @@ def load_batch(
             autopauses=int(autopauses.get(row[0], 0)),
             cohort=row[13],
             sponsor=row[14],
+            skipped=frozenset(row[15] or ()),
         )
         for row in rows
     ]
