@@ -1,7 +1,7 @@
 """the report's tallies: the event log added up per delivery, enrolment and day
 
 Revision ID: 0011_report_tally
-Revises: 0007_person_attributes
+Revises: 0010_catch_up
 Create Date: 2026-11-30 09:00:00
 
 The tallies start empty: the first report (or the worker, within a minute) reads the whole
@@ -15,7 +15,7 @@ from alembic import op
 from drip.models import UTCDateTime
 
 revision = "0011_report_tally"
-down_revision = "0007_person_attributes"
+down_revision = "0010_catch_up"
 branch_labels = None
 depends_on = None
 
