@@ -1,7 +1,7 @@
 """Open-pixel rate with every hit committed to SQLite vs a bare Starlette GIF endpoint.
 
 Run: python bench/track.py [--seconds 5] [--rounds 3] [--connections 8]
-                           [--deliveries 1000000] [--tokens 100000]
+                           [--deliveries 1000000] [--tokens 100000] [--db PATH]
 
 Method: a SQLite file holds DELIVERIES deliveries (50,000 people x 20 lessons, bulk-inserted
 after one real pass made the lesson version); the load cycles through TOKENS distinct open
@@ -9,7 +9,8 @@ tokens of deliveries spread over the whole table, so most hits miss every cache 
 database. Each app runs under uvicorn in this process; the load generator is a separate process
 (wrk when installed, else http.client keep-alive connections in threads). Rounds alternate the
 bare endpoint and drip's /o/<token>.gif; prints each round, min/median/max, the ratio of the
-medians (target >= 0.6) and checks that the events written equal the 200s.
+medians (target >= 0.6) and checks that the events written equal the 200s. With --db the filled
+database is kept at PATH and reused by the next run (filling a million rows takes a minute).
 """
 
 from __future__ import annotations
@@ -90,6 +91,13 @@ def fill(engine: sa.Engine, deliveries: int) -> None:
             )  # fmt: skip
     with engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
+
+
+def open_events(engine: sa.Engine) -> int:
+    """How many open events the database holds."""
+    with engine.connect() as conn:
+        query = sa.select(sa.func.count()).select_from(EV).where(EV.c.kind == "open")
+        return int(conn.execute(query).scalar_one())
 
 
 def free_port() -> int:
@@ -202,12 +210,17 @@ def main() -> None:
         "--load", choices=["auto", "wrk", "python"], default="auto",
         help="load generator: wrk when installed (auto), else Python http.client threads",
     )  # fmt: skip
+    parser.add_argument(
+        "--db", help="keep the filled SQLite database at this path and reuse it when it exists"
+    )
     args = parser.parse_args()
     use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk") is not None)
     with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.db).resolve().parent if args.db else Path(tmp)
+        database = Path(args.db).resolve() if args.db else Path(tmp) / "bench.db"
         settings = load_settings(
             env={
-                "DRIP_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+                "DRIP_DATABASE_URL": f"sqlite:///{database}",
                 "DRIP_MAIL_URL": f"outbox:{tmp}/outbox",
                 "DRIP_SECRET_KEY": SECRET,
                 "DRIP_LESSONS_DIR": str(ROOT / "lessons"),
@@ -215,18 +228,21 @@ def main() -> None:
                 "DRIP_BASE_URL": "https://learn.example.com",
                 "DRIP_FROM": "Drip Lessons <lessons@example.com>",
             },
-            config_path=Path(tmp) / "none.toml",
+            config_path=folder / "none.toml",
         )
+        reuse = database.exists()
         app = App.open(settings, check=False)
-        migrate(app.engine)
-        cohort = create_cohort(
-            app.engine, name="bench", course="sample", start=date(2026, 11, 30),
-            timezone="UTC", now=NOW,
-        )  # fmt: skip
-        enroll_rows(app.engine, cohort, [Row(0, "p0@example.com", "P 0", None)], now=NOW)
-        result = send_due(app.dispatcher(), NOW)
-        assert result.sent == 1, result.summary()
-        fill(app.engine, args.deliveries)
+        if not reuse:
+            migrate(app.engine)
+            cohort = create_cohort(
+                app.engine, name="bench", course="sample", start=date(2026, 11, 30),
+                timezone="UTC", now=NOW,
+            )  # fmt: skip
+            enroll_rows(app.engine, cohort, [Row(0, "p0@example.com", "P 0", None)], now=NOW)
+            result = send_due(app.dispatcher(), NOW)
+            assert result.sent == 1, result.summary()
+            fill(app.engine, args.deliveries)
+        events_before = open_events(app.engine)
         with app.engine.connect() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(D)).scalar_one()
             step = max(1, total // args.tokens)
@@ -248,10 +264,7 @@ def main() -> None:
             drip_rates.append(ok / args.seconds)
             drip_ok += ok
             drip_other += other
-        with app.engine.connect() as conn:
-            events = conn.execute(
-                sa.select(sa.func.count()).select_from(EV).where(EV.c.kind == "open")
-            ).scalar_one()
+        events = open_events(app.engine) - events_before
         app.engine.dispose()
 
     bare_rate, drip_rate = statistics.median(bare_rates), statistics.median(drip_rates)
