@@ -423,15 +423,16 @@ def _when(status: actions.Status | None) -> str:
     return f"{moment:%A} {moment.day} {moment:%B} at {moment:%H:%M} ({status.timezone})"
 
 
+SERVER_OPTIONS: dict[str, Any] = {
+    "access_log": False,  # access logs would keep client IP addresses
+    "server_header": False,
+    "proxy_headers": True,
+}
+
+
 def serve_function(app: App, host: str, port: int, workers: int = 1) -> Callable[[], None]:
     """A function that runs the web app with uvicorn until it is told to stop."""
-    options: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "access_log": False,  # access logs would keep client IP addresses
-        "server_header": False,
-        "proxy_headers": True,
-    }
+    options: dict[str, Any] = {"host": host, "port": port, **SERVER_OPTIONS}
 
     def serve() -> None:
         try:
