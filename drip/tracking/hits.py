@@ -7,7 +7,7 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -41,8 +41,7 @@ class Request:
     now: datetime
 
 
-@dataclass(frozen=True)
-class Sent:
+class Sent(NamedTuple):
     """The delivery facts a hit needs: its enrollment and when it was sent."""
 
     enrollment_id: int

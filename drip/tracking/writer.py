@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
+from operator import itemgetter
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -98,13 +99,11 @@ def _rows(batch: list[OpenHit], known: dict[int, Sent]) -> tuple[list[dict[str, 
 def _write_sqlite(raw: Any, rows: list[dict[str, Any]]) -> None:
     """Insert a batch of event rows in one transaction straight through the driver, whose
     per-batch cost is a fraction of the core path (the hot path of every open)."""
-    values = [
-        tuple(
-            _sqlite_time(row[c]) if c == "at" else row[c]  # stored as UTCDateTime stores it
-            for c in EVENT_COLUMNS
-        )
-        for row in rows
-    ]
+    values = []
+    for row in rows:
+        value = list(_VALUES(row))
+        value[_AT] = _sqlite_time(value[_AT])  # stored as UTCDateTime stores it
+        values.append(value)
     raw.execute("BEGIN IMMEDIATE")
     try:
         raw.executemany(SQLITE_INSERT, values)
@@ -114,8 +113,13 @@ def _write_sqlite(raw: Any, rows: list[dict[str, Any]]) -> None:
     raw.execute("COMMIT")
 
 
+_VALUES = itemgetter(*EVENT_COLUMNS)
+_AT = EVENT_COLUMNS.index("at")
+
+
 def _sqlite_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # SQLAlchemy's SQLite DateTime text, "2026-11-30 09:00:00.000000" (naive UTC)
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def record_opens(conn: sa.Connection, cache: SentCache, batch: list[OpenHit]) -> list[bool]:
@@ -150,15 +154,66 @@ def _known(cache: SentCache, batch: Iterable[OpenHit], read: dict[int, Sent]) ->
     return known
 
 
+class Checkpointer:
+    """Runs SQLite's WAL checkpoints in a thread of its own for the writer, whose connection
+    turns its automatic ones off: a checkpoint's fsyncs then never hold up a batch of opens.
+    PASSIVE, like the automatic ones: it never waits for readers or the writer."""
+
+    def __init__(self, engine: Engine, every: int) -> None:
+        self.engine = engine
+        self.every = every  # events written between checkpoints (a few pages each)
+        self._written = 0
+        self._due = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="drip-checkpoint", daemon=True)
+        self._thread.start()
+
+    def wrote(self, count: int) -> None:
+        """Count events written; ask for a checkpoint every `every` of them."""
+        self._written += count
+        if self._written >= self.every:
+            self._written = 0
+            self._due.set()
+
+    def close(self) -> None:
+        """Make a last checkpoint and stop the thread."""
+        self._stopping = True
+        self._due.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self._due.wait()
+            self._due.clear()
+            try:
+                raw = self.engine.raw_connection()  # autocommit: see db._sqlite_pragmas
+                try:
+                    raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                finally:
+                    raw.close()
+            except Exception as exc:  # the next one, or any other connection's, catches up
+                log.warning("cannot checkpoint the database: %s", exc)
+            if self._stopping:
+                return
+
+
 class EventWriter:
     """One thread recording queued pixel hits in batches (group commit) and telling the waiters
     once a batch is committed; threads taking turns on SQLite's write lock are far slower, and
     a thread hand-off per hit costs more than the hit's own work."""
 
-    def __init__(self, engine: Engine, max_batch: int = 500, cache_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        max_batch: int = 500,
+        cache_size: int = 10_000,
+        checkpoint_every: int = 250,
+    ) -> None:
         self.engine = engine
         self.max_batch = max_batch
+        self.checkpoint_every = checkpoint_every
         self.cache = SentCache(cache_size)
+        self._checkpointer: Checkpointer | None = None
         self._queue: queue.SimpleQueue[OpenHit | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -195,7 +250,17 @@ class EventWriter:
         # One connection for the thread's life: a pool checkout per batch costs as much as the
         # insert itself.
         if self._conn is None or self._conn.closed or self._conn.invalidated:
-            self._conn = self.engine.connect()
+            conn = self.engine.connect()
+            if conn.dialect.name == "sqlite":
+                # Its checkpoints run in their own thread; the connection leaves the pool so
+                # no other user gets it without automatic checkpoints.
+                conn.detach()
+                raw = conn.connection.dbapi_connection
+                assert raw is not None
+                raw.execute("PRAGMA wal_autocheckpoint=0")
+                if self._checkpointer is None:
+                    self._checkpointer = Checkpointer(self.engine, self.checkpoint_every)
+            self._conn = conn
         return self._conn
 
     def _run(self) -> None:
@@ -218,6 +283,8 @@ class EventWriter:
             found: list[bool] = []
             try:
                 found = record_opens(self._connection(), self.cache, batch)
+                if self._checkpointer is not None:
+                    self._checkpointer.wrote(len(batch))
             except Exception as exc:  # each waiter answers 500; the thread goes on
                 log.error("cannot record %d opens: %s", len(batch), exc)
                 error = exc
@@ -229,3 +296,6 @@ class EventWriter:
             for handoff, waiters in groups.items():
                 handoff(partial(_settle, waiters, error))
         self._close_connection()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
