@@ -12,7 +12,7 @@ user agent. Both apps run under the same uvicorn settings as `drip serve` (one w
 log) and send the same pre-built GIF response, so the difference is drip's work: the token check,
 the delivery lookup, the verdict and the committed event. Each round runs the bare endpoint and
 drip's /o/<token>.gif back to back (alternating which goes first) over the same slice of the
-tokens, and every round starts at another slice, so a round reads rows no earlier round read.
+tokens, and every round starts at another slice (a new app, so its delivery cache is empty).
 Prints each round, min/median/max, the ratio of the medians and the median of the per-round
 ratios (target >= 0.6), the server's CPU time per request (this process: server threads only,
 the load runs elsewhere), the load average before and after, and checks that the events written
@@ -298,6 +298,7 @@ def main() -> None:
         "connections from a separate process, "
         f"{args.rounds} rounds of {args.seconds:g} s each, {len(paths):,} distinct tokens over "
         f"{total:,} deliveries"
+        + ("" if use_wrk else " (the generator's own CPU caps the bare rate: prefer wrk)")
     )
     print(
         "load average (1/5/15 min)  : before "
