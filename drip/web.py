@@ -182,9 +182,8 @@ def create_app(
         # The response waits for the commit, so a 200 means the open is stored.
         loop = asyncio.get_running_loop()
         recorded = loop.create_future()
-        writer.submit(
-            (delivery_id, request.method, agent, clock(), recorded, loop.call_soon_threadsafe)
-        )
+        hit = (delivery_id, request.method, agent, clock(), recorded, loop.call_soon_threadsafe)
+        writer.submit_from(loop, hit)
         try:
             found = await recorded
         except Exception:  # the writer logged it (a driver error, say): answer 500, keep alive

@@ -4,6 +4,7 @@ and then tells each waiting request whether its delivery exists."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -214,7 +215,8 @@ class EventWriter:
         self.checkpoint_every = checkpoint_every
         self.cache = SentCache(cache_size)
         self._checkpointer: Checkpointer | None = None
-        self._queue: queue.SimpleQueue[OpenHit | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[OpenHit] | None] = queue.SimpleQueue()
+        self._turn: list[OpenHit] = []  # hits from the event loop's current turn
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._conn: sa.Connection | None = None
@@ -227,8 +229,8 @@ class EventWriter:
                 log.debug("closing the event writer's connection failed", exc_info=True)
             self._conn = None
 
-    def submit(self, hit: OpenHit) -> None:
-        """Queue a hit; its handoff later settles its waiter once the batch is committed."""
+    def submit(self, hits: list[OpenHit]) -> None:
+        """Queue hits; each one's handoff later settles its waiter once its batch is committed."""
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
@@ -236,7 +238,20 @@ class EventWriter:
                         target=self._run, name="drip-events", daemon=True
                     )
                     self._thread.start()
-        self._queue.put(hit)
+        self._queue.put(hits)
+
+    def submit_from(self, loop: asyncio.AbstractEventLoop, hit: OpenHit) -> None:
+        """Queue a hit from the event loop (only ever from it): the hits of one turn of the loop
+        go over together at its end, so the writer wakes once, not at the first hit while the
+        loop still reads the others (two threads wanting the interpreter lock at once cost
+        both of them)."""
+        if not self._turn:
+            loop.call_soon(self._end_turn)
+        self._turn.append(hit)
+
+    def _end_turn(self) -> None:
+        hits, self._turn = self._turn, []
+        self.submit(hits)
 
     def close(self) -> None:
         """Write what is queued and stop the thread."""
@@ -269,16 +284,16 @@ class EventWriter:
             first = self._queue.get()
             if first is None:
                 break
-            batch = [first]
+            batch = list(first)
             while len(batch) < self.max_batch:
                 try:
-                    item = self._queue.get_nowait()
+                    more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is None:
+                if more is None:
                     stopping = True
                     break
-                batch.append(item)
+                batch.extend(more)
             error: BaseException | None = None
             found: list[bool] = []
             try:

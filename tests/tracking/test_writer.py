@@ -35,7 +35,7 @@ def test_a_batch_settles_each_hit_after_its_commit(
     waiters: list[Future[bool]] = []
     for delivery_id, method in hits:
         waiter: Future[bool] = Future()
-        writer.submit((delivery_id, method, IPHONE, LATER, waiter, run_now))
+        writer.submit([(delivery_id, method, IPHONE, LATER, waiter, run_now)])
         waiters.append(waiter)
     assert [w.result(timeout=10) for w in waiters] == [True, True, False, True]
     writer.close()
@@ -60,7 +60,9 @@ def test_checkpoints_run_in_their_own_thread_and_the_pool_keeps_automatic_ones(
     waiters: list[Future[bool]] = []
     for i in range(400):
         waiter: Future[bool] = Future()
-        writer.submit((delivery, "GET", IPHONE, utc(2026, 11, 30, 10, 0, i % 60), waiter, run_now))
+        writer.submit(
+            [(delivery, "GET", IPHONE, utc(2026, 11, 30, 10, 0, i % 60), waiter, run_now)]
+        )
         waiters.append(waiter)
     assert all(w.result(timeout=10) for w in waiters)
     writer.close()
