@@ -1,15 +1,23 @@
 """Open-pixel rate with every hit committed to SQLite vs a bare Starlette GIF endpoint.
 
 Run: python bench/track.py [--seconds 5] [--rounds 3] [--connections 8]
-                           [--deliveries 1000000] [--tokens 100000]
+                           [--deliveries 1000000] [--tokens 100000] [--db PATH]
 
 Method: a SQLite file holds DELIVERIES deliveries (50,000 people x 20 lessons, bulk-inserted
 after one real pass made the lesson version); the load cycles through TOKENS distinct open
 tokens of deliveries spread over the whole table, so most hits miss every cache and read the
 database. Each app runs under uvicorn in this process; the load generator is a separate process
-(wrk when installed, else http.client keep-alive connections in threads). Rounds alternate the
-bare endpoint and drip's /o/<token>.gif; prints each round, min/median/max, the ratio of the
-medians (target >= 0.6) and checks that the events written equal the 200s.
+(wrk when installed, else http.client keep-alive connections in threads), sending an iPhone's
+user agent. Both apps run under the same uvicorn settings as `drip serve` (one worker, no access
+log) and send the same pre-built GIF response, so the difference is drip's work: the token check,
+the delivery lookup, the verdict and the committed event. Each round runs the bare endpoint and
+drip's /o/<token>.gif back to back (alternating which goes first) over the same slice of the
+tokens, and every round starts at another slice (a new app, so its delivery cache is empty).
+Prints each round, min/median/max, the ratio of the medians and the median of the per-round
+ratios (target >= 0.6), the server's CPU time per request (this process: server threads only,
+the load runs elsewhere), the load average before and after, and checks that the events written
+equal the 200s. With --db the filled database is kept at PATH and reused by the next run
+(filling a million rows takes a minute).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import multiprocessing
+import os
 import random
 import re
 import shutil
@@ -50,7 +59,7 @@ from drip.people.csv import Row
 from drip.people.enroll import enroll_rows
 from drip.sending.run import send_due
 from drip.tokens import Purpose, make_token
-from drip.web import GIF, GIF_HEADERS, create_app
+from drip.web import PIXEL, SERVER_OPTIONS, create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # a Monday, inside everyone's window
@@ -92,6 +101,13 @@ def fill(engine: sa.Engine, deliveries: int) -> None:
         conn.exec_driver_sql("ANALYZE")
 
 
+def open_events(engine: sa.Engine) -> int:
+    """How many open events the database holds."""
+    with engine.connect() as conn:
+        query = sa.select(sa.func.count()).select_from(EV).where(EV.c.kind == "open")
+        return int(conn.execute(query).scalar_one())
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket() as s:
@@ -103,7 +119,7 @@ def bare_app() -> Starlette:
     """The baseline: the same GIF and headers, nothing else."""
 
     async def gif(request: Request) -> Response:
-        return Response(GIF, headers=GIF_HEADERS)
+        return PIXEL
 
     return Starlette(routes=[Route("/o/{token}.gif", gif, methods=["GET"])])
 
@@ -111,7 +127,7 @@ def bare_app() -> Starlette:
 def serve(app: Starlette) -> tuple[uvicorn.Server, threading.Thread, int]:
     """Start uvicorn on a free port in a thread and wait until it listens."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **SERVER_OPTIONS)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -154,7 +170,7 @@ def load_wrk(port: int, paths: list[str], seconds: float, connections: int) -> t
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         listed = ", ".join(f'"{p}"' for p in paths)
         script.write(
-            f"paths = {{{listed}}}\ni = 0\n"
+            f'paths = {{{listed}}}\ni = 0\nwrk.headers["User-Agent"] = "{IPHONE}"\n'
             "request = function()\n  i = i + 1\n"
             "  return wrk.format('GET', paths[(i % #paths) + 1])\nend\n"
         )
@@ -173,9 +189,11 @@ def load_wrk(port: int, paths: list[str], seconds: float, connections: int) -> t
 
 def measure(
     app: Starlette, paths: list[str], seconds: float, connections: int, use_wrk: bool
-) -> tuple[int, int]:
-    """Serve the app and run the load process against it; return (200 responses, others)."""
+) -> tuple[int, int, float]:
+    """Serve the app and run the load process against it; (200 responses, others, CPU seconds
+    this process spent meanwhile)."""
     server, thread, port = serve(app)
+    cpu = time.process_time()
     if use_wrk:
         ok, other = load_wrk(port, paths, seconds, connections)
     else:
@@ -186,9 +204,10 @@ def measure(
         process.start()
         ok, other = receive.recv()
         process.join()
+    cpu = time.process_time() - cpu
     server.should_exit = True
     thread.join(10)
-    return ok, other
+    return ok, other, cpu
 
 
 def main() -> None:
@@ -202,12 +221,17 @@ def main() -> None:
         "--load", choices=["auto", "wrk", "python"], default="auto",
         help="load generator: wrk when installed (auto), else Python http.client threads",
     )  # fmt: skip
+    parser.add_argument(
+        "--db", help="keep the filled SQLite database at this path and reuse it when it exists"
+    )
     args = parser.parse_args()
     use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk") is not None)
     with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.db).resolve().parent if args.db else Path(tmp)
+        database = Path(args.db).resolve() if args.db else Path(tmp) / "bench.db"
         settings = load_settings(
             env={
-                "DRIP_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+                "DRIP_DATABASE_URL": f"sqlite:///{database}",
                 "DRIP_MAIL_URL": f"outbox:{tmp}/outbox",
                 "DRIP_SECRET_KEY": SECRET,
                 "DRIP_LESSONS_DIR": str(ROOT / "lessons"),
@@ -215,18 +239,21 @@ def main() -> None:
                 "DRIP_BASE_URL": "https://learn.example.com",
                 "DRIP_FROM": "Drip Lessons <lessons@example.com>",
             },
-            config_path=Path(tmp) / "none.toml",
+            config_path=folder / "none.toml",
         )
+        reuse = database.exists()
         app = App.open(settings, check=False)
-        migrate(app.engine)
-        cohort = create_cohort(
-            app.engine, name="bench", course="sample", start=date(2026, 11, 30),
-            timezone="UTC", now=NOW,
-        )  # fmt: skip
-        enroll_rows(app.engine, cohort, [Row(0, "p0@example.com", "P 0", None)], now=NOW)
-        result = send_due(app.dispatcher(), NOW)
-        assert result.sent == 1, result.summary()
-        fill(app.engine, args.deliveries)
+        if not reuse:
+            migrate(app.engine)
+            cohort = create_cohort(
+                app.engine, name="bench", course="sample", start=date(2026, 11, 30),
+                timezone="UTC", now=NOW,
+            )  # fmt: skip
+            enroll_rows(app.engine, cohort, [Row(0, "p0@example.com", "P 0", None)], now=NOW)
+            result = send_due(app.dispatcher(), NOW)
+            assert result.sent == 1, result.summary()
+            fill(app.engine, args.deliveries)
+        events_before = open_events(app.engine)
         with app.engine.connect() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(D)).scalar_one()
             step = max(1, total // args.tokens)
@@ -238,29 +265,46 @@ def main() -> None:
         random.Random(5).shuffle(ids)
         paths = [f"/o/{make_token(SECRET, Purpose.open, i)}.gif" for i in ids]
 
-        bare_rates, drip_rates, drip_ok, drip_other, bare_other = [], [], 0, 0, 0
-        for _ in range(args.rounds):
-            ok, other = measure(bare_app(), paths, args.seconds, args.connections, use_wrk)
-            bare_rates.append(ok / args.seconds)
-            bare_other += other
-            drip_app = create_app(app.engine, settings, token_limit=10**9, ip_limit=10**9)
-            ok, other = measure(drip_app, paths, args.seconds, args.connections, use_wrk)
-            drip_rates.append(ok / args.seconds)
-            drip_ok += ok
-            drip_other += other
-        with app.engine.connect() as conn:
-            events = conn.execute(
-                sa.select(sa.func.count()).select_from(EV).where(EV.c.kind == "open")
-            ).scalar_one()
+        load_before = os.getloadavg()
+        bare_rates, drip_rates, bare_cpu, drip_cpu = [], [], [], []
+        drip_ok = drip_other = bare_other = 0
+        for n in range(args.rounds):
+            start = n * len(paths) // args.rounds
+            slice_ = paths[start:] + paths[:start]
+            for which in ("bare", "drip") if n % 2 == 0 else ("drip", "bare"):
+                if which == "bare":
+                    ok, other, cpu = measure(
+                        bare_app(), slice_, args.seconds, args.connections, use_wrk
+                    )
+                    bare_rates.append(ok / args.seconds)
+                    bare_cpu.append(cpu / max(ok, 1))
+                    bare_other += other
+                    continue
+                drip_app = create_app(app.engine, settings, token_limit=10**9, ip_limit=10**9)
+                ok, other, cpu = measure(drip_app, slice_, args.seconds, args.connections, use_wrk)
+                drip_rates.append(ok / args.seconds)
+                drip_cpu.append(cpu / max(ok, 1))
+                drip_ok += ok
+                drip_other += other
+        load_after = os.getloadavg()
+        events = open_events(app.engine) - events_before
         app.engine.dispose()
 
     bare_rate, drip_rate = statistics.median(bare_rates), statistics.median(drip_rates)
     ratio = drip_rate / bare_rate if bare_rate else 0.0
+    per_round = [d / b if b else 0.0 for b, d in zip(bare_rates, drip_rates, strict=True)]
     print(
         f"load: {'wrk' if use_wrk else 'Python http.client'}, {args.connections} keep-alive "
         "connections from a separate process, "
         f"{args.rounds} rounds of {args.seconds:g} s each, {len(paths):,} distinct tokens over "
         f"{total:,} deliveries"
+        + ("" if use_wrk else " (the generator's own CPU caps the bare rate: prefer wrk)")
+    )
+    print(
+        "load average (1/5/15 min)  : before "
+        + " ".join(f"{x:.2f}" for x in load_before)
+        + ", after "
+        + " ".join(f"{x:.2f}" for x in load_after)
     )
     rounds = ", ".join(f"{b:,.0f}/{d:,.0f}" for b, d in zip(bare_rates, drip_rates, strict=True))
     print(f"rounds (bare/drip req/s)    : {rounds}")
@@ -271,7 +315,15 @@ def main() -> None:
         f"{max(bare_rates):,.0f}; drip: {min(drip_rates):,.0f} / {drip_rate:,.0f} / "
         f"{max(drip_rates):,.0f} req/s"
     )
-    print(f"ratio drip/bare (medians)   : {ratio:9.2f} (target >= 0.6)")
+    print(
+        f"server CPU per request      : bare {statistics.median(bare_cpu) * 1e6:,.0f} us, "
+        f"drip {statistics.median(drip_cpu) * 1e6:,.0f} us (medians)"
+    )
+    print(
+        f"ratio drip/bare (medians)   : {ratio:9.2f}; per round "
+        + ", ".join(f"{r:.2f}" for r in per_round)
+        + f", median {statistics.median(per_round):.2f} (target >= 0.6)"
+    )
     # wrk stops counting at the deadline: requests then in flight were answered and written
     # but not counted, at most one per connection and round.
     in_flight = events - drip_ok

@@ -40,13 +40,13 @@ from drip.inbound.process import Inbound, handle_report
 from drip.tokens import Purpose, make_token, read_token
 from drip.tracking import hits as tracking
 from drip.tracking import pages as actions
-from drip.tracking.verdict import counts
 from drip.tracking.writer import EventWriter
 
 log = logging.getLogger("drip.web")
 
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 GIF_HEADERS = {"Cache-Control": "no-store, private", "Content-Type": "image/gif"}
+PIXEL = Response(GIF, headers=GIF_HEADERS)  # built once: a response object is sent, never changed
 PAGE_HEADERS = {
     "Cache-Control": "no-store, private",
     "Content-Security-Policy": (
@@ -132,7 +132,6 @@ def create_app(
         autoescape=select_autoescape(default=True, default_for_string=True),
         undefined=StrictUndefined,
     )
-    cache = tracking.SentCache()
     writer = EventWriter(engine)
     by_token = RateLimiter(token_limit, window)
     by_ip = RateLimiter(ip_limit, window)
@@ -179,20 +178,19 @@ def create_app(
 
     async def open_gif(request: Request) -> Response:
         (delivery_id,) = ids(request, Purpose.open)
-        sent = cache.get(delivery_id) or await run_in_threadpool(
-            tracking.sent_of, engine, cache, delivery_id
-        )
-        if sent is None:
+        agent = request.headers.get("user-agent", "")[:500]
+        # The response waits for the commit, so a 200 means the open is stored.
+        loop = asyncio.get_running_loop()
+        recorded = loop.create_future()
+        hit = (delivery_id, request.method, agent, clock(), recorded, loop.call_soon_threadsafe)
+        writer.submit_from(loop, hit)
+        try:
+            found = await recorded
+        except Exception:  # the writer logged it (a driver error, say): answer 500, keep alive
+            raise HTTPException(500) from None
+        if not found:
             raise HTTPException(404)
-        req = hit(request)
-        if counts(req.method):
-            # The response waits for the commit, so a 200 means the open is stored.
-            loop = asyncio.get_running_loop()
-            committed = loop.create_future()
-            row = tracking.open_event(sent, delivery_id, req)
-            writer.submit(row, committed, loop.call_soon_threadsafe)
-            await committed
-        return Response(GIF, headers=GIF_HEADERS)
+        return PIXEL
 
     async def click(request: Request) -> Response:
         delivery_id, index = _pair(ids(request, Purpose.click))
@@ -424,15 +422,16 @@ def _when(status: actions.Status | None) -> str:
     return f"{moment:%A} {moment.day} {moment:%B} at {moment:%H:%M} ({status.timezone})"
 
 
+SERVER_OPTIONS: dict[str, Any] = {
+    "access_log": False,  # access logs would keep client IP addresses
+    "server_header": False,
+    "proxy_headers": True,
+}
+
+
 def serve_function(app: App, host: str, port: int, workers: int = 1) -> Callable[[], None]:
     """A function that runs the web app with uvicorn until it is told to stop."""
-    options: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "access_log": False,  # access logs would keep client IP addresses
-        "server_header": False,
-        "proxy_headers": True,
-    }
+    options: dict[str, Any] = {"host": host, "port": port, **SERVER_OPTIONS}
 
     def serve() -> None:
         try:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -42,8 +41,7 @@ class Request:
     now: datetime
 
 
-@dataclass(frozen=True)
-class Sent:
+class Sent(NamedTuple):
     """The delivery facts a hit needs: its enrollment and when it was sent."""
 
     enrollment_id: int
@@ -52,27 +50,25 @@ class Sent:
 
 
 class SentCache:
-    """A bounded LRU of sent deliveries; a sent delivery never changes, so opens skip a query."""
+    """A bounded LRU of sent deliveries, for the one thread that records opens; a sent delivery
+    never changes, so an open of a cached one skips the query."""
 
     def __init__(self, size: int = 10_000) -> None:
         self.size = size
         self._items: OrderedDict[int, Sent] = OrderedDict()
-        self._lock = threading.Lock()
 
     def get(self, delivery_id: int) -> Sent | None:
-        with self._lock:
-            found = self._items.get(delivery_id)
-            if found is not None:
-                self._items.move_to_end(delivery_id)
-            return found
+        found = self._items.get(delivery_id)
+        if found is not None:
+            self._items.move_to_end(delivery_id)
+        return found
 
     def put(self, delivery_id: int, sent: Sent) -> None:
         if not sent.settled:
             return
-        with self._lock:
-            self._items[delivery_id] = sent
-            if len(self._items) > self.size:
-                self._items.popitem(last=False)
+        self._items[delivery_id] = sent
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -129,31 +125,22 @@ def _event(
     )
 
 
-def _sent(conn: sa.Connection, delivery_id: int) -> Sent | None:
-    row = conn.execute(
-        sa.select(D.c.enrollment_id, D.c.sent_at, D.c.created_at).where(D.c.id == delivery_id)
-    ).first()
-    if row is None:
-        return None
-    # Mail can be fetched before the pass records sent_at; the row's creation is the best bound.
-    return Sent(row.enrollment_id, row.sent_at or row.created_at, row.sent_at is not None)
-
-
-def sent_of(engine: Engine, cache: SentCache, delivery_id: int) -> Sent | None:
-    """The delivery's enrollment and send time, from the cache or the database."""
-    sent = cache.get(delivery_id)
-    if sent is None:
-        with engine.connect() as conn:
-            sent = _sent(conn, delivery_id)
-        if sent is not None:
-            cache.put(delivery_id, sent)
-    return sent
-
-
-def open_event(sent: Sent, delivery_id: int, req: Request) -> dict[str, Any]:
+def open_row(
+    sent: Sent, delivery_id: int, method: str, user_agent: str, now: datetime
+) -> dict[str, Any]:
     """The judged open event row of one hit on the pixel."""
-    hit = Hit("open", req.method, req.user_agent, _seconds(sent.sent_at, req.now))
-    return _event(sent, delivery_id, EventKind.open, req, judge(hit))
+    seconds = _seconds(sent.sent_at, now)
+    judgement = judge(Hit("open", method, user_agent, seconds))
+    return events.hit(
+        EventKind.open,
+        sent.enrollment_id,
+        delivery_id,
+        now,
+        method=method,
+        seconds_since_send=seconds,
+        verdict=judgement.verdict,
+        reason=judgement.reason,
+    )
 
 
 def _record_link_hit(

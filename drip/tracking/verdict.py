@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from drip.models import Verdict
 
@@ -67,11 +68,22 @@ def counts(method: str) -> bool:
     return method.upper() != "HEAD"
 
 
+@lru_cache(maxsize=1024)  # a pure function of the agent, and most hits repeat a few agents
 def scanner_mark(user_agent: str) -> str | None:
     """The known-scanner mark in a user agent, matched as a word outside any device model name,
     or None."""
+    marks = SCANNER_MARKS
+    if user_agent.isascii():
+        # Each pattern's match holds its mark's letters, so in an ASCII agent (where lower() and
+        # IGNORECASE agree) only the marks found by a substring test can match; most agents
+        # hold none and skip the regular expressions. Leaving out a model name cannot make a
+        # mark: it joins ";" to ";" or ")".
+        lowered = user_agent.lower()
+        marks = tuple(item for item in SCANNER_MARKS if item[0] in lowered)
+        if not marks:
+            return None
     agent = ANDROID_MODEL.sub(r"\1", user_agent)
-    return next((mark for mark, pattern in SCANNER_MARKS if pattern.search(agent)), None)
+    return next((mark for mark, pattern in marks if pattern.search(agent)), None)
 
 
 def judge(hit: Hit) -> Judgement:

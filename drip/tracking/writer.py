@@ -1,42 +1,50 @@
-"""Group commit for the open pixel: one thread writes queued event rows in batches and tells
-each waiting request once its row is committed."""
+"""Group commit for the open pixel: one thread takes the queued hits in batches, reads the
+deliveries it has not cached in one query, judges each hit, writes the events in one transaction
+and then tells each waiting request whether its delivery exists."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
+from operator import itemgetter
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from drip import events, outgoing
-from drip.models import EVENT as EV
+from drip.models import DELIVERY as D
+from drip.tracking.hits import Sent, SentCache, open_row
+from drip.tracking.verdict import counts
 
 log = logging.getLogger("drip.tracking")
 
 
 class Waiter(Protocol):
-    """Something to tell when an event is committed: an asyncio or concurrent Future."""
+    """Told once a hit is settled: True when its delivery exists (and its event, if it counts,
+    is committed), False when there is no such delivery. An asyncio or concurrent Future."""
 
     def done(self) -> bool: ...
-    def set_result(self, result: None) -> None: ...
+    def set_result(self, result: bool) -> None: ...
     def set_exception(self, exception: BaseException) -> None: ...
 
 
 Handoff = Callable[[Callable[[], None]], object]  # runs a callable where the waiters live
+# One hit on the pixel: delivery id, HTTP method, user agent, time, and whom to tell.
+OpenHit = tuple[int, str, str, datetime, Waiter, Handoff]
 
 
-def _settle(waiters: list[Waiter], error: BaseException | None) -> None:
-    for waiter in waiters:
+def _settle(waiters: list[tuple[Waiter, bool]], error: BaseException | None) -> None:
+    for waiter, found in waiters:
         if waiter.done():  # the request went away meanwhile
             continue
         if error is None:
-            waiter.set_result(None)
+            waiter.set_result(found)
         else:
             waiter.set_exception(error)
 
@@ -48,56 +56,167 @@ EVENT_COLUMNS = (
 SQLITE_INSERT = (
     f"INSERT INTO event ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
 )
+SQLITE_SENT = "SELECT id, enrollment_id, sent_at, created_at FROM delivery WHERE id IN ({})"
 
 
-def _insert_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert a batch of event rows in one transaction; on SQLite straight through the driver,
-    whose per-batch cost is a fraction of the ORM-free core path (the hot path of every open).
-    With an outbox configured, the batch's outbox rows go in the same transaction."""
-    if outgoing.config_of(conn) is not None:
-        with conn.begin():
-            events.insert(conn, rows)
-        return
-    if conn.dialect.name != "sqlite":
-        with conn.begin():
-            conn.execute(EV.insert(), rows)
-        return
-    values = [
-        tuple(
-            _sqlite_time(row[c]) if c == "at" else row[c]  # stored as UTCDateTime stores it
-            for c in EVENT_COLUMNS
-        )
-        for row in rows
-    ]
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    cursor = raw.cursor()
+def _sent(delivery_id: int, enrollment_id: int, sent_at: Any, created_at: Any) -> Sent:
+    # Mail can be fetched before the pass records sent_at; the row's creation is the best bound.
+    if sent_at is None:
+        return Sent(enrollment_id, _utc(created_at), settled=False)
+    return Sent(enrollment_id, _utc(sent_at))
+
+
+def _utc(value: Any) -> datetime | None:
+    # As UTCDateTime reads it: naive UTC, a string on SQLite's driver.
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+
+
+def _lookup(conn: sa.Connection, ids: list[int], raw: Any) -> dict[int, Sent]:
+    """The deliveries among `ids`, in one query (straight through SQLite's driver when `raw`)."""
+    if not ids:
+        return {}
+    if raw is not None:
+        cursor = raw.execute(SQLITE_SENT.format(",".join("?" * len(ids))), ids)
+        return {row[0]: _sent(*row) for row in cursor.fetchall()}
+    query = sa.select(D.c.id, D.c.enrollment_id, D.c.sent_at, D.c.created_at).where(D.c.id.in_(ids))
+    return {row[0]: _sent(*row) for row in conn.execute(query)}
+
+
+def _rows(batch: list[OpenHit], known: dict[int, Sent]) -> tuple[list[dict[str, Any]], list[bool]]:
+    """The judged event rows of the hits that count, and whether each hit's delivery exists."""
+    rows, found = [], []
+    for delivery_id, method, agent, now, _, _ in batch:
+        sent = known.get(delivery_id)
+        found.append(sent is not None)
+        if sent is not None and counts(method):
+            rows.append(open_row(sent, delivery_id, method, agent, now))
+    return rows, found
+
+
+def _write_sqlite(raw: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert a batch of event rows in one transaction straight through the driver, whose
+    per-batch cost is a fraction of the core path (the hot path of every open)."""
+    values = []
+    for row in rows:
+        value = list(_VALUES(row))
+        value[_AT] = _sqlite_time(value[_AT])  # stored as UTCDateTime stores it
+        values.append(value)
+    raw.execute("BEGIN IMMEDIATE")
     try:
-        cursor.execute("BEGIN IMMEDIATE")
-        try:
-            cursor.executemany(SQLITE_INSERT, values)
-        except BaseException:
-            cursor.execute("ROLLBACK")
-            raise
-        cursor.execute("COMMIT")
-    finally:
-        cursor.close()
+        raw.executemany(SQLITE_INSERT, values)
+    except BaseException:
+        raw.execute("ROLLBACK")
+        raise
+    raw.execute("COMMIT")
+
+
+_VALUES = itemgetter(*EVENT_COLUMNS)
+_AT = EVENT_COLUMNS.index("at")
 
 
 def _sqlite_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # SQLAlchemy's SQLite DateTime text, "2026-11-30 09:00:00.000000" (naive UTC)
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def record_opens(conn: sa.Connection, cache: SentCache, batch: list[OpenHit]) -> list[bool]:
+    """Look up, judge and write a batch of hits in one transaction; whether each delivery exists.
+    With an outbox configured, the batch's outbox rows go in the same transaction."""
+    missing = sorted({hit[0] for hit in batch if cache.get(hit[0]) is None})
+    raw = None
+    if conn.dialect.name == "sqlite" and outgoing.config_of(conn) is None:
+        raw = conn.connection.dbapi_connection
+    if raw is not None:
+        known = _known(cache, batch, _lookup(conn, missing, raw))
+        rows, found = _rows(batch, known)
+        if rows:
+            _write_sqlite(raw, rows)
+        return found
+    with conn.begin():
+        known = _known(cache, batch, _lookup(conn, missing, None))
+        rows, found = _rows(batch, known)
+        events.insert(conn, rows)
+    return found
+
+
+def _known(cache: SentCache, batch: Iterable[OpenHit], read: dict[int, Sent]) -> dict[int, Sent]:
+    for delivery_id, sent in read.items():
+        cache.put(delivery_id, sent)
+    known = dict(read)
+    for hit in batch:
+        if hit[0] not in known:
+            cached = cache.get(hit[0])
+            if cached is not None:
+                known[hit[0]] = cached
+    return known
+
+
+class Checkpointer:
+    """Runs SQLite's WAL checkpoints in a thread of its own for the writer, whose connection
+    turns its automatic ones off: a checkpoint's fsyncs then never hold up a batch of opens.
+    PASSIVE, like the automatic ones: it never waits for readers or the writer."""
+
+    def __init__(self, engine: Engine, every: int) -> None:
+        self.engine = engine
+        self.every = every  # events written between checkpoints (a few pages each)
+        self._written = 0
+        self._due = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="drip-checkpoint", daemon=True)
+        self._thread.start()
+
+    def wrote(self, count: int) -> None:
+        """Count events written; ask for a checkpoint every `every` of them."""
+        self._written += count
+        if self._written >= self.every:
+            self._written = 0
+            self._due.set()
+
+    def close(self) -> None:
+        """Make a last checkpoint and stop the thread."""
+        self._stopping = True
+        self._due.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self._due.wait()
+            self._due.clear()
+            try:
+                raw = self.engine.raw_connection()  # autocommit: see db._sqlite_pragmas
+                try:
+                    raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                finally:
+                    raw.close()
+            except Exception as exc:  # the next one, or any other connection's, catches up
+                log.warning("cannot checkpoint the database: %s", exc)
+            if self._stopping:
+                return
 
 
 class EventWriter:
-    """One thread writing queued events in batches (group commit) and telling the waiters once a
-    batch is committed; threads taking turns on SQLite's write lock are far slower."""
+    """One thread recording queued pixel hits in batches (group commit) and telling the waiters
+    once a batch is committed; threads taking turns on SQLite's write lock are far slower, and
+    a thread hand-off per hit costs more than the hit's own work."""
 
-    def __init__(self, engine: Engine, max_batch: int = 500) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        max_batch: int = 500,
+        cache_size: int = 10_000,
+        checkpoint_every: int = 250,
+    ) -> None:
         self.engine = engine
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[dict[str, Any], Waiter, Handoff] | None] = (
-            queue.SimpleQueue()
-        )
+        self.checkpoint_every = checkpoint_every
+        self.cache = SentCache(cache_size)
+        self._checkpointer: Checkpointer | None = None
+        self._queue: queue.SimpleQueue[list[OpenHit] | None] = queue.SimpleQueue()
+        self._turn: list[OpenHit] = []  # hits from the event loop's current turn
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._conn: sa.Connection | None = None
@@ -110,13 +229,29 @@ class EventWriter:
                 log.debug("closing the event writer's connection failed", exc_info=True)
             self._conn = None
 
-    def submit(self, row: dict[str, Any], waiter: Waiter, handoff: Handoff) -> None:
-        """Queue an event row; `handoff` later settles the waiter once the row is committed."""
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="drip-events", daemon=True)
-                self._thread.start()
-        self._queue.put((row, waiter, handoff))
+    def submit(self, hits: list[OpenHit]) -> None:
+        """Queue hits; each one's handoff later settles its waiter once its batch is committed."""
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="drip-events", daemon=True
+                    )
+                    self._thread.start()
+        self._queue.put(hits)
+
+    def submit_from(self, loop: asyncio.AbstractEventLoop, hit: OpenHit) -> None:
+        """Queue a hit from the event loop (only ever from it): the hits of one turn of the loop
+        go over together at its end, so the writer wakes once, not at the first hit while the
+        loop still reads the others (two threads wanting the interpreter lock at once cost
+        both of them)."""
+        if not self._turn:
+            loop.call_soon(self._end_turn)
+        self._turn.append(hit)
+
+    def _end_turn(self) -> None:
+        hits, self._turn = self._turn, []
+        self.submit(hits)
 
     def close(self) -> None:
         """Write what is queued and stop the thread."""
@@ -130,7 +265,17 @@ class EventWriter:
         # One connection for the thread's life: a pool checkout per batch costs as much as the
         # insert itself.
         if self._conn is None or self._conn.closed or self._conn.invalidated:
-            self._conn = self.engine.connect()
+            conn = self.engine.connect()
+            if conn.dialect.name == "sqlite":
+                # Its checkpoints run in their own thread; the connection leaves the pool so
+                # no other user gets it without automatic checkpoints.
+                conn.detach()
+                raw = conn.connection.dbapi_connection
+                assert raw is not None
+                raw.execute("PRAGMA wal_autocheckpoint=0")
+                if self._checkpointer is None:
+                    self._checkpointer = Checkpointer(self.engine, self.checkpoint_every)
+            self._conn = conn
         return self._conn
 
     def _run(self) -> None:
@@ -138,29 +283,34 @@ class EventWriter:
         while not stopping:
             first = self._queue.get()
             if first is None:
-                self._close_connection()
-                return
-            batch = [first]
+                break
+            batch = list(first)
             while len(batch) < self.max_batch:
                 try:
-                    item = self._queue.get_nowait()
+                    more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is None:
+                if more is None:
                     stopping = True
                     break
-                batch.append(item)
+                batch.extend(more)
             error: BaseException | None = None
+            found: list[bool] = []
             try:
-                _insert_events(self._connection(), [row for row, _, _ in batch])
+                found = record_opens(self._connection(), self.cache, batch)
+                if self._checkpointer is not None:
+                    self._checkpointer.wrote(len(batch))
             except Exception as exc:  # each waiter answers 500; the thread goes on
-                log.error("cannot write %d events: %s", len(batch), exc)
+                log.error("cannot record %d opens: %s", len(batch), exc)
                 error = exc
                 self._close_connection()
             # One wake-up per batch and event loop, not one per request.
-            groups: dict[Handoff, list[Waiter]] = {}
-            for _, waiter, handoff in batch:
-                groups.setdefault(handoff, []).append(waiter)
+            groups: dict[Handoff, list[tuple[Waiter, bool]]] = {}
+            for i, hit in enumerate(batch):
+                groups.setdefault(hit[5], []).append((hit[4], bool(found and found[i])))
             for handoff, waiters in groups.items():
                 handoff(partial(_settle, waiters, error))
         self._close_connection()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None

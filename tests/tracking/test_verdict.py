@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import string
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drip.models import Verdict
-from drip.tracking.verdict import Hit, counts, judge
+from drip.tracking.verdict import ANDROID_MODEL, SCANNER_MARKS, Hit, counts, judge, scanner_mark
 
 APPLE_MPP = "Mozilla/5.0"
 GMAIL_PROXY = (
@@ -169,3 +173,24 @@ def test_crawlers_and_scripts_are_machines_by_a_whole_word(agent: str, mark: str
 
     assert scanner_mark(agent) == mark
     assert judge(Hit("open", "GET", agent, 3600.0)).verdict is Verdict.machine
+
+
+MARK_WORDS = [mark for mark, _ in SCANNER_MARKS]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from([*MARK_WORDS, "Android 9; ", "Android 13; en-us; ", "; ", ")", " "]),
+            st.sampled_from([m.upper() for m in MARK_WORDS] + ["BOT", "Bot/", "bot-", "x"]),
+            st.text(string.printable, max_size=6),
+            st.text(max_size=3),  # any Unicode: the agents that skip the shortcut
+        ),
+        max_size=10,
+    ).map("".join)
+)
+def test_the_mark_shortcut_finds_what_every_pattern_finds(agent: str) -> None:
+    stripped = ANDROID_MODEL.sub(r"\1", agent)
+    slow = next((mark for mark, pattern in SCANNER_MARKS if pattern.search(stripped)), None)
+    assert scanner_mark(agent) == slow
