@@ -22,8 +22,9 @@ from drip.models import Cohort, EnrollmentStatus
 from drip.people.cohorts import get_cohort
 from drip.reports.activity import daily_activity, progress_counts
 from drip.reports.model import CohortReport, LessonRow, PersonRow, Summary
+from drip.reports.recount import BEHIND_AFTER
 from drip.reports.retention import retention
-from drip.reports.tally import BEHIND_AFTER, fold
+from drip.reports.tally import fold
 
 __all__ = ["BEHIND_AFTER", "cohort_report", "cohort_summaries"]
 
