@@ -123,16 +123,20 @@ def _executemany(conn: sa.Connection, statement: Any, rows: Sequence[dict[str, A
         processors = dict(compiled._bind_processors)  # the same conversions execute() applies
         plan = _PLANS[key] = (compiled.string, names, defaults, processors, positional)
     sql, names, defaults, processors, positional = plan
-
-    def value(row: dict[str, Any], name: str) -> Any:
-        v = row[name] if name in row else defaults[name]
-        convert = processors.get(name)
-        return convert(v) if convert is not None and v is not None else v
-
-    params: list[Any] = [
-        tuple(value(row, n) for n in names) if positional else {n: value(row, n) for n in names}
-        for row in rows
-    ]
+    fields = [(n, defaults[n], processors.get(n)) for n in names]
+    converted: dict[tuple[str, Any], Any] = {}  # a flush repeats its moments and days
+    params: list[Any] = []
+    for row in rows:
+        values = []
+        for name, default, convert in fields:
+            v = row.get(name, default)
+            if convert is not None and v is not None:
+                seen = (name, v)
+                if seen not in converted:
+                    converted[seen] = convert(v)
+                v = converted[seen]
+            values.append(v)
+        params.append(tuple(values) if positional else dict(zip(names, values, strict=True)))
     cursor = conn.connection.cursor()
     try:
         cursor.executemany(sql, params)
@@ -233,24 +237,35 @@ def _record_reviews(conn: sa.Connection, sent: Sequence[Sent]) -> None:
             state = spacing_unanswered(spacing, item.day, rounds)
             carried.append({"eid": eid, "slug": review.slug, "due": state.due_on,
                             "rounds": rounds, "retired": state.retired, "at": item.at})  # fmt: skip
-    if new:
-        conn.execute(insert_ignoring_conflicts(conn, R), new)
-    if carried:
-        conn.execute(
-            R.update()
-            .where(
-                R.c.enrollment_id == sa.bindparam("eid"), R.c.lesson_slug == sa.bindparam("slug")
-            )
-            .values(
-                due_on=sa.bindparam("due"),
-                rounds=sa.bindparam("rounds"),
-                # The streak stands until an answer comes: a right one adds to it, a wrong one
-                # (tracking.hits.advance_review) starts it again.
-                retired=sa.bindparam("retired"),
-                updated_at=sa.bindparam("at"),
-            ),
-            carried,
+    _executemany(conn, _new_reviews(conn), new)
+    _executemany(conn, _CARRY_REVIEW, carried)
+
+
+_NEW_REVIEWS: dict[str, Any] = {}
+
+
+def _new_reviews(conn: sa.Connection) -> Any:
+    """The INSERT of new reviews for this database, built once (the plan cache is by statement)."""
+    name = conn.dialect.name
+    if name not in _NEW_REVIEWS:
+        _NEW_REVIEWS[name] = insert_ignoring_conflicts(conn, R).values(
+            {c.name: sa.bindparam(c.name) for c in R.c if c.name != "id"}
         )
+    return _NEW_REVIEWS[name]
+
+
+_CARRY_REVIEW = (
+    R.update()
+    .where(R.c.enrollment_id == sa.bindparam("eid"), R.c.lesson_slug == sa.bindparam("slug"))
+    .values(
+        due_on=sa.bindparam("due"),
+        rounds=sa.bindparam("rounds"),
+        # The streak stands until an answer comes: a right one adds to it, a wrong one
+        # (tracking.hits.advance_review) starts it again.
+        retired=sa.bindparam("retired"),
+        updated_at=sa.bindparam("at"),
+    )
+)
 
 
 def _delivery(
