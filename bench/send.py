@@ -30,6 +30,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sink import free_port, start_sink_process  # noqa: E402
@@ -38,9 +40,12 @@ from drip.app import App  # noqa: E402
 from drip.config import load_settings  # noqa: E402
 from drip.db import migrate  # noqa: E402
 from drip.mail.build import Recipient  # noqa: E402
+from drip.models import ENROLLMENT  # noqa: E402
 from drip.people.cohorts import create_cohort, get_cohort  # noqa: E402
 from drip.people.csv import Row  # noqa: E402
 from drip.people.enroll import enroll_rows  # noqa: E402
+from drip.sending import store  # noqa: E402
+from drip.sending.plan import Send, plan  # noqa: E402
 from drip.sending.run import send_due  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,7 +115,7 @@ def drip_round(template: Path, tmp: Path, port: int, people: int, args: Any) -> 
     shutil.copy(template, db)
     app = App.open(settings_for(db, port, args.connections, args.window), check=False)
     dispatcher = app.dispatcher()
-    dispatcher.mail.template(*_first(dispatcher))  # the render and inline once, as a warm worker
+    warm(dispatcher)
     cpu, started = time.process_time(), time.perf_counter()
     result = send_due(dispatcher, NOW)
     dispatcher.transport.close()
@@ -120,9 +125,16 @@ def drip_round(template: Path, tmp: Path, port: int, people: int, args: Any) -> 
     return people / elapsed, cpu / people
 
 
-def _first(dispatcher: Any) -> tuple[Any, Any]:
-    course = dispatcher.catalog.get(COURSE)
-    return course, course.lessons[0]
+def warm(dispatcher: Any) -> None:
+    """Load the course and render and inline the variant this pass sends (the first lesson with
+    the cohort's welcome), as a worker that ran a pass before holds them; nothing is claimed."""
+    with dispatcher.engine.connect() as conn:
+        first = conn.execute(sa.select(ENROLLMENT.c.id).limit(1)).scalar_one()
+        rows, existing = store.load_batch(conn, [first])
+    course = dispatcher.catalog.get(rows[0].course)
+    action = plan(rows[0], course, existing.get(first, {}), NOW)
+    assert isinstance(action, Send), action
+    dispatcher.mail.template(action.course, action.lesson, action.extras)
 
 
 def _stuffed(data: bytes) -> bytes:
