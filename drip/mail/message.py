@@ -8,8 +8,9 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from email.utils import format_datetime, parseaddr
+from functools import lru_cache
 
 from markupsafe import escape
 
@@ -189,6 +190,13 @@ def _encoded(value: str) -> str:
     return _soft_end(_qp(value)) if value else ""
 
 
+@lru_cache(maxsize=256)
+def _date_header(date: datetime, _zone: tzinfo | None) -> str:
+    # A batch's deliveries are opened at one moment: one Date header, formatted once. The zone
+    # is part of the key: one instant in two zones is equal, but written differently.
+    return format_datetime(date)
+
+
 @dataclass(frozen=True)
 class MessageTemplate:
     """One lesson's message, folded once; build() adds a recipient's headers and links."""
@@ -258,7 +266,7 @@ class MessageTemplate:
             [
                 f"To: {to_header}",
                 self.head,
-                f"Date: {format_datetime(date)}",
+                f"Date: {_date_header(date, date.tzinfo)}",
                 f"Message-ID: {message_id}",
                 f"List-Unsubscribe: <{unsubscribe}>",
                 "",

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from drip import events, lifecycle
-from drip.db import insert_ignoring_conflicts
+from drip.db import executemany, row_insert_ignoring_conflicts
 from drip.lifecycle import Change, Transition
 from drip.models import DELIVERY as D
 from drip.models import ENROLLMENT as E
@@ -99,51 +99,6 @@ _SCHEDULE = E.update().where(_MINE, _RECEIVING).values(next_due_at=sa.bindparam(
 _RELEASE = E.update().where(_MINE).values(claimed_until=None, claimed_by=None)
 
 
-_Plan = tuple[str, list[str], dict[str, Any], dict[str, Any], bool]
-
-
-_PLANS: dict[tuple[int, str], _Plan] = {}
-
-
-def _executemany(conn: sa.Connection, statement: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """Run a statement built once for many rows through the driver, in the caller's transaction.
-
-    SQLAlchemy compiles it once per dialect; what is left per flush is the driver call and each
-    value's type conversion, not an execution context per statement (a flush of a few messages
-    otherwise spends more time in SQLAlchemy than in the database)."""
-    if not rows:
-        return
-    key = (id(statement), conn.dialect.name)
-    plan = _PLANS.get(key)
-    if plan is None:
-        compiled = statement.compile(dialect=conn.dialect)
-        positional = compiled.positiontup is not None
-        names = list(compiled.positiontup) if positional else list(compiled.binds)
-        defaults = {name: compiled.binds[name].value for name in names}
-        processors = dict(compiled._bind_processors)  # the same conversions execute() applies
-        plan = _PLANS[key] = (compiled.string, names, defaults, processors, positional)
-    sql, names, defaults, processors, positional = plan
-    fields = [(n, defaults[n], processors.get(n)) for n in names]
-    converted: dict[tuple[str, Any], Any] = {}  # a flush repeats its moments and days
-    params: list[Any] = []
-    for row in rows:
-        values = []
-        for name, default, convert in fields:
-            v = row.get(name, default)
-            if convert is not None and v is not None:
-                seen = (name, v)
-                if seen not in converted:
-                    converted[seen] = convert(v)
-                v = converted[seen]
-            values.append(v)
-        params.append(tuple(values) if positional else dict(zip(names, values, strict=True)))
-    cursor = conn.connection.cursor()
-    try:
-        cursor.executemany(sql, params)
-    finally:
-        cursor.close()
-
-
 def record_outcomes(
     conn: sa.Connection,
     worker: str,
@@ -189,10 +144,10 @@ def record_outcomes(
                       "last": None, "due": due})  # fmt: skip
     for job, _at, reply, _reason in failed:
         deliveries.append(_delivery(job, DeliveryStatus.failed, error=reply))
-    _executemany(conn, _DELIVERY_OUTCOME, deliveries)
-    _executemany(conn, _EVENT_ROWS, rows)
+    executemany(conn, _DELIVERY_OUTCOME, deliveries)
+    executemany(conn, _EVENT_ROWS, rows)
     _record_reviews(conn, sent)
-    _executemany(conn, _ENROLLMENT_OUTCOME, plain)
+    executemany(conn, _ENROLLMENT_OUTCOME, plain)
     if changing:
         conn.execute(_PROGRESS, changing)
         lifecycle.apply(conn, Transition.complete, completed, now=now, method="dispatch",
@@ -237,21 +192,8 @@ def _record_reviews(conn: sa.Connection, sent: Sequence[Sent]) -> None:
             state = spacing_unanswered(spacing, item.day, rounds)
             carried.append({"eid": eid, "slug": review.slug, "due": state.due_on,
                             "rounds": rounds, "retired": state.retired, "at": item.at})  # fmt: skip
-    _executemany(conn, _new_reviews(conn), new)
-    _executemany(conn, _CARRY_REVIEW, carried)
-
-
-_NEW_REVIEWS: dict[str, Any] = {}
-
-
-def _new_reviews(conn: sa.Connection) -> Any:
-    """The INSERT of new reviews for this database, built once (the plan cache is by statement)."""
-    name = conn.dialect.name
-    if name not in _NEW_REVIEWS:
-        _NEW_REVIEWS[name] = insert_ignoring_conflicts(conn, R).values(
-            {c.name: sa.bindparam(c.name) for c in R.c if c.name != "id"}
-        )
-    return _NEW_REVIEWS[name]
+    executemany(conn, row_insert_ignoring_conflicts(conn, R), new)
+    executemany(conn, _CARRY_REVIEW, carried)
 
 
 _CARRY_REVIEW = (

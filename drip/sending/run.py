@@ -372,8 +372,8 @@ _SLOTS: dict[tuple[int, datetime, date | None], tuple[Cadence, datetime]] = {}
 
 
 def _slot(cadence: Cadence, at: datetime, last_sent_on: date | None) -> datetime:
-    """next_slot, remembered: a batch asks the same question (one cohort's cadence, the same
-    second, the same last day) for most of its people."""
+    """next_slot, remembered: a batch asks the same questions (one cohort's cadence, the same
+    second, the same last day; after sending, the same day) for most of its people."""
     key = (id(cadence), at, last_sent_on)
     hit = _SLOTS.get(key)
     if hit is not None and hit[0] is cadence:
@@ -432,12 +432,9 @@ def _next(job: Job, at: datetime, day: date) -> datetime | None:
         return None  # paused: the reader resumes
     if send.kind is DeliveryKind.completion and job.row.review is None:
         return None  # completed, nothing left to review
-    cadence = (
-        job.cadence
-        if send.kind in (DeliveryKind.lesson, DeliveryKind.welcome)
-        else replace(job.cadence, start=None)
-    )
-    return next_slot(cadence, at, day)
+    if send.kind in (DeliveryKind.lesson, DeliveryKind.welcome):
+        return _slot(job.cadence, at, day)
+    return next_slot(replace(job.cadence, start=None), at, day)
 
 
 def _record(
