@@ -4,7 +4,8 @@ Run: python bench/send.py [--people 20000] [--rounds 3] [--connections 4] [--win
 
 Method: an SMTP sink (bench/sink.py, offers PIPELINING) runs in its own process. Each round runs,
 in rotating order: (1) drip: a copy of a SQLite file with PEOPLE people due at once, one
-`send_due` pass through DRIP_SMTP_CONNECTIONS pipelined connections; (2) "pipelined raw": the
+`send_due` pass through DRIP_SMTP_CONNECTIONS pipelined connections by a warm worker (the course
+loaded and the variant the pass sends rendered and inlined before the clock starts); (2) "pipelined raw": the
 same number of pre-built messages with PIPELINING over the same number of connections, nothing
 else (one thread per connection, each message's body and the next envelope in one write: the
 wire's limit); (3) "smtplib raw": the same messages over one smtplib connection (four round trips
