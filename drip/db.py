@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +56,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_begin(connection: Any) -> None:
     # Writers take the lock up front (no upgrade deadlocks); readers that say so (reports) don't.
     read_only = connection.get_execution_options().get("drip_read_only", False)
-    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+    # Straight to the driver: a sending pass begins a transaction every few messages.
+    connection.connection.driver_connection.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def session(engine: Engine) -> Session:
@@ -68,6 +70,65 @@ def insert_ignoring_conflicts(engine: Engine | sa.Connection, table: sa.Table) -
     if engine.dialect.name == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
+
+
+_ROW_INSERTS: dict[tuple[str, str], Any] = {}
+
+
+def row_insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table) -> Any:
+    """insert_ignoring_conflicts with a parameter for every column but `id`, built once per
+    table and database, for `executemany` (whose plans are kept by statement)."""
+    key = (table.name, conn.dialect.name)
+    if key not in _ROW_INSERTS:
+        columns: dict[str, Any] = {c.name: sa.bindparam(c.name) for c in table.c if c.name != "id"}
+        _ROW_INSERTS[key] = insert_ignoring_conflicts(conn, table).values(columns)
+    return _ROW_INSERTS[key]
+
+
+_Plan = tuple[str, list[str], dict[str, Any], dict[str, Any], bool]
+
+
+_PLANS: dict[tuple[int, str], _Plan] = {}
+
+
+def executemany(conn: sa.Connection, statement: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Run a statement built once (a module constant) for many rows through the driver, in the
+    caller's transaction.
+
+    SQLAlchemy compiles it once per dialect; what is left per flush is the driver call and each
+    value's type conversion, not an execution context per statement (a flush of a few messages
+    otherwise spends more time in SQLAlchemy than in the database)."""
+    if not rows:
+        return
+    key = (id(statement), conn.dialect.name)
+    plan = _PLANS.get(key)
+    if plan is None:
+        compiled = statement.compile(dialect=conn.dialect)
+        positional = compiled.positiontup is not None
+        names = list(compiled.positiontup) if positional else list(compiled.binds)
+        defaults = {name: compiled.binds[name].value for name in names}
+        processors = dict(compiled._bind_processors)  # the same conversions execute() applies
+        plan = _PLANS[key] = (compiled.string, names, defaults, processors, positional)
+    sql, names, defaults, processors, positional = plan
+    fields = [(n, defaults[n], processors.get(n)) for n in names]
+    converted: dict[tuple[str, Any], Any] = {}  # a flush repeats its moments and days
+    params: list[Any] = []
+    for row in rows:
+        values = []
+        for name, default, convert in fields:
+            v = row.get(name, default)
+            if convert is not None and v is not None:
+                seen = (name, v)
+                if seen not in converted:
+                    converted[seen] = convert(v)
+                v = converted[seen]
+            values.append(v)
+        params.append(tuple(values) if positional else dict(zip(names, values, strict=True)))
+    cursor = conn.connection.cursor()
+    try:
+        cursor.executemany(sql, params)
+    finally:
+        cursor.close()
 
 
 def alembic_config(url: str) -> Config:

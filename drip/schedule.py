@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -61,6 +61,12 @@ class Cadence:
             skip=parse_dates(skip),
             start=start,
         )
+
+
+@lru_cache(maxsize=4096)
+def unstarted(cadence: Cadence) -> Cadence:
+    """The cadence without its start date: a welcome or a review may go out before it."""
+    return replace(cadence, start=None)
 
 
 @lru_cache(maxsize=4096)
@@ -187,6 +193,7 @@ def local_date(moment: datetime, timezone: str) -> date:
     return moment.astimezone(ZoneInfo(timezone)).date()
 
 
+@lru_cache(maxsize=8192)  # a pass asks the same few questions for many people
 def next_slot(cadence: Cadence, now: datetime, last_sent_on: date | None = None) -> datetime:
     """The next moment a lesson may go out: today's send time if still ahead, now if inside a
     window whose send time has passed (a missed slot), else the next send day's send time.

@@ -8,8 +8,9 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from email.utils import format_datetime, parseaddr
+from functools import lru_cache
 
 from markupsafe import escape
 
@@ -133,6 +134,7 @@ def _qp(text: str) -> str:
 
 SOFT_BREAK = "=" + CRLF
 # Printable ASCII but "=", not starting or ending with a space, short enough for one QP line.
+HTML_SPECIAL = re.compile("[&<>\"']")  # what markupsafe.escape changes
 QP_SAFE = re.compile(r"[!-<>-~](?:[ !-<>-~]{0,73}[!-<>-~])?")
 
 
@@ -163,19 +165,36 @@ class EncodedPart:
         literals = [_soft_end(x) for x in literals[:-1]] + [literals[-1]]
         return cls(tuple(literals), tuple(pieces[1::2]), escape_html)
 
-    def fill(self, values: Mapping[str, str]) -> str:
-        """The encoded part for one recipient."""
+    def fill(self, values: Mapping[str, str], encoded: dict[str, str] | None = None) -> str:
+        """The encoded part for one recipient; `encoded` remembers each value's encoding for
+        the other part of the same message (a value without HTML's special characters is
+        encoded the same in both)."""
+        memo: dict[str, str] = {} if encoded is None else encoded
         out = [self.literals[0]]
         for key, literal in zip(self.keys, self.literals[1:], strict=True):
-            value = values[key]
-            if self.escape_html:
-                value = str(escape(value))
-            if QP_SAFE.fullmatch(value):  # signed URLs and plain names need no encoding
-                out.append(value + SOFT_BREAK)
-            elif value:
-                out.append(_soft_end(_qp(value)))
+            piece = memo.get(key)
+            if piece is None:
+                value = values[key]
+                if HTML_SPECIAL.search(value):  # the parts differ: not remembered
+                    piece = _encoded(str(escape(value)) if self.escape_html else value)
+                else:
+                    piece = memo[key] = _encoded(value)
+            out.append(piece)
             out.append(literal)
         return "".join(out)
+
+
+def _encoded(value: str) -> str:
+    if QP_SAFE.fullmatch(value):  # signed URLs and plain names need no encoding
+        return value + SOFT_BREAK
+    return _soft_end(_qp(value)) if value else ""
+
+
+@lru_cache(maxsize=256)
+def _date_header(date: datetime, _zone: tzinfo | None) -> str:
+    # A batch's deliveries are opened at one moment: one Date header, formatted once. The zone
+    # is part of the key: one instant in two zones is equal, but written differently.
+    return format_datetime(date)
 
 
 @dataclass(frozen=True)
@@ -242,11 +261,12 @@ class MessageTemplate:
             key, value = next((k, v) for k, v in values.items() if LINE_BREAK.search(v))
             raise HeaderError(f"value {key} {value!r} contains a line break; remove it")
         b = self.boundary
+        encoded: dict[str, str] = {}
         return CRLF.join(
             [
                 f"To: {to_header}",
                 self.head,
-                f"Date: {format_datetime(date)}",
+                f"Date: {_date_header(date, date.tzinfo)}",
                 f"Message-ID: {message_id}",
                 f"List-Unsubscribe: <{unsubscribe}>",
                 "",
@@ -254,12 +274,12 @@ class MessageTemplate:
                 'Content-Type: text/plain; charset="utf-8"',
                 "Content-Transfer-Encoding: quoted-printable",
                 "",
-                self.text.fill(values),
+                self.text.fill(values, encoded),
                 f"--{b}",
                 'Content-Type: text/html; charset="utf-8"',
                 "Content-Transfer-Encoding: quoted-printable",
                 "",
-                self.html.fill(values),
+                self.html.fill(values, encoded),
                 f"--{b}--",
                 "",
             ]

@@ -19,6 +19,7 @@ from drip.schedule import (
     local_moment,
     next_slot,
     unreadable,
+    unstarted,
 )
 from drip.sending.retry import HOLD
 from drip.states import DeliveryKind, DeliveryStatus, EnrollmentStatus
@@ -185,7 +186,7 @@ def plan(
         cadence = cadence_of(row)
         # A welcome may go out before the course starts; lessons wait for the start date.
         early = welcome_owed and row.last_sent_on is None
-        timing = replace(cadence, start=None) if early else cadence
+        timing = unstarted(cadence) if early else cadence
         slot = next_slot(timing, now, row.last_sent_on)
         today = local_date(now, cadence.timezone)
     except Exception as exc:  # bad stored data must stay this row's problem

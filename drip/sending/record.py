@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from drip import events, lifecycle
-from drip.db import insert_ignoring_conflicts
+from drip.db import executemany, row_insert_ignoring_conflicts
 from drip.lifecycle import Change, Transition
 from drip.models import DELIVERY as D
 from drip.models import ENROLLMENT as E
@@ -99,47 +99,6 @@ _SCHEDULE = E.update().where(_MINE, _RECEIVING).values(next_due_at=sa.bindparam(
 _RELEASE = E.update().where(_MINE).values(claimed_until=None, claimed_by=None)
 
 
-_Plan = tuple[str, list[str], dict[str, Any], dict[str, Any], bool]
-
-
-_PLANS: dict[tuple[int, str], _Plan] = {}
-
-
-def _executemany(conn: sa.Connection, statement: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """Run a statement built once for many rows through the driver, in the caller's transaction.
-
-    SQLAlchemy compiles it once per dialect; what is left per flush is the driver call and each
-    value's type conversion, not an execution context per statement (a flush of a few messages
-    otherwise spends more time in SQLAlchemy than in the database)."""
-    if not rows:
-        return
-    key = (id(statement), conn.dialect.name)
-    plan = _PLANS.get(key)
-    if plan is None:
-        compiled = statement.compile(dialect=conn.dialect)
-        positional = compiled.positiontup is not None
-        names = list(compiled.positiontup) if positional else list(compiled.binds)
-        defaults = {name: compiled.binds[name].value for name in names}
-        processors = dict(compiled._bind_processors)  # the same conversions execute() applies
-        plan = _PLANS[key] = (compiled.string, names, defaults, processors, positional)
-    sql, names, defaults, processors, positional = plan
-
-    def value(row: dict[str, Any], name: str) -> Any:
-        v = row[name] if name in row else defaults[name]
-        convert = processors.get(name)
-        return convert(v) if convert is not None and v is not None else v
-
-    params: list[Any] = [
-        tuple(value(row, n) for n in names) if positional else {n: value(row, n) for n in names}
-        for row in rows
-    ]
-    cursor = conn.connection.cursor()
-    try:
-        cursor.executemany(sql, params)
-    finally:
-        cursor.close()
-
-
 def record_outcomes(
     conn: sa.Connection,
     worker: str,
@@ -185,10 +144,10 @@ def record_outcomes(
                       "last": None, "due": due})  # fmt: skip
     for job, _at, reply, _reason in failed:
         deliveries.append(_delivery(job, DeliveryStatus.failed, error=reply))
-    _executemany(conn, _DELIVERY_OUTCOME, deliveries)
-    _executemany(conn, _EVENT_ROWS, rows)
+    executemany(conn, _DELIVERY_OUTCOME, deliveries)
+    executemany(conn, _EVENT_ROWS, rows)
     _record_reviews(conn, sent)
-    _executemany(conn, _ENROLLMENT_OUTCOME, plain)
+    executemany(conn, _ENROLLMENT_OUTCOME, plain)
     if changing:
         conn.execute(_PROGRESS, changing)
         lifecycle.apply(conn, Transition.complete, completed, now=now, method="dispatch",
@@ -233,24 +192,22 @@ def _record_reviews(conn: sa.Connection, sent: Sequence[Sent]) -> None:
             state = spacing_unanswered(spacing, item.day, rounds)
             carried.append({"eid": eid, "slug": review.slug, "due": state.due_on,
                             "rounds": rounds, "retired": state.retired, "at": item.at})  # fmt: skip
-    if new:
-        conn.execute(insert_ignoring_conflicts(conn, R), new)
-    if carried:
-        conn.execute(
-            R.update()
-            .where(
-                R.c.enrollment_id == sa.bindparam("eid"), R.c.lesson_slug == sa.bindparam("slug")
-            )
-            .values(
-                due_on=sa.bindparam("due"),
-                rounds=sa.bindparam("rounds"),
-                # The streak stands until an answer comes: a right one adds to it, a wrong one
-                # (tracking.hits.advance_review) starts it again.
-                retired=sa.bindparam("retired"),
-                updated_at=sa.bindparam("at"),
-            ),
-            carried,
-        )
+    executemany(conn, row_insert_ignoring_conflicts(conn, R), new)
+    executemany(conn, _CARRY_REVIEW, carried)
+
+
+_CARRY_REVIEW = (
+    R.update()
+    .where(R.c.enrollment_id == sa.bindparam("eid"), R.c.lesson_slug == sa.bindparam("slug"))
+    .values(
+        due_on=sa.bindparam("due"),
+        rounds=sa.bindparam("rounds"),
+        # The streak stands until an answer comes: a right one adds to it, a wrong one
+        # (tracking.hits.advance_review) starts it again.
+        retired=sa.bindparam("retired"),
+        updated_at=sa.bindparam("at"),
+    )
+)
 
 
 def _delivery(

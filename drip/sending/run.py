@@ -112,10 +112,16 @@ def send_due(
     wake_paused(dispatcher.engine, now)
     batches = 0
     started = time.monotonic()
-    while not should_stop():
+    ahead: list[Batch | None] = []  # claimed while the last batch's last step was on the wire
+
+    def next_batch(result: PassResult) -> Batch | None:
+        nonlocal batches
+        if should_stop() or (max_batches is not None and batches >= max_batches):
+            return None
         # What is due is judged at the pass's time; a lease runs from the claim itself, since a
         # long pass may outlast a lease.
-        claimed_at = now + timedelta(seconds=time.monotonic() - started)
+        claimed = time.monotonic()
+        claimed_at = now + timedelta(seconds=claimed - started)
         ids = claim(
             dispatcher.engine,
             now,
@@ -125,19 +131,33 @@ def send_due(
             claimed_at,
         )
         if not ids:
-            break
-        done = _process(dispatcher, ids, now, should_stop, started, wave)
-        total.add(done)
-        if done.stopped:
-            log.error("pass stopped, everyone due stays due for the next pass: %s", done.stopped)
-            break
-        if wave.tripped:
-            total.stopped = wave.why()
-            log.error("pass stopped: %s", total.stopped)
-            break
+            return None
         batches += 1
-        if max_batches is not None and batches >= max_batches:
-            break
+        return Batch(prepare(dispatcher, ids, now, result), claimed)
+
+    def claim_ahead(result: PassResult) -> None:
+        ahead.append(next_batch(result))
+
+    try:
+        while True:
+            batch = ahead.pop() if ahead else next_batch(total)
+            if batch is None:
+                break
+            done = _process(dispatcher, batch, now, should_stop, started, wave, claim_ahead)
+            total.add(done)
+            if done.stopped:
+                log.error(
+                    "pass stopped, everyone due stays due for the next pass: %s", done.stopped
+                )
+                break
+            if wave.tripped:
+                total.stopped = wave.why()
+                log.error("pass stopped: %s", total.stopped)
+                break
+    finally:
+        unstarted = [p.job.row.enrollment_id for b in ahead if b is not None for p in b.jobs]
+        if unstarted:  # claimed and planned but never sent: due exactly as they were
+            release(dispatcher.engine, dispatcher.worker, [(e, None) for e in unstarted], True)
     return total
 
 
@@ -215,24 +235,31 @@ def prepare(d: Dispatcher, ids: list[int], now: datetime, result: PassResult) ->
     ]
 
 
+@dataclass(frozen=True)
+class Batch:
+    """A claimed batch, planned, with the moment of its claim (its lease runs from there)."""
+
+    jobs: list[Prepared]
+    claimed: float  # time.monotonic()
+
+
 def _process(
     d: Dispatcher,
-    ids: list[int],
+    batch: Batch,
     now: datetime,
     should_stop: Callable[[], bool],
-    pass_started: float | None = None,
-    wave: Wave | None = None,
+    pass_started: float,
+    wave: Wave,
+    claim_ahead: Callable[[PassResult], None] | None = None,
 ) -> PassResult:
     """Send a claimed batch a step at a time (one message per connection): while a step is on
-    the wire, build the next and record the last. What the server may have accepted and is not
+    the wire, build the next and record the last, and while the last step is on the wire, claim
+    and plan the next batch (`claim_ahead`). What the server may have accepted and is not
     recorded yet never exceeds `d.window` messages: that bounds the resends after a crash."""
     result = PassResult()
-    started = time.monotonic()
-    pass_started = started if pass_started is None else pass_started
-    wave = wave or Wave(d.policy_wave)
-    jobs = prepare(d, ids, now, result)
+    started = batch.claimed
     width = max(1, min(d.transport.width, d.window))
-    todo = iter(jobs)
+    todo = iter(batch.jobs)
     unrecorded: list[tuple[Prepared, datetime, SendResult]] = []
     unsent: list[Prepared] = []
 
@@ -303,6 +330,9 @@ def _process(
             try:
                 if d.transport.down is None:
                     step = build_step()
+                    if not step and claim_ahead is not None and not wave.tripped:
+                        claim_ahead(result)  # the batch is all on the wire or recorded
+                        claim_ahead = None
                     d.transport.offer([message for _job, _at, message in step])
                     if len(unrecorded) + len(on_wire) + len(step) > d.window:
                         flush()  # while the server works on the step on the wire
@@ -342,8 +372,8 @@ _SLOTS: dict[tuple[int, datetime, date | None], tuple[Cadence, datetime]] = {}
 
 
 def _slot(cadence: Cadence, at: datetime, last_sent_on: date | None) -> datetime:
-    """next_slot, remembered: a batch asks the same question (one cohort's cadence, the same
-    second, the same last day) for most of its people."""
+    """next_slot, remembered: a batch asks the same questions (one cohort's cadence, the same
+    second, the same last day; after sending, the same day) for most of its people."""
     key = (id(cadence), at, last_sent_on)
     hit = _SLOTS.get(key)
     if hit is not None and hit[0] is cadence:
@@ -402,12 +432,9 @@ def _next(job: Job, at: datetime, day: date) -> datetime | None:
         return None  # paused: the reader resumes
     if send.kind is DeliveryKind.completion and job.row.review is None:
         return None  # completed, nothing left to review
-    cadence = (
-        job.cadence
-        if send.kind in (DeliveryKind.lesson, DeliveryKind.welcome)
-        else replace(job.cadence, start=None)
-    )
-    return next_slot(cadence, at, day)
+    if send.kind in (DeliveryKind.lesson, DeliveryKind.welcome):
+        return _slot(job.cadence, at, day)
+    return next_slot(replace(job.cadence, start=None), at, day)
 
 
 def _record(

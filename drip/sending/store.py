@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from drip import lifecycle
 from drip.curriculum.model import Check, Course, Lesson
-from drip.db import insert_ignoring_conflicts
+from drip.db import executemany, insert_ignoring_conflicts, row_insert_ignoring_conflicts
 from drip.lifecycle import Change, Transition
 from drip.mail.notes import LessonResult, Summary
 from drip.mail.render import Renderer
@@ -178,8 +178,9 @@ def open_deliveries(
     row records the lesson version and the review version its message carries."""
     new = [s for s in sends if s.delivery is None]
     if new:
-        conn.execute(
-            insert_ignoring_conflicts(conn, D),
+        executemany(
+            conn,
+            row_insert_ignoring_conflicts(conn, D),
             [
                 {
                     "enrollment_id": s.row.enrollment_id,
