@@ -57,7 +57,8 @@ def _sqlite_begin(connection: Any) -> None:
     # Writers take the lock up front (no upgrade deadlocks); readers that say so (reports) don't.
     read_only = connection.get_execution_options().get("drip_read_only", False)
     # Straight to the driver: a sending pass begins a transaction every few messages.
-    connection.connection.driver_connection.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
+    # (dbapi_connection: a detached connection, like the pixel writer's, has no driver_connection)
+    connection.connection.dbapi_connection.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def session(engine: Engine) -> Session:

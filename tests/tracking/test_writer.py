@@ -48,7 +48,8 @@ def test_checkpoints_run_in_their_own_thread_and_the_pool_keeps_automatic_ones(
 ) -> None:
     if not db_url.startswith("sqlite"):
         return  # PostgreSQL has no WAL checkpoints to move
-    engine = make_engine(db_url, pool_size=1, max_overflow=0)
+    # Two: a sending pass records on one connection while it claims the next batch on another.
+    engine = make_engine(db_url, pool_size=2, max_overflow=0)
     site = start_site(tmp_path, db_url, engine)
     delivery = site.delivery("ada@example.com")
     database = Path(sa.engine.make_url(db_url).database or "")
@@ -69,7 +70,7 @@ def test_checkpoints_run_in_their_own_thread_and_the_pool_keeps_automatic_ones(
     # The writer's connection turned automatic checkpoints off, so only the checkpointer can
     # have moved its 400 events from the WAL into the database file.
     assert database.stat().st_size > size
-    pooled = engine.raw_connection()  # the pool's one connection: never the writer's
+    pooled = engine.raw_connection()  # a pooled connection: never the writer's
     assert pooled.cursor().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
     pooled.close()
     assert len(opens(engine)) == 400
