@@ -31,9 +31,12 @@ from sink import free_port, start_sink_process, stop_sink
 from drip.app import App
 from drip.config import Settings, load_settings
 from drip.db import make_engine, migrate
+from drip.models import ENROLLMENT
 from drip.people.cohorts import create_cohort
 from drip.people.csv import Row
 from drip.people.enroll import enroll_rows
+from drip.sending import store
+from drip.sending.plan import Send, plan
 from drip.sending.run import send_due
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,9 +76,13 @@ def worker(url: str, port: int, ready: Any, start: Any, results: Any) -> None:
     """A worker process: get ready (imports, templates), wait for the start, make one pass."""
     app = App.open(settings_for(url, port))
     dispatcher = app.dispatcher()
-    course = dispatcher.catalog.get("sample")
-    for lesson in course.lessons:
-        dispatcher.renderer.render(course, lesson)
+    # Render and inline the variant the pass sends, as a worker that ran a pass before holds it.
+    with dispatcher.engine.connect() as conn:
+        first = conn.execute(sa.select(ENROLLMENT.c.id).limit(1)).scalar_one()
+        rows, existing = store.load_batch(conn, [first])
+    action = plan(rows[0], dispatcher.catalog.get(rows[0].course), existing.get(first, {}), NOW)
+    assert isinstance(action, Send), action
+    dispatcher.mail.template(action.course, action.lesson, action.extras)
     ready.put(os.getpid())
     start.wait()
     try:
