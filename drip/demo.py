@@ -10,7 +10,7 @@ import secrets
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -116,8 +116,7 @@ def run_demo(
     app = App.open(settings, check=False)
     migrate(app.engine)
     sponsor = "Your chief executive asked us to run this course for the leadership team."
-    # The course starts two days in, so the welcome has a day of its own.
-    create_cohort(app.engine, name="demo", course=COURSE, start=(start + timedelta(days=2)).date(),
+    create_cohort(app.engine, name="demo", course=COURSE, start=second_weekday_after(start.date()),
                   timezone="UTC", sponsor=sponsor, now=start)  # fmt: skip
     enroll_csv(app.engine, "demo", people_csv or example_csv(), now=start)
     order = {p.email: i for i, p in enumerate(read_people_csv(people_csv or example_csv()))}
@@ -216,6 +215,17 @@ def highlights(outbox: Path) -> dict[str, Path]:
             if label not in found and matches(str(message["Subject"]).strip(), text):
                 found[label] = path
     return {label: found[label] for label, _ in kinds if label in found}
+
+
+def second_weekday_after(day: date) -> date:
+    """The course's first day: the second weekday after `day`, so that the welcome has a weekday
+    of its own before lesson 1 in every timezone, whatever day the demo runs (run on a Friday,
+    "two days in" was a Sunday, and east of UTC the welcome rode inside lesson 1)."""
+    found = 0
+    while found < 2:
+        day += timedelta(days=1)
+        found += day.weekday() < 5
+    return day
 
 
 def demo_start(now: datetime, days: int = 35) -> datetime:

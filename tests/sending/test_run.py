@@ -221,14 +221,15 @@ def test_550_bounces_and_people_show_says_why(
     )
     assert len(bounced) == 1 and bounced[0][1] == "bounced" and "550" in bounced[0][2]
     who = bounced[0][0]
-    shown = run_drip(["people", "show", who], cli_env(app.settings))
+    env = cli_env(app.settings, DRIP_NOW="2026-11-30T09:00:00Z")  # a fixed clock for the CLI
+    shown = run_drip(["people", "show", who], env)
     assert (
         shown.returncode == 0
         and "bounced" in shown.stdout
         and "550 5.1.1 mailbox unavailable" in shown.stdout
     )
     assert send_due(d, now + timedelta(days=1)).sent == 1  # only the other person
-    resumed = run_drip(["people", "resume", who], cli_env(app.settings))
+    resumed = run_drip(["people", "resume", who], env)
     assert resumed.returncode == 0, resumed.stderr
     later = send_due(d, now + timedelta(days=1, minutes=1))
     assert [i.email for i in later.items if i.outcome == "sent"] == [who]
@@ -260,7 +261,7 @@ def test_gives_up_after_the_retry_lifetime(
 def test_pause_and_unsubscribe_from_the_cli(tmp_path: Path, db_url: str) -> None:
     app = App.open(make_settings(tmp_path, db_url))
     setup_cohort(app, [("ada@example.com", None), ("bo@example.com", None)])
-    env = cli_env(app.settings)
+    env = cli_env(app.settings, DRIP_NOW="2026-11-30T09:00:00Z")  # before the pass below
     assert run_drip(["people", "pause", "ada@example.com"], env).returncode == 0
     assert run_drip(["people", "unsubscribe", "bo@example.com"], env).returncode == 0
     assert send_due(app.dispatcher(), utc(2026, 11, 30, 8, 0)).sent == 0
@@ -277,7 +278,7 @@ def test_pause_and_unsubscribe_from_the_cli(tmp_path: Path, db_url: str) -> None
 def test_cohort_pause_holds_everyone(tmp_path: Path, db_url: str) -> None:
     app = App.open(make_settings(tmp_path, db_url))
     setup_cohort(app, [("ada@example.com", None)])
-    env = cli_env(app.settings)
+    env = cli_env(app.settings, DRIP_NOW="2026-11-30T07:00:00Z")  # before the passes below
     assert run_drip(["cohort", "pause", "board"], env).returncode == 0
     assert send_due(app.dispatcher(), utc(2026, 11, 30, 8, 0)).sent == 0
     assert run_drip(["cohort", "resume", "board"], env).returncode == 0
