@@ -207,6 +207,9 @@ def emit(
             excel = bool(ctx and ctx.meta.get("drip_excel"))
         out(csv_text(rows, columns, excel=excel))
         return
+    if not rows:  # an empty table squeezed to the terminal says less than a line
+        console.print(Text(f"{title or 'rows'}: none"))
+        return
     # Text() keeps data literal: a name like "[/red]" is shown, not read as markup.
     table = Table(title=Text(title) if title else None, title_justify="left")
     for column in columns:

@@ -28,6 +28,10 @@ SUMMARY_COLUMNS = [
     "lessons_sent", "open_rate_human", "open_rate_all", "confirmed", "answered_right",
     "average_progress", "on_track", "behind", "unreachable", "questions",
 ]  # fmt: skip
+SUMMARY_TERMINAL = [
+    "cohort", "enrolled", "active", "completed", "lessons_sent",
+    "open_rate_human", "average_progress", "behind", "unreachable",
+]  # fmt: skip
 TIMELINE_COLUMNS = ["at", "cohort", "kind", "position", "lesson", "method", "verdict", "reason"]
 # Terminal tables: (field, heading); CSV and JSON keep every field under its own name.
 TERMINAL_COLUMNS = {
@@ -215,7 +219,9 @@ def report_cmd(
                 f"name a COHORT for the {fmt.upper()} report; see drip cohort list"
             )
         summaries = cohort_summaries(app.engine, lessons, now_utc(), human_only=human_only)
-        _emit([as_dict(s) for s in summaries], SUMMARY_COLUMNS, fmt, output, "cohorts", excel)
+        # The terminal gets the columns that fit a screen; CSV and JSON have every figure.
+        columns = SUMMARY_COLUMNS if fmt != "table" else SUMMARY_TERMINAL
+        _emit([as_dict(s) for s in summaries], columns, fmt, output, "cohorts", excel)
         return
     if fmt == "lms":
         from drip.reports.lms import completions, completions_csv
@@ -280,5 +286,7 @@ def _emit(
         _write(json.dumps(json_rows(rows), indent=2, ensure_ascii=False), output)
     elif fmt == "csv":
         _write(rows_csv(rows, columns, excel=excel), output)
+    elif not rows:
+        _write(f"{title}: none\n", output)
     else:
         _render([_table(rows, _plain(columns), title)], output)

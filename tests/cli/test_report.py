@@ -21,6 +21,7 @@ from reports.test_queries import web_server as web_server  # the fixture, re-exp
 from support import cli_env, utc
 
 from drip.cli import main
+from drip.config import Settings
 from drip.models import DELIVERY as D
 from drip.models import EVENT as EV
 
@@ -186,3 +187,15 @@ def test_follow_streams_new_events_until_ctrl_c(scenario: Scenario) -> None:
         code = process.wait(10)
     assert code == 0
     assert "Traceback" not in process.stderr.read()  # type: ignore[union-attr]
+
+
+def test_empty_lists_say_so_in_a_line(settings: Settings) -> None:
+    env = cli_env(settings)
+    for args, said in (
+        (["report"], "cohorts: none"),
+        (["cohort", "list"], "cohorts: none"),
+        (["suppress", "list"], "suppressed addresses: none"),
+    ):
+        result = CliRunner().invoke(main, args, env=env)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.strip() == said, args
