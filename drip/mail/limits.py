@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
 from drip.db import insert_ignoring_conflicts
-from drip.mail.transports import Base, Outgoing, SendResult, Transport
+from drip.mail.transports import Paced, Transport
 from drip.models import SEND_BUDGET as SB
 
 KEEP_WINDOWS = 120  # old windows are deleted once they are this far behind
@@ -55,31 +55,15 @@ class SharedRateLimit:
             self.sleep(max(0.001, (window + 1) * self.window - now))
 
 
-class SharedRateLimited(Base):
+class SharedRateLimited(Paced):
     """A transport that takes a unit of the shared budget before each message goes out."""
 
     def __init__(self, inner: Transport, limit: SharedRateLimit) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.limit = limit
-        self.width = inner.width
 
-    @property
-    def down(self) -> str | None:  # type: ignore[override]
-        return self.inner.down
-
-    def offer(self, messages: Sequence[Outgoing]) -> None:
-        self.inner.offer(messages)
-
-    def start(self, messages: Sequence[Outgoing]) -> None:
-        for message in messages:
-            self.limit.acquire()
-            self.inner.start([message])
-
-    def finish(self) -> list[SendResult]:
-        return self.inner.finish()
-
-    def close(self) -> None:
-        self.inner.close()
+    def wait(self) -> None:
+        self.limit.acquire()
 
     def describe(self) -> str:
         per_second = self.limit.per_window / self.limit.window

@@ -88,28 +88,27 @@ class OutboxTransport(Base):
         return f"outbox folder {self.folder}"
 
 
-class RateLimited(Base):
-    """Spaces messages to at most `rate` a second, each on its own moment within a step."""
+class Paced(Base):
+    """A transport that waits before each message goes out (`wait`), then hands it on; every
+    other step goes straight to the transport inside."""
 
-    def __init__(self, inner: Transport, rate: float) -> None:
+    def __init__(self, inner: Transport) -> None:
         self.inner = inner
         self.width = inner.width
-        self.interval = 1.0 / rate
-        self._next = 0.0
 
     @property
     def down(self) -> str | None:  # type: ignore[override]
         return self.inner.down
+
+    def wait(self) -> None:
+        raise NotImplementedError
 
     def offer(self, messages: Sequence[Outgoing]) -> None:
         self.inner.offer(messages)
 
     def start(self, messages: Sequence[Outgoing]) -> None:
         for message in messages:
-            now = time.monotonic()
-            if now < self._next:
-                time.sleep(self._next - now)
-            self._next = max(now, self._next) + self.interval
+            self.wait()
             self.inner.start([message])
 
     def finish(self) -> list[SendResult]:
@@ -117,6 +116,21 @@ class RateLimited(Base):
 
     def close(self) -> None:
         self.inner.close()
+
+
+class RateLimited(Paced):
+    """Spaces messages to at most `rate` a second, each on its own moment within a step."""
+
+    def __init__(self, inner: Transport, rate: float) -> None:
+        super().__init__(inner)
+        self.interval = 1.0 / rate
+        self._next = 0.0
+
+    def wait(self) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            time.sleep(self._next - now)
+        self._next = max(now, self._next) + self.interval
 
     def describe(self) -> str:
         return f"{self.inner.describe()}, at most {1 / self.interval:g} msg/s"
