@@ -14,6 +14,14 @@ MONDAY_8 = "2026-11-30T08:00:00Z"
 PEOPLE = [(f"p{i}@example.com", None) for i in range(4)] + [("mars@example.com", None)]
 
 
+def _cohort_with_one_on_mars(tmp_path: Path, db_url: str, port: int) -> App:
+    """Five people due on Monday, one of them with a timezone the worker cannot read."""
+    app = smtp_app(tmp_path, db_url, port)
+    setup_cohort(app, PEOPLE)
+    _break_timezone(app, "mars@example.com")
+    return app
+
+
 def _break_timezone(app: App, address: str, zone: str = "Mars/Olympus_Mons") -> None:
     # A zone the worker's tzdata does not know, as written by a newer machine.
     with app.engine.begin() as conn:
@@ -26,9 +34,7 @@ def test_a_bad_timezone_is_held_and_the_other_four_are_sent(
     tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]
 ) -> None:
     handler, port = smtp
-    app = smtp_app(tmp_path, db_url, port)
-    setup_cohort(app, PEOPLE)
-    _break_timezone(app, "mars@example.com")
+    app = _cohort_with_one_on_mars(tmp_path, db_url, port)
     env = cli_env(app.settings)
 
     result = run_drip(["send-due", "--now", MONDAY_8, "--format", "json"], env)
@@ -57,9 +63,7 @@ def test_resuming_a_held_person_says_what_to_fix_without_a_traceback(
     tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]
 ) -> None:
     handler, port = smtp
-    app = smtp_app(tmp_path, db_url, port)
-    setup_cohort(app, PEOPLE)
-    _break_timezone(app, "mars@example.com")
+    app = _cohort_with_one_on_mars(tmp_path, db_url, port)
     env = cli_env(app.settings, DRIP_NOW=MONDAY_8)  # fixed before the pass at 09:00
     assert run_drip(["send-due", "--now", MONDAY_8], env).returncode == 0
 
@@ -100,9 +104,7 @@ def test_cohort_resume_and_timed_pauses_survive_one_bad_timezone(
     tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]
 ) -> None:
     handler, port = smtp
-    app = smtp_app(tmp_path, db_url, port)
-    setup_cohort(app, PEOPLE)
-    _break_timezone(app, "mars@example.com")
+    app = _cohort_with_one_on_mars(tmp_path, db_url, port)
     env = cli_env(app.settings)
     assert run_drip(["cohort", "pause", "board"], env).returncode == 0
     resumed = run_drip(["cohort", "resume", "board"], env)
@@ -123,9 +125,7 @@ def test_the_digest_goes_out_with_a_held_person_in_the_cohort(
     from drip.reports.digest import send_digests
 
     handler, port = smtp
-    app = smtp_app(tmp_path, db_url, port)
-    setup_cohort(app, PEOPLE)
-    _break_timezone(app, "mars@example.com")
+    app = _cohort_with_one_on_mars(tmp_path, db_url, port)
     with app.engine.begin() as conn:
         conn.execute(sa.text("UPDATE cohort SET manager_email = 'boss@example.com'"))
     send_due(app.dispatcher(), utc(2026, 11, 30, 8, 0))
