@@ -5,7 +5,7 @@ quarantine or finish. No SQL and no clock of its own."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
 
 from drip.curriculum.model import Course, Lesson
@@ -273,7 +273,7 @@ def _due_review(row: Claimed, course: Course, today: date) -> Lesson | None:
 def _slot_on(cadence: Cadence, day: date, now: datetime, row: Claimed) -> datetime:
     """The first slot on or after a local date."""
     moment = max(now, local_moment(day, time(0, 0), cadence.zone))
-    return next_slot(replace(cadence, start=None), moment, row.last_sent_on)
+    return next_slot(unstarted(cadence), moment, row.last_sent_on)
 
 
 def _bad_row(row: Claimed, exc: Exception) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy.engine import Connection, Engine
@@ -17,7 +17,7 @@ from drip.mail.build import LessonMail, Recipient
 from drip.mail.message import new_message_id, sender_domain
 from drip.mail.notes import NoteMail, Summary
 from drip.mail.transports import Outcome, Outgoing, SendResult, Transport
-from drip.schedule import Cadence, days_text, local_date, next_slot
+from drip.schedule import days_text, local_date, next_slot, unstarted
 from drip.sending import record, store
 from drip.sending.claims import claim, release, wake_paused, worker_name
 from drip.sending.plan import (
@@ -284,9 +284,9 @@ def _process(
                 break
             current = moment()
             if job.send.kind is DeliveryKind.lesson:
-                slot = _slot(job.cadence, current, job.row.last_sent_on)
+                slot = next_slot(job.cadence, current, job.row.last_sent_on)
             else:  # may go before the start date
-                slot = next_slot(replace(job.cadence, start=None), current, job.row.last_sent_on)
+                slot = next_slot(unstarted(job.cadence), current, job.row.last_sent_on)
             if slot > current:  # the window closed (or the day turned) during the batch
                 release(d.engine, d.worker, [(job.row.enrollment_id, slot)])
                 result.rescheduled += 1
@@ -368,23 +368,6 @@ def _process(
     return result
 
 
-_SLOTS: dict[tuple[int, datetime, date | None], tuple[Cadence, datetime]] = {}
-
-
-def _slot(cadence: Cadence, at: datetime, last_sent_on: date | None) -> datetime:
-    """next_slot, remembered: a batch asks the same questions (one cohort's cadence, the same
-    second, the same last day; after sending, the same day) for most of its people."""
-    key = (id(cadence), at, last_sent_on)
-    hit = _SLOTS.get(key)
-    if hit is not None and hit[0] is cadence:
-        return hit[1]
-    if len(_SLOTS) > 10_000:
-        _SLOTS.clear()
-    slot = next_slot(cadence, at, last_sent_on)
-    _SLOTS[key] = (cadence, slot)
-    return slot
-
-
 def _recipient(job: Job) -> Recipient:
     return Recipient(
         delivery_id=job.delivery.id,
@@ -433,8 +416,8 @@ def _next(job: Job, at: datetime, day: date) -> datetime | None:
     if send.kind is DeliveryKind.completion and job.row.review is None:
         return None  # completed, nothing left to review
     if send.kind in (DeliveryKind.lesson, DeliveryKind.welcome):
-        return _slot(job.cadence, at, day)
-    return next_slot(replace(job.cadence, start=None), at, day)
+        return next_slot(job.cadence, at, day)
+    return next_slot(unstarted(job.cadence), at, day)
 
 
 def _record(
