@@ -48,9 +48,11 @@ SKIPPED = [k.value for k in BOOKKEEPING if k is not EventKind.move]  # a move re
 
 def fold(engine: Engine) -> int:
     """Bring the tallies up to date with the event log; returns the events read."""
+    if not _behind(engine):  # most calls: no lock, no write transaction
+        return 0
+    upto = _committed_max(engine)  # events committed after this wait for the next fold
     read = 0
     while True:
-        upto = _committed_max(engine)
         with engine.begin() as conn:
             mark = _lock_mark(conn)
             if mark >= upto:
@@ -58,6 +60,15 @@ def fold(engine: Engine) -> int:
             high = min(upto, mark + BATCH)
             read += _fold_range(conn, mark, high)
             conn.execute(TS.update().where(TS.c.name == NAME).values(last_event_id=high))
+
+
+def _behind(engine: Engine) -> bool:
+    """Whether any event has an id past the mark, read without a lock."""
+    with engine.connect() as conn:
+        conn.execution_options(drip_read_only=True)
+        mark = conn.execute(sa.select(TS.c.last_event_id).where(TS.c.name == NAME)).scalar()
+        last = conn.execute(sa.select(sa.func.max(EV.c.id))).scalar()
+    return last is not None and last > (mark or 0)
 
 
 def _committed_max(engine: Engine) -> int:
