@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import parseaddr
+from functools import cached_property
 
 from drip.curriculum.model import Course, Lesson
 from drip.mail.dkim import DkimSigner
@@ -47,6 +49,11 @@ class LessonMail:
             template = MessageTemplate.of(rendered, self.sender, self.reply_to)
             self._templates[id(rendered)] = template
         return template
+
+    @cached_property
+    def envelope_from(self) -> str:
+        """The SMTP MAIL FROM of every lesson without a bounce domain: the From address."""
+        return parseaddr(self.sender)[1]
 
     def values(self, template: MessageTemplate, recipient: Recipient) -> dict[str, str]:
         """The per-recipient values of a message: signed links and the greeting name."""

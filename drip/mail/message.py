@@ -126,16 +126,45 @@ def new_message_id(domain: str) -> str:
     return f"<{uuid.uuid4().hex}@{domain}>"
 
 
+class DotSafe(bytes):
+    """Message bytes in which no line starts with ".": SMTP sends them as they are, without
+    scanning them for the dot-stuffing of RFC 5321 4.5.2 (MessageTemplate.build writes a "."
+    that would start a quoted-printable line as "=2E", which decodes the same)."""
+
+    __slots__ = ()
+
+
 def _qp(text: str) -> str:
     data = text.replace("\r\n", "\n").encode("utf-8")
     # b2a_qp ends lines (and soft breaks) with LF when the input has no CRLF; use CRLF throughout.
     return binascii.b2a_qp(data, istext=True).decode("ascii").replace("\n", CRLF)
 
 
+def _dot_safe(encoded: str) -> str:
+    """Quoted-printable text (each piece starts a line) with no line starting with "." (it
+    becomes "=2E"), every line still within 76 characters."""
+    if not encoded.startswith(".") and CRLF + "." not in encoded:
+        return encoded
+    lines = []
+    for line in encoded.split(CRLF):
+        while line.startswith("."):
+            line = "=2E" + line[1:]
+            if len(line) <= 76:
+                break
+            cut = 75
+            while "=" in line[cut - 2 : cut]:  # never split an =XX escape
+                cut -= 1
+            lines.append(line[:cut] + "=")
+            line = line[cut:]
+        lines.append(line)
+    return CRLF.join(lines)
+
+
 SOFT_BREAK = "=" + CRLF
-# Printable ASCII but "=", not starting or ending with a space, short enough for one QP line.
+# Printable ASCII but "=", not starting with "." or a space nor ending with a space, short
+# enough for one QP line.
 HTML_SPECIAL = re.compile("[&<>\"']")  # what markupsafe.escape changes
-QP_SAFE = re.compile(r"[!-<>-~](?:[ !-<>-~]{0,73}[!-<>-~])?")
+QP_SAFE = re.compile(r"[!-\-/-<>-~](?:[ !-<>-~]{0,73}[!-<>-~])?")
 
 
 def _soft_end(encoded: str) -> str:
@@ -163,7 +192,7 @@ class EncodedPart:
         pieces = part.pieces
         literals = [_qp(p) for p in pieces[0::2]]
         literals = [_soft_end(x) for x in literals[:-1]] + [literals[-1]]
-        return cls(tuple(literals), tuple(pieces[1::2]), escape_html)
+        return cls(tuple(_dot_safe(x) for x in literals), tuple(pieces[1::2]), escape_html)
 
     def fill(self, values: Mapping[str, str], encoded: dict[str, str] | None = None) -> str:
         """The encoded part for one recipient; `encoded` remembers each value's encoding for
@@ -187,7 +216,7 @@ class EncodedPart:
 def _encoded(value: str) -> str:
     if QP_SAFE.fullmatch(value):  # signed URLs and plain names need no encoding
         return value + SOFT_BREAK
-    return _soft_end(_qp(value)) if value else ""
+    return _dot_safe(_soft_end(_qp(value))) if value else ""
 
 
 @lru_cache(maxsize=256)
@@ -252,8 +281,9 @@ class MessageTemplate:
         date: datetime,
         message_id: str,
         values: Mapping[str, str],
-    ) -> bytes:
-        """The message bytes for one recipient (CRLF line ends, 7-bit)."""
+    ) -> DotSafe:
+        """The message bytes for one recipient (CRLF line ends, 7-bit, no line starting with
+        ".")."""
         to_header = format_address(to_name, to_address)
         check_header_value("Message-ID", message_id)
         unsubscribe = check_header_value("List-Unsubscribe", values["UNSUBSCRIBE"])
@@ -262,25 +292,27 @@ class MessageTemplate:
             raise HeaderError(f"value {key} {value!r} contains a line break; remove it")
         b = self.boundary
         encoded: dict[str, str] = {}
-        return CRLF.join(
-            [
-                f"To: {to_header}",
-                self.head,
-                f"Date: {_date_header(date, date.tzinfo)}",
-                f"Message-ID: {message_id}",
-                f"List-Unsubscribe: <{unsubscribe}>",
-                "",
-                f"--{b}",
-                'Content-Type: text/plain; charset="utf-8"',
-                "Content-Transfer-Encoding: quoted-printable",
-                "",
-                self.text.fill(values, encoded),
-                f"--{b}",
-                'Content-Type: text/html; charset="utf-8"',
-                "Content-Transfer-Encoding: quoted-printable",
-                "",
-                self.html.fill(values, encoded),
-                f"--{b}--",
-                "",
-            ]
-        ).encode("ascii")
+        return DotSafe(
+            CRLF.join(
+                [
+                    f"To: {to_header}",
+                    self.head,
+                    f"Date: {_date_header(date, date.tzinfo)}",
+                    f"Message-ID: {message_id}",
+                    f"List-Unsubscribe: <{unsubscribe}>",
+                    "",
+                    f"--{b}",
+                    'Content-Type: text/plain; charset="utf-8"',
+                    "Content-Transfer-Encoding: quoted-printable",
+                    "",
+                    self.text.fill(values, encoded),
+                    f"--{b}",
+                    'Content-Type: text/html; charset="utf-8"',
+                    "Content-Transfer-Encoding: quoted-printable",
+                    "",
+                    self.html.fill(values, encoded),
+                    f"--{b}--",
+                    "",
+                ]
+            ).encode("ascii")
+        )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from drip.mail.message import DotSafe
 from drip.mail.protocol import Base, Outcome, Outgoing, SendResult, classify
 
 
@@ -383,10 +384,13 @@ def _login(smtp: smtplib.SMTP, username: str, password: str) -> None:
 
 
 def _dot_stuffed(data: bytes) -> bytes:
-    """The DATA payload: lines starting with '.' doubled (RFC 5321 4.5.2), then CRLF.CRLF."""
-    body = data.replace(b"\r\n.", b"\r\n..")
-    if body[:1] == b".":
-        body = b"." + body
+    """The DATA payload: lines starting with '.' doubled (RFC 5321 4.5.2), then CRLF.CRLF.
+    A DotSafe message has none, and is not scanned (a scan costs 17 us for a 21 kB lesson)."""
+    body = data
+    if type(data) is not DotSafe:
+        body = data.replace(b"\r\n.", b"\r\n..")
+        if body[:1] == b".":
+            body = b"." + body
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
     return body + b".\r\n"

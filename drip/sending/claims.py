@@ -67,8 +67,18 @@ def claim(
         sa.select(E.c.id)
         .select_from(E.join(C, C.c.id == E.c.cohort_id))
         .where(
-            # Completed people stay due while their spaced review goes on.
-            E.c.status.in_([EnrollmentStatus.active.value, EnrollmentStatus.completed.value]),
+            # Completed people stay due while their spaced review goes on. The statuses are
+            # written into the SQL, as ix_enrollment_receiving_due's condition is: the index
+            # then gives the due rows in order (with parameters, every due row is read and
+            # sorted for each batch).
+            E.c.status.in_(
+                sa.bindparam(
+                    "receiving",
+                    [EnrollmentStatus.active.value, EnrollmentStatus.completed.value],
+                    expanding=True,
+                    literal_execute=True,
+                )
+            ),
             E.c.next_due_at <= now,
             C.c.paused == sa.false(),
             sa.or_(E.c.claimed_until.is_(None), E.c.claimed_until < claimed_at),

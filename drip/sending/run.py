@@ -384,8 +384,7 @@ def build(d: Dispatcher, prepared: Prepared, at: datetime) -> tuple[str, bytes]:
     recipient = _recipient(job)
     if send.kind is DeliveryKind.lesson and send.lesson is not None:
         data = d.mail.build(send.course, send.lesson, recipient, send.extras)
-        envelope = d.mail.template(send.course, send.lesson, send.extras).envelope_from
-        return d.mail.return_path(job.delivery.id, envelope), data
+        return d.mail.return_path(job.delivery.id, d.mail.envelope_from), data
     if send.kind is DeliveryKind.welcome:
         today = local_date(at, job.cadence.timezone)
         data = d.notes.welcome(

@@ -10,7 +10,7 @@ from support import LESSONS, TEMPLATES, SmtpHandler, cli_env, free_port, make_se
 from support_peers import Script, scripted_smtp
 
 from drip.curriculum.load import load_course
-from drip.mail.message import MessageTemplate
+from drip.mail.message import DotSafe, MessageTemplate
 from drip.mail.render import Renderer, recipient_keys
 from drip.mail.transports import OutboxTransport, Outcome, open_transport, smtp_options
 
@@ -45,6 +45,20 @@ def test_message_arrives_intact_over_smtp(smtp: tuple[SmtpHandler, int]) -> None
     assert msg["List-Unsubscribe"] and msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert msg.get_body(("plain",)) is not None and msg.get_body(("html",)) is not None
     assert received.data.rstrip(b"\r\n") == data.rstrip(b"\r\n")  # byte for byte
+
+
+def test_lines_starting_with_a_dot_arrive_as_written(smtp: tuple[SmtpHandler, int]) -> None:
+    """Bytes from elsewhere are dot-stuffed on the wire; a built lesson has no line starting
+    with "." (its quoted-printable writes =2E), so it goes unscanned and arrives the same."""
+    handler, port = smtp
+    plain = b"Subject: dots\r\n\r\n.first\r\n..second\r\nmiddle\r\n.\r\nlast .\r\n"
+    lesson = message()
+    assert isinstance(lesson, DotSafe) and b"\n." not in lesson
+    with open_transport(f"smtp://127.0.0.1:{port}") as transport:
+        results = [transport.send("lessons@example.com", "ada@example.com", d)
+                   for d in (plain, lesson)]  # fmt: skip
+    assert [r.outcome for r in results] == [Outcome.accepted] * 2
+    assert [m.data for m in handler.messages] == [plain, lesson]
 
 
 @pytest.mark.parametrize(
