@@ -14,7 +14,12 @@ import sqlalchemy as sa
 
 from drip import lifecycle
 from drip.curriculum.model import Check, Course, Lesson
-from drip.db import executemany, insert_ignoring_conflicts, row_insert_ignoring_conflicts
+from drip.db import (
+    executemany,
+    in_ids,
+    insert_ignoring_conflicts,
+    row_insert_ignoring_conflicts,
+)
 from drip.lifecycle import Change, Transition
 from drip.mail.notes import LessonResult, Summary
 from drip.mail.render import Renderer
@@ -80,29 +85,30 @@ def load_batch(
             C.c.welcome,
             C.c.name,
             C.c.sponsor,
-            E.c.skipped,
+            # As text: most have skipped nothing ("[]"), and decoding that costs more than the rest.
+            sa.cast(E.c.skipped, sa.Text),
         )
         .select_from(E.join(P, P.c.id == E.c.person_id).join(C, C.c.id == E.c.cohort_id))
-        .where(E.c.id.in_(ids))
+        .where(in_ids(conn, E.c.id, ids))
         .order_by(E.c.next_due_at, E.c.id)
     ).all()
     existing: dict[int, dict[str, DeliveryState]] = {}
     for mapping in conn.execute(
-        sa.select(*DELIVERY_STATE).where(D.c.enrollment_id.in_(ids))
+        sa.select(*DELIVERY_STATE).where(in_ids(conn, D.c.enrollment_id, ids))
     ).mappings():
         existing.setdefault(mapping["enrollment_id"], {})[mapping["lesson_slug"]] = _state(mapping)
     unopened = _unopened(conn, ids)
     reviews: dict[int, DueReview] = {}
     for eid, slug, due_on, rounds in conn.execute(
         sa.select(R.c.enrollment_id, R.c.lesson_slug, R.c.due_on, R.c.rounds)
-        .where(R.c.enrollment_id.in_(ids), R.c.retired.is_(False))
+        .where(in_ids(conn, R.c.enrollment_id, ids), R.c.retired.is_(False))
         .order_by(R.c.due_on, R.c.id)
     ):
         reviews.setdefault(eid, DueReview(slug, due_on, rounds))
     autopauses: dict[int, int] = dict(
         conn.execute(
             sa.select(EV.c.enrollment_id, sa.func.count())
-            .where(EV.c.enrollment_id.in_(ids), EV.c.kind == EventKind.autopause.value)
+            .where(in_ids(conn, EV.c.enrollment_id, ids), EV.c.kind == EventKind.autopause.value)
             .group_by(EV.c.enrollment_id)
         ).all()
     )
@@ -126,7 +132,7 @@ def load_batch(
             autopauses=int(autopauses.get(row[0], 0)),
             cohort=row[13],
             sponsor=row[14],
-            skipped=frozenset(row[15] or ()),
+            skipped=frozenset(json.loads(row[15])) if row[15] != "[]" else frozenset(),
         )
         for row in rows
     ]
@@ -153,7 +159,7 @@ def _unopened(conn: sa.Connection, ids: list[int]) -> dict[int, int]:
     rows = conn.execute(
         sa.select(D.c.enrollment_id, opened, D.c.sent_at, restart)
         .where(
-            D.c.enrollment_id.in_(ids),
+            in_ids(conn, D.c.enrollment_id, ids),
             D.c.kind == DeliveryKind.lesson.value,
             D.c.status == DeliveryStatus.sent.value,
         )
@@ -202,7 +208,7 @@ def open_deliveries(
     if new:
         for mapping in conn.execute(
             sa.select(*DELIVERY_STATE).where(
-                D.c.enrollment_id.in_([s.row.enrollment_id for s in new])
+                in_ids(conn, D.c.enrollment_id, [s.row.enrollment_id for s in new])
             )
         ).mappings():
             state = _state(mapping)
