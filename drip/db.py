@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,19 @@ def _sqlite_begin(connection: Any) -> None:
     # Straight to the driver: a sending pass begins a transaction every few messages.
     # (dbapi_connection: a detached connection, like the pixel writer's, has no driver_connection)
     connection.connection.dbapi_connection.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+@contextmanager
+def transaction(bind: Engine | sa.Connection) -> Iterator[sa.Connection]:
+    """A transaction on a pooled connection of an engine, or on a connection the caller holds
+    (a sending pass does all its work on one: on SQLite, a write on another connection empties
+    this one's page cache, which it then reads again from the file)."""
+    if isinstance(bind, sa.Connection):
+        with bind.begin():
+            yield bind
+    else:
+        with bind.begin() as conn:
+            yield conn
 
 
 def session(engine: Engine) -> Session:

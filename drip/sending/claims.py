@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from drip import lifecycle
+from drip.db import transaction
 from drip.lifecycle import Change, Transition
 from drip.models import COHORT as C
 from drip.models import ENROLLMENT as E
@@ -53,7 +54,7 @@ def wake_paused(engine: Engine, now: datetime) -> int:
 
 
 def claim(
-    engine: Engine,
+    bind: Engine | Connection,
     now: datetime,
     limit: int,
     lease: timedelta,
@@ -86,7 +87,7 @@ def claim(
         .order_by(E.c.next_due_at)
         .limit(limit)
     )
-    if engine.dialect.name == "postgresql":
+    if bind.dialect.name == "postgresql":
         due = due.with_for_update(of=E, skip_locked=True)
     statement = (
         E.update()
@@ -94,19 +95,19 @@ def claim(
         .values(claimed_until=claimed_at + lease, claimed_by=worker)
         .returning(E.c.id)
     )
-    with engine.begin() as conn:
+    with transaction(bind) as conn:
         return list(conn.execute(statement).scalars())
 
 
 def release(
-    engine: Engine,
+    bind: Engine | Connection,
     worker: str,
     releases: Sequence[tuple[int, datetime | None]],
     keep_due: bool = False,
 ) -> None:
     """Give claims back, with a new due time unless keep_due; only claims this worker holds."""
     mine = E.c.claimed_by == worker
-    with engine.begin() as conn:
+    with transaction(bind) as conn:
         if keep_due:
             conn.execute(
                 E.update()

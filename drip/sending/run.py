@@ -113,6 +113,8 @@ def send_due(
     batches = 0
     started = time.monotonic()
     ahead: list[Batch | None] = []  # claimed while the last batch's last step was on the wire
+    # The pass claims, plans, records and releases on one connection, a transaction at a time.
+    db = dispatcher.engine.connect()
 
     def next_batch(result: PassResult) -> Batch | None:
         nonlocal batches
@@ -123,7 +125,7 @@ def send_due(
         claimed = time.monotonic()
         claimed_at = now + timedelta(seconds=claimed - started)
         ids = claim(
-            dispatcher.engine,
+            db,
             now,
             dispatcher.batch_size,
             dispatcher.lease,
@@ -133,7 +135,7 @@ def send_due(
         if not ids:
             return None
         batches += 1
-        return Batch(prepare(dispatcher, ids, now, result), claimed)
+        return Batch(prepare(dispatcher, db, ids, now, result), claimed)
 
     def claim_ahead(result: PassResult) -> None:
         ahead.append(next_batch(result))
@@ -143,7 +145,7 @@ def send_due(
             batch = ahead.pop() if ahead else next_batch(total)
             if batch is None:
                 break
-            done = _process(dispatcher, batch, now, should_stop, started, wave, claim_ahead)
+            done = _process(dispatcher, db, batch, now, should_stop, started, wave, claim_ahead)
             total.add(done)
             if done.stopped:
                 log.error(
@@ -155,9 +157,12 @@ def send_due(
                 log.error("pass stopped: %s", total.stopped)
                 break
     finally:
-        unstarted = [p.job.row.enrollment_id for b in ahead if b is not None for p in b.jobs]
-        if unstarted:  # claimed and planned but never sent: due exactly as they were
-            release(dispatcher.engine, dispatcher.worker, [(e, None) for e in unstarted], True)
+        try:
+            unstarted = [p.job.row.enrollment_id for b in ahead if b is not None for p in b.jobs]
+            if unstarted:  # claimed and planned but never sent: due exactly as they were
+                release(db, dispatcher.worker, [(e, None) for e in unstarted], True)
+        finally:
+            db.close()
     return total
 
 
@@ -171,14 +176,16 @@ class Prepared:
     summary: Summary | None = None
 
 
-def prepare(d: Dispatcher, ids: list[int], now: datetime, result: PassResult) -> list[Prepared]:
+def prepare(
+    d: Dispatcher, db: Connection, ids: list[int], now: datetime, result: PassResult
+) -> list[Prepared]:
     """Plan a claimed batch and store what the plan says; return the sends, in due order."""
     courses: dict[str, Course | DripError] = {}
     autopause: dict[int, str] = {}
     domain = sender_domain(d.mail.sender)
     releases: list[tuple[int, datetime | None]] = []
-    with d.engine.begin() as conn:
-        rows, existing = store.load_batch(conn, ids)
+    with db.begin():
+        rows, existing = store.load_batch(db, ids)
         sends: list[Send] = []
         completed: list[int] = []
         finished: list[int] = []
@@ -215,20 +222,20 @@ def prepare(d: Dispatcher, ids: list[int], now: datetime, result: PassResult) ->
                 case Complete(eid):
                     completed.append(eid)
                     result.completed += 1
-        jobs = store.open_deliveries(conn, sends, now, lambda: new_message_id(domain))
-        store.complete(conn, d.worker, completed, now)
-        store.finish(conn, d.worker, finished)
-        store.quarantine(conn, d.worker, held, now)
+        jobs = store.open_deliveries(db, sends, now, lambda: new_message_id(domain))
+        store.complete(db, d.worker, completed, now)
+        store.finish(db, d.worker, finished)
+        store.quarantine(db, d.worker, held, now)
         summaries = {
             j.row.enrollment_id: store.summary(
-                conn, j.row.enrollment_id, j.send.course, j.row.cohort, j.cadence.timezone, now
+                db, j.row.enrollment_id, j.send.course, j.row.cohort, j.cadence.timezone, now
             )
             for j in jobs
             if j.send.kind is DeliveryKind.completion
         }
-        store.record_versions(conn, d.mail.renderer, d.recorded_versions, jobs)
+        store.record_versions(db, d.mail.renderer, d.recorded_versions, jobs)
     if releases:
-        release(d.engine, d.worker, releases)
+        release(db, d.worker, releases)
     return [
         Prepared(j, autopause.get(j.row.enrollment_id, ""), summaries.get(j.row.enrollment_id))
         for j in jobs
@@ -245,6 +252,7 @@ class Batch:
 
 def _process(
     d: Dispatcher,
+    db: Connection,
     batch: Batch,
     now: datetime,
     should_stop: Callable[[], bool],
@@ -274,7 +282,7 @@ def _process(
             if wave.tripped:
                 # A content or policy block for everyone: this lesson waits, unsent.
                 later = [prepared, *todo]
-                release(d.engine, d.worker, [(p.job.row.enrollment_id, now + HOLD) for p in later])
+                release(db, d.worker, [(p.job.row.enrollment_id, now + HOLD) for p in later])
                 result.rescheduled += len(later)
                 break
             if should_stop() or time.monotonic() - started > d.lease.total_seconds() * 0.5:
@@ -288,14 +296,14 @@ def _process(
             else:  # may go before the start date
                 slot = next_slot(unstarted(job.cadence), current, job.row.last_sent_on)
             if slot > current:  # the window closed (or the day turned) during the batch
-                release(d.engine, d.worker, [(job.row.enrollment_id, slot)])
+                release(db, d.worker, [(job.row.enrollment_id, slot)])
                 result.rescheduled += 1
                 continue
             try:
                 envelope, data = build(d, prepared, current)
             except RenderError as exc:  # a broken template: hold, never loop
                 log.error("cannot build %s for %s: %s", job.send.slug, job.row.email, exc)
-                release(d.engine, d.worker, [(job.row.enrollment_id, now + HOLD)])
+                release(db, d.worker, [(job.row.enrollment_id, now + HOLD)])
                 result.items.append(Item(job.row.email, job.send.slug, "held", str(exc)[:200]))
                 continue
             except DripError as exc:  # the recipient's own values cannot go in a header
@@ -304,7 +312,7 @@ def _process(
                 continue
             except Exception as exc:  # a bug: hold, never loop
                 log.exception("cannot build %s for %s", job.send.slug, job.row.email)
-                release(d.engine, d.worker, [(job.row.enrollment_id, now + HOLD)])
+                release(db, d.worker, [(job.row.enrollment_id, now + HOLD)])
                 result.items.append(Item(job.row.email, job.send.slug, "held", str(exc)[:200]))
                 continue
             step.append((prepared, current, (envelope, job.row.email, data)))
@@ -318,8 +326,6 @@ def _process(
             unrecorded.clear()
 
     # Whatever happens, what was sent is recorded: an unrecorded send would go out again.
-    # One connection records every flush of the batch (a transaction each).
-    db = d.engine.connect()
     try:
         step = build_step()
         while step:
@@ -351,18 +357,15 @@ def _process(
             if wave.tripped and step:
                 # A content or policy block for everyone: what is built waits, unsent.
                 later = [prepared for prepared, _at, _message in step]
-                release(d.engine, d.worker, [(p.job.row.enrollment_id, now + HOLD) for p in later])
+                release(db, d.worker, [(p.job.row.enrollment_id, now + HOLD) for p in later])
                 result.rescheduled += len(later)
                 step = build_step()  # releases the rest the same way and returns nothing
     finally:
-        try:
-            flush()
-        finally:
-            db.close()
+        flush()
         if unsent:
             # Never sent: they stay due exactly as they were, for the next pass.
             rest = [(p.job.row.enrollment_id, None) for p in unsent]
-            release(d.engine, d.worker, rest, keep_due=True)
+            release(db, d.worker, rest, keep_due=True)
     if d.transport.down is not None:
         result.stopped = d.transport.down
     return result
