@@ -114,7 +114,8 @@ class Delivery(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    enrollment_id: int = Field(foreign_key="enrollment.id", index=True)
+    # Looked up through uq_delivery_enrollment_lesson, which starts with it.
+    enrollment_id: int = Field(foreign_key="enrollment.id")
     lesson_slug: str = Field(max_length=200)  # a lesson's slug, or "_welcome", "_complete", ...
     kind: str = Field(default="lesson", max_length=20)  # lesson, welcome, review, completion, note
     review_slug: str | None = Field(default=None, max_length=200)  # the review it carries
@@ -167,8 +168,8 @@ class Review(SQLModel, table=True):
     """One lesson's check in a person's spaced review: when it comes back, and how it went."""
 
     __table_args__ = (
+        # It also serves a batch's read of its people's reviews (a few rows each).
         sa.UniqueConstraint("enrollment_id", "lesson_slug", name="uq_review_enrollment_lesson"),
-        sa.Index("ix_review_due", "enrollment_id", "retired", "due_on"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
