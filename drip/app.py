@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
@@ -13,9 +12,8 @@ from drip.curriculum.load import Catalog
 from drip.db import check_schema, make_engine
 from drip.errors import ConfigError
 from drip.mail.build import LessonMail
-from drip.mail.dkim import DkimSigner
+from drip.mail.dkim import dkim_signer
 from drip.mail.limits import SharedRateLimit, SharedRateLimited
-from drip.mail.message import sender_domain
 from drip.mail.notes import NoteMail
 from drip.mail.render import Renderer
 from drip.mail.transports import Transport, open_transport
@@ -39,14 +37,6 @@ def outbox_config(settings: Settings) -> OutboxConfig | None:
             "and give the receiver the same"
         )
     return OutboxConfig(targets, namespace_for(settings.activity_base))
-
-
-def dkim_signer(settings: Settings) -> DkimSigner | None:
-    """The DKIM signer the settings ask for, or None when DRIP_DKIM_KEY is not set."""
-    if not settings.dkim_key:
-        return None
-    domain = settings.dkim_domain or sender_domain(settings.sender)
-    return DkimSigner.load(Path(settings.dkim_key), settings.dkim_selector, domain)
 
 
 @dataclass
@@ -94,7 +84,9 @@ class App:
 
     def note_mail(self, secret: str | None = None) -> NoteMail:
         s = self.settings
-        return NoteMail(s.templates_path, s.sender, s.base_url, secret or require_secret(s))
+        return NoteMail(
+            s.templates_path, s.sender, s.base_url, secret or require_secret(s), dkim=dkim_signer(s)
+        )
 
     def dispatcher(self, transport: Transport | None = None) -> Dispatcher:
         s = self.settings

@@ -141,9 +141,9 @@ def send_test(course: str, slug: str, to: str, name: str) -> None:
       drip send-test social-media-for-executives why-it-matters-now --to me@example.com
     """
     from drip.addresses import valid_address
-    from drip.app import dkim_signer
     from drip.curriculum.load import load_course
     from drip.mail.build import LessonMail, Recipient
+    from drip.mail.dkim import dkim_signer
     from drip.mail.message import new_message_id, sender_domain
     from drip.mail.render import Renderer
     from drip.mail.transports import Outcome, open_transport

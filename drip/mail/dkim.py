@@ -15,7 +15,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from drip.config import Settings
 from drip.errors import ConfigError
+from drip.mail.message import sender_domain
 
 CRLF = b"\r\n"
 WSP_RUN = re.compile(rb"[ \t]+")
@@ -127,3 +129,11 @@ class DkimSigner:
         b64 = base64.b64encode(signature)
         folded = b"\r\n\t".join(b64[i : i + 72] for i in range(0, len(b64), 72))
         return b"DKIM-Signature:" + value + folded + CRLF + message
+
+
+def dkim_signer(settings: Settings) -> DkimSigner | None:
+    """The DKIM signer the settings ask for, or None when DRIP_DKIM_KEY is not set."""
+    if not settings.dkim_key:
+        return None
+    domain = settings.dkim_domain or sender_domain(settings.sender)
+    return DkimSigner.load(Path(settings.dkim_key), settings.dkim_selector, domain)

@@ -20,6 +20,7 @@ from drip.curriculum.model import Check, Course, Lesson
 from drip.errors import HeaderError, RenderError
 from drip.mail.build import Recipient, first_name
 from drip.mail.certificate import Certificate, certificate_pdf
+from drip.mail.dkim import DkimSigner
 from drip.mail.message import check_header_value, format_address
 from drip.mail.render import inline_css
 from drip.tokens import link_values
@@ -62,6 +63,7 @@ class NoteMail:
     sender: str
     base_url: str
     secret: str
+    dkim: DkimSigner | None = None  # signs every note as it signs the lessons
     _env: jinja2.Environment | None = field(default=None, repr=False)
 
     @property
@@ -190,7 +192,8 @@ class NoteMail:
                 subtype="pdf",
                 filename="certificate.pdf",
             )
-        return message.as_bytes()
+        data = message.as_bytes()
+        return self.dkim.sign(data, recipient.date) if self.dkim else data
 
 
 def _plain_header(name: str, value: str) -> str:

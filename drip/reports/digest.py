@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from drip.config import Settings
 from drip.db import insert_ignoring_conflicts
 from drip.errors import DripError, HeaderError
+from drip.mail.dkim import dkim_signer
 from drip.mail.message import (
     automatic_headers,
     check_header_value,
@@ -233,6 +234,7 @@ def send_digests(
         cohorts = conn.execute(query.order_by(C.c.name)).all()
     envelope_from = parseaddr(settings.sender)[1]
     lifetime = timedelta(hours=settings.retry_lifetime_hours)
+    dkim = dkim_signer(settings)  # signs the digest as it signs the lessons
     results = []
     for cid, name, manager in cohorts:
         claim = None
@@ -252,6 +254,8 @@ def send_digests(
                 date=claim.first_try if claim else None,
             )
             data = message.as_bytes()
+            if dkim is not None:
+                data = dkim.sign(data, claim.first_try if claim else now)
         except DripError as exc:
             log.error("digest of cohort %r not built: %s", name, exc)
             if claim is not None:

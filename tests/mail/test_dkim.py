@@ -73,3 +73,53 @@ def test_an_unusable_key_file_is_named_with_the_fix(tmp_path: Path, db_url: str)
     )
     assert result.returncode == 1
     assert f"DRIP_DKIM_KEY has value '{bad}': not an unencrypted PEM private key" in result.stderr
+
+
+def test_the_notes_and_the_digest_are_signed_like_the_lessons(
+    tmp_path: Path, db_url: str
+) -> None:
+    """The welcome, a review, the completion with its certificate, the pause note and the
+    manager's digest carry the same signature as a lesson: mail from one domain that is signed
+    only sometimes fails DMARC for the rest."""
+    from support import LESSONS, make_settings, utc
+
+    from drip.app import App
+    from drip.curriculum.load import load_course
+    from drip.db import migrate
+    from drip.mail.build import Recipient
+    from drip.mail.notes import LessonResult, Summary
+    from drip.people.cohorts import create_cohort
+    from drip.reports.digest import send_digests
+
+    key = write_key(tmp_path / "dkim.pem")
+    app = App.open(make_settings(tmp_path, db_url, dkim_key=str(key)), check=False)
+    migrate(app.engine)
+    notes = app.note_mail()
+    course = load_course(LESSONS, "sample")
+    now = utc(2026, 11, 30, 8, 0)  # in the past: a signature's time must not be ahead of the clock
+    who = Recipient(7, "ada@corp.example", "Ada", now, "<n7@example.com>")
+    results = [LessonResult(x.title, x.takeaway, "right") for x in course.lessons]
+    built = {
+        "welcome": notes.welcome(course, who, cohort="Board", sponsor="", first_lesson=now,
+                                 timezone="UTC", days="weekday"),  # fmt: skip
+        "review": notes.review(course, next(x for x in course.lessons if x.check), who),
+        "completion": notes.completion(
+            course, who, Summary("Board", now.date(), now.date(), 3, results, [])
+        ),
+        "note": notes.note(course, who, 3),
+    }
+    create_cohort(app.engine, name="Board", course="sample", start=now.date(), timezone="UTC",
+                  manager="boss@corp.example", now=now)  # fmt: skip
+    with app.transport() as transport:
+        (digest,) = send_digests(app.engine, transport, app.settings, now)
+    assert digest.outcome == "accepted", digest
+    (eml,) = (tmp_path / "outbox").glob("*.eml")
+    built["digest"] = eml.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    record = DkimSigner.load(key, "drip", "example.com").public_record()
+    with dns_server({("drip._domainkey.example.com", "TXT"): [record]}) as dns_port:
+        lookup = txt_lookup(dns_port)
+        for kind, data in built.items():
+            assert data.startswith(b"DKIM-Signature: "), kind
+            assert dkim.verify(data, dnsfunc=lookup), kind
+            assert not dkim.verify(data.replace(b"Subject: ", b"Subject: FREE ", 1),
+                                   dnsfunc=lookup), kind  # fmt: skip
