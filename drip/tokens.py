@@ -197,8 +197,10 @@ def return_address(secret: str, delivery_id: int, domain: str) -> str:
     return f"b-{delivery_id}-{_return_signature(secret, delivery_id, domain)}@{domain.lower()}"
 
 
-def read_return_address(secret: str, address: str, domain: str) -> int:
-    """The delivery id of a valid return address on `domain`; TokenError for anything else."""
+def read_return_address(secret: str | Sequence[str], address: str, domain: str) -> int:
+    """The delivery id of a valid return address on `domain`; TokenError for anything else.
+    `secret` may list the current key and previous ones: a bounce of mail sent before a
+    rotation still finds its delivery."""
     local, at, host = address.strip().strip("<>").rpartition("@")
     if not at or host.lower().rstrip(".") != domain.lower():
         raise TokenError("not on the bounce domain")
@@ -206,9 +208,11 @@ def read_return_address(secret: str, address: str, domain: str) -> int:
     if not match:
         raise TokenError("malformed return address")
     delivery_id = int(match.group(1))
-    if not hmac.compare_digest(_return_signature(secret, delivery_id, domain), match.group(2)):
-        raise TokenError("bad signature")
-    return delivery_id
+    keys = (secret,) if isinstance(secret, str) else tuple(secret)
+    for key in (k for k in keys if k):
+        if hmac.compare_digest(_return_signature(key, delivery_id, domain), match.group(2)):
+            return delivery_id
+    raise TokenError("bad signature")
 
 
 def link_values(

@@ -314,7 +314,7 @@ def create_app(
             raise HTTPException(404)
         return page("unsubscribe.html.j2", status=status, done=True, pause_url=pause_url)
 
-    inbound = Inbound.of(settings, signing)
+    inbound = Inbound.of(settings)
     certificates: dict[str, bytes] = {}
 
     def certificate(url: str) -> bytes:

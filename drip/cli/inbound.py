@@ -25,7 +25,6 @@ def inbound() -> None:
 
 
 def _setup() -> tuple[Any, Any, Callable[[], AbstractContextManager[Any]]]:
-    from drip.config import require_secret
     from drip.inbound.process import Inbound
     from drip.mail.transports import open_transport
 
@@ -36,7 +35,7 @@ def _setup() -> tuple[Any, Any, Callable[[], AbstractContextManager[Any]]]:
             "DRIP_BOUNCE_DOMAIN is not set; set it to the domain whose mail reaches drip, "
             "like bounce.example.com"
         )
-    config = Inbound.of(s, require_secret(s))
+    config = Inbound.of(s)
     return app, config, lambda: open_transport(s.mail_url, s.smtp_timeout)
 
 

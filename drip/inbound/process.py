@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from drip import events, lifecycle
-from drip.config import Settings
+from drip.config import Settings, verifying_keys
 from drip.errors import DripError, TokenError
 from drip.inbound.classify import Finding, Kind, classify
 from drip.lifecycle import Change, Transition
@@ -52,7 +52,9 @@ class ForwardError(DripError):
 class Inbound:
     """What reading the way back needs from the settings."""
 
-    secret: str
+    keys: tuple[
+        str, ...
+    ]  # the signing key, then the previous one (return addresses before a rotation)
     bounce_domain: str
     reply_address: str
     coach_address: str
@@ -60,9 +62,9 @@ class Inbound:
     soft_bounce_limit: int = 3
 
     @classmethod
-    def of(cls, settings: Settings, secret: str) -> Inbound:
+    def of(cls, settings: Settings) -> Inbound:
         return cls(
-            secret,
+            verifying_keys(settings),
             settings.bounce_domain,
             settings.reply_to_address,
             settings.coach_address,
@@ -75,7 +77,7 @@ class Inbound:
         if not self.bounce_domain:
             return None
         try:
-            return read_return_address(self.secret, address, self.bounce_domain)
+            return read_return_address(self.keys, address, self.bounce_domain)
         except TokenError:
             return None
 

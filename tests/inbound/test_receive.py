@@ -226,3 +226,23 @@ def test_soft_bounces_in_a_row_become_a_bounce(
     assert db_rows(db_url, "SELECT status FROM enrollment") == [("bounced",)]
     (reason,) = db_rows(db_url, "SELECT status_reason FROM enrollment")[0]
     assert reason.startswith("2 soft bounces in a row, the last: 4.4.7")
+
+
+def test_a_bounce_of_mail_sent_before_a_key_rotation_still_finds_its_delivery(
+    tmp_path: Path, db_url: str, smtp: tuple[SmtpHandler, int]
+) -> None:
+    from support import SECRET
+
+    _, smtp_port = smtp
+    settings, sent = send_first_lessons(tmp_path, db_url, smtp_port, ["gone@corp.example"])
+    gone = sent["gone@corp.example"]
+    env = cli_env(settings)
+    # The key rotates after the lesson went out: its return path was signed with the old one.
+    env["DRIP_SECRET_KEY"], env["DRIP_SECRET_KEY_PREVIOUS"] = "n" * 40, SECRET
+    with inbound_server(env) as port:
+        assert deliver(port, gone.return_path, returned_mail("exim_plain.eml", gone))[0] == 250
+    assert db_rows(db_url, "SELECT status FROM enrollment") == [("bounced",)]
+    # Without the previous key, the same return path is a stranger's.
+    env.pop("DRIP_SECRET_KEY_PREVIOUS")
+    with inbound_server(env) as port:
+        assert deliver(port, gone.return_path, b"Subject: x\r\n\r\nx\r\n")[0] == 550
