@@ -104,7 +104,8 @@ SETTINGS: tuple[Setting, ...] = (
         "secret_key_previous",
         "",
         _optional_secret,
-        "The key used before DRIP_SECRET_KEY, during a rotation: links it signed still work; it never signs.",
+        "The key used before DRIP_SECRET_KEY, during a rotation: links and return addresses it "
+        "signed still work; it never signs.",
         "set it to the old DRIP_SECRET_KEY, or leave it empty",
         secret=True,
     ),
