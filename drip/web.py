@@ -107,7 +107,7 @@ def _now() -> datetime:
 
 
 def fetch_url(url: str) -> bytes:
-    """GET a small public document (an SNS signing certificate)."""
+    """GET a small public document (an SNS signing certificate, a subscription's confirmation)."""
     import urllib.request
 
     with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - https only, checked
@@ -119,7 +119,7 @@ def create_app(
     settings: Settings,
     *,
     clock: Callable[[], datetime] = _now,
-    fetch_cert: Callable[[str], bytes] = fetch_url,
+    fetch: Callable[[str], bytes] = fetch_url,
     token_limit: int = 30,
     ip_limit: int = 1200,
     window: float = 60.0,
@@ -319,7 +319,7 @@ def create_app(
 
     def certificate(url: str) -> bytes:
         if url not in certificates:
-            certificates[url] = fetch_cert(url)
+            certificates[url] = fetch(url)
         return certificates[url]
 
     async def webhook(request: Request) -> Response:
@@ -347,8 +347,14 @@ def create_app(
             log.warning("webhook %s rejected: %s", provider, exc)
             raise HTTPException(404) from None
         except webhooks.WebhookConfirm as exc:
-            log.warning("SNS asks to confirm the subscription: open %s once", exc)
-            return PlainTextResponse("open the SubscribeURL to confirm", status_code=202)
+            # Signed by SNS for the configured topic, on an SNS host: confirm it by opening it.
+            try:
+                await run_in_threadpool(fetch, str(exc))
+            except OSError as failed:
+                log.warning("cannot confirm the SNS subscription (%s): open %s once", failed, exc)
+                return PlainTextResponse("open the SubscribeURL to confirm", status_code=202)
+            log.info("SNS subscription to %s confirmed", settings.ses_topic_arn)
+            return PlainTextResponse("subscription confirmed")
         for report in reports:
             finding = Finding(report.kind, reason=report.reason, status=report.status,
                               recipients=(report.email,))  # fmt: skip

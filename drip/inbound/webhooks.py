@@ -221,7 +221,11 @@ def ses(body: bytes, topic_arn: str, fetch_cert: Callable[[str], bytes]) -> list
     except (InvalidSignature, ValueError, AssertionError, OSError, binascii.Error):
         raise WebhookRejected("bad SNS signature") from None
     if message["Type"] == "SubscriptionConfirmation":
-        raise WebhookConfirm(str(message.get("SubscribeURL", "")))
+        url = str(message.get("SubscribeURL", ""))
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not SNS_CERT_HOST.match(parts.hostname or ""):
+            raise WebhookRejected("the subscription's confirmation link is not Amazon SNS's")
+        raise WebhookConfirm(url)
     notice = _json(str(message.get("Message", "")).encode())
     return ses_reports(notice, str(message.get("MessageId", "")))
 

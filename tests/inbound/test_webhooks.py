@@ -27,6 +27,7 @@ from drip.web import create_app
 NOW = utc(2026, 12, 15, 9, 0)
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:drip-bounces"
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-test.pem"
+CONFIRM_URL = f"https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={TOPIC}"
 MAILGUN_KEY = "key-mailgun-signing-0123456789"
 POSTMARK_AUTH = "drip-hooks:postmark-pass-0123456789"
 
@@ -72,12 +73,14 @@ def site(
     )  # fmt: skip
     fetched: list[str] = []
 
-    def fetch_cert(url: str) -> bytes:  # Amazon's host is out of reach in tests
+    def fetch(url: str) -> bytes:  # Amazon's hosts are out of reach in tests
         fetched.append(url)
-        return sns_key[1] if url == CERT_URL else b""
+        if url.startswith(CONFIRM_URL) and "Token=down" in url:
+            raise OSError("connection refused")
+        return sns_key[1] if url == CERT_URL else b"<ConfirmSubscriptionResponse/>"
 
     engine = make_engine(db_url)
-    app = create_app(engine, settings, clock=lambda: NOW, fetch_cert=fetch_cert)
+    app = create_app(engine, settings, clock=lambda: NOW, fetch=fetch)
     with serving(app) as base:
         yield base, {"sent": sent, "fetched": fetched}
     engine.dispose()
@@ -201,6 +204,44 @@ def test_ses_through_sns_is_checked_against_amazons_certificate(
     assert db_rows(db_url, "SELECT email, source FROM suppression") == [
         ("ses@corp.example", "complaint")
     ]
+
+
+def test_an_sns_subscription_is_confirmed_once_its_signature_holds(
+    site: tuple[str, dict[str, Any]], sns_key: tuple[rsa.RSAPrivateKey, bytes]
+) -> None:
+    """SNS's first message asks for its SubscribeURL to be opened: drip opens it when the
+    message is signed for the configured topic and the link is on an SNS host, never else."""
+    base, state = site
+    key, _ = sns_key
+
+    def confirmation(signer: rsa.RSAPrivateKey, url: str) -> dict[str, Any]:
+        message = {
+            "Type": "SubscriptionConfirmation", "MessageId": "c-1", "Token": "t",
+            "TopicArn": TOPIC, "Message": "You have chosen to subscribe...",
+            "SubscribeURL": url, "Timestamp": "2026-12-15T09:00:00.000Z",
+            "SignatureVersion": "1", "SigningCertURL": CERT_URL,
+        }  # fmt: skip
+        message["Signature"] = base64.b64encode(
+            signer.sign(sns_signed_text(message), padding.PKCS1v15(), hashes.SHA1())
+        ).decode()
+        return message
+
+    good = f"{CONFIRM_URL}&Token=abc"
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    refused = [
+        confirmation(other_key, good),  # not signed by SNS
+        confirmation(key, "https://evil.example.com/confirm"),  # signed, but not an SNS host
+        confirmation(key, good.replace("https:", "http:")),
+    ]
+    for message in refused:
+        assert httpx.post(f"{base}/hooks/ses", json=message).status_code == 404
+    assert [u for u in state["fetched"] if u != CERT_URL] == []
+    answer = httpx.post(f"{base}/hooks/ses", json=confirmation(key, good))
+    assert (answer.status_code, answer.text) == (200, "subscription confirmed")
+    assert [u for u in state["fetched"] if u != CERT_URL] == [good]
+    # SNS cannot be reached: the link is logged for a person to open, and SNS tries again.
+    down = httpx.post(f"{base}/hooks/ses", json=confirmation(key, f"{CONFIRM_URL}&Token=down"))
+    assert down.status_code == 202
 
 
 def test_an_unknown_provider_is_a_404(site: tuple[str, dict[str, Any]]) -> None:

@@ -75,9 +75,7 @@ def test_an_unusable_key_file_is_named_with_the_fix(tmp_path: Path, db_url: str)
     assert f"DRIP_DKIM_KEY has value '{bad}': not an unencrypted PEM private key" in result.stderr
 
 
-def test_the_notes_and_the_digest_are_signed_like_the_lessons(
-    tmp_path: Path, db_url: str
-) -> None:
+def test_the_notes_and_the_digest_are_signed_like_the_lessons(tmp_path: Path, db_url: str) -> None:
     """The welcome, a review, the completion with its certificate, the pause note and the
     manager's digest carry the same signature as a lesson: mail from one domain that is signed
     only sometimes fails DMARC for the rest."""
@@ -100,8 +98,15 @@ def test_the_notes_and_the_digest_are_signed_like_the_lessons(
     who = Recipient(7, "ada@corp.example", "Ada", now, "<n7@example.com>")
     results = [LessonResult(x.title, x.takeaway, "right") for x in course.lessons]
     built = {
-        "welcome": notes.welcome(course, who, cohort="Board", sponsor="", first_lesson=now,
-                                 timezone="UTC", days="weekday"),  # fmt: skip
+        "welcome": notes.welcome(
+            course,
+            who,
+            cohort="Board",
+            sponsor="",
+            first_lesson=now,
+            timezone="UTC",
+            days="weekday",
+        ),  # fmt: skip
         "review": notes.review(course, next(x for x in course.lessons if x.check), who),
         "completion": notes.completion(
             course, who, Summary("Board", now.date(), now.date(), 3, results, [])
