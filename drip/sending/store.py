@@ -206,9 +206,13 @@ def open_deliveries(
         )
     created: dict[tuple[int, str], DeliveryState] = {}
     if new:
+        # The rows just opened, through the unique (enrollment, slug) index: not every earlier
+        # delivery of these people (twenty a person by the last lesson).
+        slugs = sorted({s.slug for s in new})
         for mapping in conn.execute(
             sa.select(*DELIVERY_STATE).where(
-                in_ids(conn, D.c.enrollment_id, [s.row.enrollment_id for s in new])
+                in_ids(conn, D.c.enrollment_id, [s.row.enrollment_id for s in new]),
+                D.c.lesson_slug.in_(slugs),
             )
         ).mappings():
             state = _state(mapping)
