@@ -49,12 +49,12 @@ DELIVERY_STATE = (
 RESTARTS = (EventKind.resume.value, EventKind.resubscribe.value, EventKind.wake.value)
 
 
-def _state(mapping: Any) -> DeliveryState:
+def _state(mapping: Any, attempts: int | None = None) -> DeliveryState:
     return DeliveryState(
         id=mapping["id"],
         lesson_slug=mapping["lesson_slug"],
         status=mapping["status"],
-        attempts=mapping["attempts"],
+        attempts=mapping["attempts"] if attempts is None else attempts,
         message_id=mapping["message_id"],
         created_at=mapping["created_at"],
         next_attempt_at=mapping["next_attempt_at"],
@@ -215,9 +215,8 @@ def open_deliveries(
                 D.c.lesson_slug.in_(slugs),
             )
         ).mappings():
-            state = _state(mapping)
             # attempts before this one, as for reused rows
-            created[(mapping["enrollment_id"], state.lesson_slug)] = replace(state, attempts=0)
+            created[(mapping["enrollment_id"], mapping["lesson_slug"])] = _state(mapping, 0)
     reused = [s for s in sends if s.delivery is not None]
     if reused:
         # A resend is built from the lesson as it is now: record that version, so clicks and
