@@ -162,7 +162,8 @@ def _known(cache: SentCache, batch: Iterable[OpenHit], read: dict[int, Sent]) ->
 
 # SQLite's "busy" and "locked": another connection holds the lock, nothing was done.
 BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
-MMAP_BYTES = 256 * 2**20  # reads of hot pages without a copy through SQLite's page cache
+MMAP_BYTES = 256 * 2**20
+REWIND_WAIT_MS = 20  # reads of hot pages without a copy through SQLite's page cache
 
 
 def _busy(exc: BaseException) -> bool:
@@ -186,11 +187,17 @@ def record_opens_now(raw: sqlite3.Connection, cache: SentCache, batch: list[Open
 class Checkpointer:
     """Runs SQLite's WAL checkpoints in a thread of its own for the writer, whose connection
     turns its automatic ones off: a checkpoint's fsyncs then never hold up a batch of opens.
-    PASSIVE, like the automatic ones: it never waits for readers or the writer."""
+    PASSIVE, like the automatic ones, for the bulk of the copying; then a short RESTART."""
 
     def __init__(self, engine: Engine, every: int) -> None:
         self.engine = engine
         self.every = every  # events written between checkpoints (a few pages each)
+        # Writers append while a passive checkpoint copies, so under steady load it never
+        # catches up and the WAL is never rewound: it would grow without end. A RESTART after
+        # it copies what came meanwhile (little) and the next write starts the WAL from its
+        # beginning again. It needs a moment without a writer, which a busy writer retaking
+        # the lock would never leave it: held while it runs, this lock makes writers wait.
+        self.rewinding = threading.Lock()
         self._written = 0
         self._due = threading.Event()
         self._stopping = False
@@ -217,7 +224,17 @@ class Checkpointer:
             try:
                 raw = self.engine.raw_connection()  # autocommit: see db._sqlite_pragmas
                 try:
-                    raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    cursor = raw.cursor()
+                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    # Brief: a long reader (a report) or another process's write makes it
+                    # give up until next time rather than hold the pixel's writers off.
+                    (waits,) = cursor.execute("PRAGMA busy_timeout").fetchone()
+                    cursor.execute(f"PRAGMA busy_timeout={REWIND_WAIT_MS}")
+                    try:
+                        with self.rewinding:
+                            cursor.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                    finally:
+                        cursor.execute(f"PRAGMA busy_timeout={int(waits)}")  # back to the pool
                 finally:
                     raw.close()
             except Exception as exc:  # the next one, or any other connection's, catches up
@@ -239,7 +256,7 @@ class EventWriter:
         engine: Engine,
         max_batch: int = 500,
         cache_size: int = 10_000,
-        checkpoint_every: int = 250,
+        checkpoint_every: int = 1000,
         inline: bool = True,
     ) -> None:
         self.engine = engine
@@ -296,6 +313,8 @@ class EventWriter:
         conn = self._loop_connection()
         if conn is None:
             return False
+        if self._checkpointer is not None and self._checkpointer.rewinding.locked():
+            return False  # the writer thread waits for the rewind
         raw = conn.connection.dbapi_connection
         error: BaseException | None = None
         found: list[bool] = []
@@ -396,7 +415,11 @@ class EventWriter:
             error: BaseException | None = None
             found: list[bool] = []
             try:
-                found = record_opens(self._connection(), self.cache, batch)
+                conn = self._connection()
+                if self._checkpointer is not None:
+                    with self._checkpointer.rewinding:
+                        pass  # a rewind under way ends first
+                found = record_opens(conn, self.cache, batch)
                 if self._checkpointer is not None:
                     self._checkpointer.wrote(len(batch))
             except Exception as exc:  # each waiter answers 500; the thread goes on
