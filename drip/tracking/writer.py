@@ -166,6 +166,16 @@ MMAP_BYTES = 256 * 2**20
 REWIND_WAIT_MS = 20  # reads of hot pages without a copy through SQLite's page cache
 
 
+def _tune(raw: Any) -> None:
+    """Settings of a connection that only records opens (out of the pool, so its own)."""
+    raw.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job
+    raw.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+    # An open's event names the delivery just read (or cached: deliveries are never deleted)
+    # and that delivery's enrollment, which its own foreign key keeps: the checks would find
+    # nothing, at two index probes an event.
+    raw.execute("PRAGMA foreign_keys=OFF")
+
+
 def _busy(exc: BaseException) -> bool:
     return (
         isinstance(exc, sqlite3.OperationalError)
@@ -347,8 +357,7 @@ class EventWriter:
         assert raw is not None
         # Never wait for the lock on the event loop: a busy batch goes to the writer thread.
         raw.execute("PRAGMA busy_timeout=0")
-        raw.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job
-        raw.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+        _tune(raw)
         self._start_checkpointer()
         self._here = conn
         return conn
@@ -390,8 +399,7 @@ class EventWriter:
                 conn.detach()
                 raw = conn.connection.dbapi_connection
                 assert raw is not None
-                raw.execute("PRAGMA wal_autocheckpoint=0")
-                raw.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+                _tune(raw)
                 self._start_checkpointer()
             self._conn = conn
         return self._conn
