@@ -162,8 +162,8 @@ def _known(cache: SentCache, batch: Iterable[OpenHit], read: dict[int, Sent]) ->
 
 # SQLite's "busy" and "locked": another connection holds the lock, nothing was done.
 BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
-MMAP_BYTES = 256 * 2**20
-REWIND_WAIT_MS = 20  # reads of hot pages without a copy through SQLite's page cache
+MMAP_BYTES = 256 * 2**20  # reads of hot pages without a copy through SQLite's page cache
+REWIND_WAIT_MS = 20
 
 
 def _tune(raw: Any) -> None:
@@ -320,7 +320,11 @@ class EventWriter:
     def _record_here(self, batch: list[OpenHit]) -> bool:
         """Record a batch on the event loop; False, with nothing written, when it must go to
         the writer thread instead (the lock is held, or this database is not SQLite's)."""
-        conn = self._loop_connection()
+        try:
+            conn = self._loop_connection()
+        except Exception:  # the writer thread tries, and answers 500 and logs if it fails too
+            log.debug("cannot open the event loop's connection", exc_info=True)
+            return False
         if conn is None:
             return False
         if self._checkpointer is not None and self._checkpointer.rewinding.locked():
