@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from drip.app import App
 from drip.config import Settings, load_settings, require_secret, verifying_keys
@@ -160,9 +161,11 @@ def create_app(
         )
 
     def ids(request: Request, purpose: Purpose) -> tuple[int, ...]:
-        # Called on the event loop only, so the limiters need no lock.
-        token = str(request.path_params["token"])
         client = request.client.host if request.client else "-"
+        return checked(str(request.path_params["token"]), client, purpose)
+
+    def checked(token: str, client: str, purpose: Purpose) -> tuple[int, ...]:
+        # Called on the event loop only, so the limiters need no lock.
         if not by_ip.allow(client) or not by_token.allow(token[:MAX_TOKEN]):
             raise HTTPException(429)
         if len(token) > MAX_TOKEN:
@@ -175,22 +178,6 @@ def create_app(
     def hit(request: Request) -> tracking.Request:
         agent = request.headers.get("user-agent", "")[:500]
         return tracking.Request(request.method, agent, clock())
-
-    async def open_gif(request: Request) -> Response:
-        (delivery_id,) = ids(request, Purpose.open)
-        agent = request.headers.get("user-agent", "")[:500]
-        # The response waits for the commit, so a 200 means the open is stored.
-        loop = asyncio.get_running_loop()
-        recorded = loop.create_future()
-        hit = (delivery_id, request.method, agent, clock(), recorded, loop.call_soon_threadsafe)
-        writer.submit_from(loop, hit)
-        try:
-            found = await recorded
-        except Exception:  # the writer logged it (a driver error, say): answer 500, keep alive
-            raise HTTPException(500) from None
-        if not found:
-            raise HTTPException(404)
-        return PIXEL
 
     async def click(request: Request) -> Response:
         delivery_id, index = _pair(ids(request, Purpose.click))
@@ -382,7 +369,7 @@ def create_app(
         return message(500)
 
     routes = [
-        Route("/o/{token}.gif", open_gif, methods=["GET"]),
+        Route("/o/{token}.gif", OpenPixel(writer, checked, clock), methods=["GET"]),
         Route("/c/{token}", click, methods=["GET"]),
         Route("/r/{token}", confirm, methods=["GET"]),
         Route("/a/{token}", answer, methods=["GET"]),
@@ -413,6 +400,54 @@ def create_app(
             Exception: server_error,
         },
     )
+
+
+class OpenPixel:
+    """The open pixel, an ASGI endpoint with no Request object per hit (the hottest route): it
+    answers once the writer says so, so a 200 means the open's event is committed, 404 an
+    unknown delivery, 500 a failed write; errors raise HTTPException for the app's pages."""
+
+    def __init__(
+        self,
+        writer: EventWriter,
+        checked: Callable[[str, str, Purpose], tuple[int, ...]],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.writer = writer
+        self.checked = checked
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        (delivery_id,) = self.checked(
+            str(scope["path_params"]["token"]), client[0] if client else "-", Purpose.open
+        )
+        loop = asyncio.get_running_loop()
+        recorded = loop.create_future()
+        hit = (
+            delivery_id,
+            scope["method"],
+            _user_agent(scope["headers"]),
+            self.clock(),
+            recorded,
+            loop.call_soon_threadsafe,
+        )
+        self.writer.submit_from(loop, hit)
+        try:
+            found = await recorded
+        except Exception:  # the writer logged it (a driver error, say): answer 500, keep alive
+            raise HTTPException(500) from None
+        if not found:
+            raise HTTPException(404)
+        await PIXEL(scope, receive, send)
+
+
+def _user_agent(headers: list[tuple[bytes, bytes]]) -> str:
+    # As Starlette's Headers read it (the first one, latin-1), without building them.
+    for name, value in headers:
+        if name == b"user-agent":
+            return value.decode("latin-1")[:500]
+    return ""
 
 
 def _pair(values: tuple[int, ...]) -> tuple[int, int]:

@@ -133,6 +133,19 @@ def test_no_traceback_reaches_a_client(tmp_path: Path) -> None:
     broken.dispose()
 
 
+def test_a_database_that_cannot_be_opened_answers_500_not_a_hang(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'empty.db'}")
+    folder = tmp_path / "moved"
+    folder.mkdir()
+    gone = make_engine(f"sqlite:///{folder / 'drip.db'}")
+    folder.rmdir()  # the file can no longer be opened, let alone created
+    with serving(create_app(gone, settings)) as base, httpx.Client(base_url=base) as http:
+        response = http.get(f"/o/{make_token(SECRET, Purpose.open, 1)}.gif", timeout=10)
+        assert response.status_code == 500
+        assert "Something went wrong" in response.text and "Traceback" not in response.text
+    gone.dispose()
+
+
 def test_the_factory_serves_from_the_environment(site: Site) -> None:
     port = free_port()
     env = cli_env(site.settings)

@@ -97,16 +97,30 @@ def judge(hit: Hit) -> Judgement:
 
 def _judge_open(hit: Hit) -> Judgement:
     agent = hit.user_agent.strip()
-    mark = scanner_mark(agent)
-    if mark:
-        return Judgement(Verdict.machine, f"scanner user agent ({mark})")
-    if agent == APPLE_MPP_AGENT:
-        return Judgement(Verdict.machine, "Apple Mail Privacy Protection prefetch")
+    machine = _machine_agent(agent)
+    if machine is not None:
+        return machine
     seconds = hit.seconds_since_send
     if seconds is not None and seconds < 0:
         return _clock_skew(hit.kind, seconds)
     if seconds is not None and seconds < PREFETCH_SECONDS:
         return Judgement(Verdict.machine, f"opened {seconds:.1f} s after sending (prefetch)")
+    return _open_by_agent(agent)
+
+
+# Both pure functions of the agent, and most hits repeat a few agents.
+@lru_cache(maxsize=1024)
+def _machine_agent(agent: str) -> Judgement | None:
+    mark = scanner_mark(agent)
+    if mark:
+        return Judgement(Verdict.machine, f"scanner user agent ({mark})")
+    if agent == APPLE_MPP_AGENT:
+        return Judgement(Verdict.machine, "Apple Mail Privacy Protection prefetch")
+    return None
+
+
+@lru_cache(maxsize=1024)
+def _open_by_agent(agent: str) -> Judgement:
     if "GoogleImageProxy" in agent:
         return Judgement(Verdict.human, "Gmail image proxy (fetches when the reader opens)")
     if not agent:

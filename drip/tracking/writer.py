@@ -1,12 +1,15 @@
-"""Group commit for the open pixel: one thread takes the queued hits in batches, reads the
-deliveries it has not cached in one query, judges each hit, writes the events in one transaction
-and then tells each waiting request whether its delivery exists."""
+"""Group commit for the open pixel: the hits of one turn of the event loop are a batch; its
+deliveries not cached are read in one query, each hit is judged, the events are written in one
+transaction and then each waiting request is told whether its delivery exists. On SQLite the
+event loop does this itself while nobody else holds the write lock; otherwise (a lock held, or
+PostgreSQL, or an outbox to fill) one writer thread does it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -75,13 +78,14 @@ def _utc(value: Any) -> datetime | None:
     return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
 
 
-def _lookup(conn: sa.Connection, ids: list[int], raw: Any) -> dict[int, Sent]:
+def _lookup(conn: sa.Connection | None, ids: list[int], raw: Any) -> dict[int, Sent]:
     """The deliveries among `ids`, in one query (straight through SQLite's driver when `raw`)."""
     if not ids:
         return {}
     if raw is not None:
         cursor = raw.execute(SQLITE_SENT.format(",".join("?" * len(ids))), ids)
         return {row[0]: _sent(*row) for row in cursor.fetchall()}
+    assert conn is not None
     query = sa.select(D.c.id, D.c.enrollment_id, D.c.sent_at, D.c.created_at).where(D.c.id.in_(ids))
     return {row[0]: _sent(*row) for row in conn.execute(query)}
 
@@ -108,10 +112,11 @@ def _write_sqlite(raw: Any, rows: list[dict[str, Any]]) -> None:
     raw.execute("BEGIN IMMEDIATE")
     try:
         raw.executemany(SQLITE_INSERT, values)
+        raw.execute("COMMIT")
     except BaseException:
-        raw.execute("ROLLBACK")
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
         raise
-    raw.execute("COMMIT")
 
 
 _VALUES = itemgetter(*EVENT_COLUMNS)
@@ -155,14 +160,54 @@ def _known(cache: SentCache, batch: Iterable[OpenHit], read: dict[int, Sent]) ->
     return known
 
 
+# SQLite's "busy" and "locked": another connection holds the lock, nothing was done.
+BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+MMAP_BYTES = 256 * 2**20  # reads of hot pages without a copy through SQLite's page cache
+REWIND_WAIT_MS = 20
+
+
+def _tune(raw: Any) -> None:
+    """Settings of a connection that only records opens (out of the pool, so its own)."""
+    raw.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job
+    raw.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+    # An open's event names the delivery just read (or cached: deliveries are never deleted)
+    # and that delivery's enrollment, which its own foreign key keeps: the checks would find
+    # nothing, at two index probes an event.
+    raw.execute("PRAGMA foreign_keys=OFF")
+
+
+def _busy(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, sqlite3.OperationalError)
+        and getattr(exc, "sqlite_errorcode", None) in BUSY_CODES
+    )
+
+
+def record_opens_now(raw: sqlite3.Connection, cache: SentCache, batch: list[OpenHit]) -> list[bool]:
+    """record_opens on a SQLite driver connection that never waits for a lock: raises the
+    driver's busy error, with nothing written, while another connection holds it."""
+    missing = sorted({hit[0] for hit in batch if cache.get(hit[0]) is None})
+    known = _known(cache, batch, _lookup(None, missing, raw))
+    rows, found = _rows(batch, known)
+    if rows:
+        _write_sqlite(raw, rows)
+    return found
+
+
 class Checkpointer:
     """Runs SQLite's WAL checkpoints in a thread of its own for the writer, whose connection
     turns its automatic ones off: a checkpoint's fsyncs then never hold up a batch of opens.
-    PASSIVE, like the automatic ones: it never waits for readers or the writer."""
+    PASSIVE, like the automatic ones, for the bulk of the copying; then a short RESTART."""
 
     def __init__(self, engine: Engine, every: int) -> None:
         self.engine = engine
         self.every = every  # events written between checkpoints (a few pages each)
+        # Writers append while a passive checkpoint copies, so under steady load it never
+        # catches up and the WAL is never rewound: it would grow without end. A RESTART after
+        # it copies what came meanwhile (little) and the next write starts the WAL from its
+        # beginning again. It needs a moment without a writer, which a busy writer retaking
+        # the lock would never leave it: held while it runs, this lock makes writers wait.
+        self.rewinding = threading.Lock()
         self._written = 0
         self._due = threading.Event()
         self._stopping = False
@@ -189,7 +234,17 @@ class Checkpointer:
             try:
                 raw = self.engine.raw_connection()  # autocommit: see db._sqlite_pragmas
                 try:
-                    raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    cursor = raw.cursor()
+                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    # Brief: a long reader (a report) or another process's write makes it
+                    # give up until next time rather than hold the pixel's writers off.
+                    (waits,) = cursor.execute("PRAGMA busy_timeout").fetchone()
+                    cursor.execute(f"PRAGMA busy_timeout={REWIND_WAIT_MS}")
+                    try:
+                        with self.rewinding:
+                            cursor.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                    finally:
+                        cursor.execute(f"PRAGMA busy_timeout={int(waits)}")  # back to the pool
                 finally:
                     raw.close()
             except Exception as exc:  # the next one, or any other connection's, catches up
@@ -199,21 +254,29 @@ class Checkpointer:
 
 
 class EventWriter:
-    """One thread recording queued pixel hits in batches (group commit) and telling the waiters
-    once a batch is committed; threads taking turns on SQLite's write lock are far slower, and
-    a thread hand-off per hit costs more than the hit's own work."""
+    """Records pixel hits in batches (group commit) and tells the waiters once a batch is
+    committed. On SQLite the event loop writes each turn's batch itself on a connection of its
+    own that never waits for the lock: a hand-off to a thread and back costs more than the
+    batch's own work. A batch that finds the lock held (a sending pass, a report's write) goes
+    to one writer thread, which waits its turn; so does every batch on PostgreSQL or with an
+    outbox to fill, whose writes may wait on the network."""
 
     def __init__(
         self,
         engine: Engine,
         max_batch: int = 500,
         cache_size: int = 10_000,
-        checkpoint_every: int = 250,
+        checkpoint_every: int = 1000,
+        inline: bool = True,
     ) -> None:
         self.engine = engine
         self.max_batch = max_batch
         self.checkpoint_every = checkpoint_every
-        self.cache = SentCache(cache_size)
+        self.cache = SentCache(cache_size)  # the writer thread's
+        # The event loop's own connection and cache; None until its first batch, False when
+        # this database cannot be written from the loop.
+        self._here: sa.Connection | None | bool = None if inline else False
+        self._here_cache = SentCache(cache_size)
         self._checkpointer: Checkpointer | None = None
         self._queue: queue.SimpleQueue[list[OpenHit] | None] = queue.SimpleQueue()
         self._turn: list[OpenHit] = []  # hits from the event loop's current turn
@@ -251,15 +314,83 @@ class EventWriter:
 
     def _end_turn(self) -> None:
         hits, self._turn = self._turn, []
-        self.submit(hits)
+        if not self._record_here(hits):
+            self.submit(hits)
+
+    def _record_here(self, batch: list[OpenHit]) -> bool:
+        """Record a batch on the event loop; False, with nothing written, when it must go to
+        the writer thread instead (the lock is held, or this database is not SQLite's)."""
+        try:
+            conn = self._loop_connection()
+        except Exception:  # the writer thread tries, and answers 500 and logs if it fails too
+            log.debug("cannot open the event loop's connection", exc_info=True)
+            return False
+        if conn is None:
+            return False
+        if self._checkpointer is not None and self._checkpointer.rewinding.locked():
+            return False  # the writer thread waits for the rewind
+        raw = conn.connection.dbapi_connection
+        error: BaseException | None = None
+        found: list[bool] = []
+        try:
+            found = record_opens_now(raw, self._here_cache, batch)  # type: ignore[arg-type]
+        except Exception as exc:
+            if _busy(exc):
+                return False
+            log.error("cannot record %d opens: %s", len(batch), exc)
+            error = exc
+            self._close_loop_connection()
+        else:
+            if self._checkpointer is not None:
+                self._checkpointer.wrote(len(batch))
+        _settle([(hit[4], bool(found and found[i])) for i, hit in enumerate(batch)], error)
+        return True
+
+    def _loop_connection(self) -> sa.Connection | None:
+        if self._here is False:
+            return None
+        if isinstance(self._here, sa.Connection) and not self._here.closed:
+            return self._here
+        conn = self.engine.connect()
+        if conn.dialect.name != "sqlite" or outgoing.config_of(conn) is not None:
+            conn.close()
+            self._here = False
+            return None
+        conn.detach()  # out of the pool: its settings are its own
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        # Never wait for the lock on the event loop: a busy batch goes to the writer thread.
+        raw.execute("PRAGMA busy_timeout=0")
+        _tune(raw)
+        self._start_checkpointer()
+        self._here = conn
+        return conn
+
+    def _close_loop_connection(self) -> None:
+        if isinstance(self._here, sa.Connection):
+            try:
+                self._here.close()
+            except Exception:  # closing a broken connection must not stop the pixel
+                log.debug("closing the event loop's connection failed", exc_info=True)
+            self._here = None
+
+    def _start_checkpointer(self) -> None:
+        with self._lock:
+            if self._checkpointer is None:
+                self._checkpointer = Checkpointer(self.engine, self.checkpoint_every)
 
     def close(self) -> None:
-        """Write what is queued and stop the thread."""
+        """Write what is queued, stop the thread and close the connections."""
         with self._lock:
             thread, self._thread = self._thread, None
         if thread is not None:
             self._queue.put(None)
             thread.join()
+        self._close_loop_connection()
+        with self._lock:
+            checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.close()
 
     def _connection(self) -> sa.Connection:
         # One connection for the thread's life: a pool checkout per batch costs as much as the
@@ -272,9 +403,8 @@ class EventWriter:
                 conn.detach()
                 raw = conn.connection.dbapi_connection
                 assert raw is not None
-                raw.execute("PRAGMA wal_autocheckpoint=0")
-                if self._checkpointer is None:
-                    self._checkpointer = Checkpointer(self.engine, self.checkpoint_every)
+                _tune(raw)
+                self._start_checkpointer()
             self._conn = conn
         return self._conn
 
@@ -297,7 +427,11 @@ class EventWriter:
             error: BaseException | None = None
             found: list[bool] = []
             try:
-                found = record_opens(self._connection(), self.cache, batch)
+                conn = self._connection()
+                if self._checkpointer is not None:
+                    with self._checkpointer.rewinding:
+                        pass  # a rewind under way ends first
+                found = record_opens(conn, self.cache, batch)
                 if self._checkpointer is not None:
                     self._checkpointer.wrote(len(batch))
             except Exception as exc:  # each waiter answers 500; the thread goes on
@@ -311,6 +445,3 @@ class EventWriter:
             for handoff, waiters in groups.items():
                 handoff(partial(_settle, waiters, error))
         self._close_connection()
-        if self._checkpointer is not None:
-            self._checkpointer.close()
-            self._checkpointer = None
