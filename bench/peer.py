@@ -5,7 +5,8 @@ Run: pip install -e '.[bench]'; python bench/peer.py [--people 20000] [--rounds 
 
 Method: an SMTP sink (bench/sink.py) runs in its own process. Each round, in alternating order:
 (1) drip: a copy of a SQLite file with PEOPLE people due, one `send_due` pass (claim, plan, build,
-send, record), DRIP_SMTP_CONNECTIONS pipelined connections, window 8; (2) django-post_office
+send, record), DRIP_SMTP_CONNECTIONS pipelined connections, drip's default window (4 x the
+connections); (2) django-post_office
 (PyPI), at its fastest documented setting: one process (`send_queued(processes=1)`),
 BATCH_SIZE = PEOPLE (one batch), THREADS_PER_PROCESS = 1 (more threads were slower here),
 LOG_LEVEL = 0 (no log row per sent message), Django's SMTP backend; it queues the same PEOPLE
@@ -181,7 +182,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as folder:
             tmp = Path(folder)
-            options = SimpleNamespace(connections=args.connections, window=8)
+            options = SimpleNamespace(connections=args.connections, window="auto")
             template: Path | str = tmp / "template.db"
             office: Path | str = tmp / "post_office.db"
             if pg is not None:

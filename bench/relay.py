@@ -7,8 +7,7 @@ relay's SMTP endpoint does), every other command at once, and offers PIPELINING.
 pass of PEOPLE due people (a fresh copy of a SQLite file each time; 1,600 by default, 100 steps
 of 16 messages, so that a pass's first claim and connections are not most of what is timed) with
 1, 4 and 16 pipelined connections, interleaved round by round, warm as in bench/send.py; the
-window is twice the connections (at least 8), since a window below the connection count caps
-what is on the wire. Prints msg/s min/median/max for each, the fraction of the ideal
+window is drip's default, four times the connections. Prints msg/s min/median/max for each, the fraction of the ideal
 `connections / delay`, and the 16-to-1 ratio (target >= 12).
 """
 
@@ -124,7 +123,7 @@ def main() -> None:
             for r in range(args.rounds):
                 order = list(CONNECTIONS[r % 3 :] + CONNECTIONS[: r % 3])
                 for n in order:
-                    options = SimpleNamespace(connections=n, window=max(8, 2 * n))
+                    options = SimpleNamespace(connections=n, window="auto")
                     started = time.perf_counter()
                     rate, _cpu = drip_round(template, tmp, port, args.people, options)
                     rates[n].append(rate)

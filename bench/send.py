@@ -1,6 +1,6 @@
 """End-to-end sending rate (claim, plan, build, send, record) against two raw baselines, interleaved.
 
-Run: python bench/send.py [--people 20000] [--rounds 3] [--connections 4] [--window 8]
+Run: python bench/send.py [--people 20000] [--rounds 3] [--connections 4] [--window auto]
 
 Method: an SMTP sink (bench/sink.py, offers PIPELINING) runs in its own process. Each round runs,
 in rotating order: (1) drip: a copy of a SQLite file with PEOPLE people due at once, one
@@ -54,7 +54,7 @@ NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # a Monday, inside everyone's wi
 COURSE = "social-media-for-executives"
 
 
-def settings_for(db: Path | str, port: int, connections: int, window: int) -> Any:
+def settings_for(db: Path | str, port: int, connections: int, window: int | str) -> Any:
     """Settings for a SQLite file or a database URL, with no config file."""
     url = db if isinstance(db, str) else f"sqlite:///{db}"
     return load_settings(
@@ -252,7 +252,9 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--window", type=int, default=8)
+    parser.add_argument(
+        "--window", default="auto", help="DRIP_SEND_WINDOW (auto: 4 x connections, drip's default)"
+    )
     parser.add_argument("--make-template", help=argparse.SUPPRESS)
     parser.add_argument("--dkim", action="store_true", help="Only measure DKIM's cost a message.")
     args = parser.parse_args()

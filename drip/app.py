@@ -99,7 +99,7 @@ class App:
             batch_size=s.batch_size,
             lease=timedelta(seconds=s.lease_seconds),
             retry_lifetime=timedelta(hours=s.retry_lifetime_hours),
-            window=s.send_window,
+            window=s.window,
         )
 
     def outbox_targets(self) -> list[Target]:

@@ -48,6 +48,12 @@ class Settings:
         return value if name else f"{DEFAULT_SENDER_NAME} <{address}>"
 
     @property
+    def window(self) -> int:
+        """DRIP_SEND_WINDOW, or with auto four steps of one message per connection: every
+        connection always has its next message, and a commit records a dozen at a time."""
+        return int(self.values["send_window"]) or 4 * int(self.values["smtp_connections"])
+
+    @property
     def reply_to(self) -> str:
         """The Reply-To header: DRIP_REPLY_TO, else the sender."""
         return str(self.values.get("reply_to") or "") or self.sender

@@ -9,6 +9,7 @@ from typing import Any
 from drip.config_values import (
     _actor,
     _address,
+    _auto_or_positive_int,
     _base_url,
     _database_url,
     _domain,
@@ -167,11 +168,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "send_window",
-        "8",
-        _positive_int,
+        "auto",
+        _auto_or_positive_int,
         "Messages a worker may send before recording what the relay said about earlier ones "
-        "(at most this many are sent twice after a crash).",
-        "use a whole number like 8",
+        "(at most this many are sent twice after a crash); auto: 4 x DRIP_SMTP_CONNECTIONS.",
+        "use a whole number like 16, or auto",
     ),
     Setting(
         "smtp_connect_tries",

@@ -146,6 +146,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _auto_or_positive_int(value: str) -> int:
+    """A positive whole number, or "auto" (or 0): the caller derives it from other settings."""
+    if value.strip().lower() in ("auto", "0"):
+        return 0
+    return _positive_int(value)
+
+
 def _path(value: str) -> str:
     return value.strip()
 

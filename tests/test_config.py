@@ -55,6 +55,19 @@ def test_drip_config_command_masks_secrets(tmp_path: Path) -> None:
     assert "DRIP_MAIL_URL" in result.stdout and "****" in result.stdout
 
 
+def test_the_send_window_follows_the_connections_unless_set(tmp_path: Path) -> None:
+    import json
+
+    assert make_settings(tmp_path).window == 16  # auto: four messages per connection (4)
+    assert make_settings(tmp_path, smtp_connections="10").window == 40
+    assert make_settings(tmp_path, smtp_connections="10", send_window="8").window == 8
+    with pytest.raises(ConfigError, match="DRIP_SEND_WINDOW has value 'some'.*or auto"):
+        make_settings(tmp_path, send_window="some")
+    shown = run_drip(["config", "--format", "json"], cli_env(make_settings(tmp_path)))
+    rows = {row["variable"]: row["value"] for row in json.loads(shown.stdout)}
+    assert rows["DRIP_SEND_WINDOW"] == "auto (16)"
+
+
 def test_bad_setting_in_cli_is_one_clear_line(tmp_path: Path) -> None:
     s = make_settings(tmp_path)
     env = cli_env(s, DRIP_BASE_URL="learn.example.com")

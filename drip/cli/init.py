@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from drip.cli.base import DripCommand, emit, output_options, say, settings, warn_settings
-from drip.config import CONFIG_FILE, load_settings, mask
-from drip.config_table import SETTINGS
+from drip.config import CONFIG_FILE, Settings, load_settings, mask
+from drip.config_table import SETTINGS, Setting
 
 # -- setup ---------------------------------------------------------------------------------
 
@@ -27,7 +27,7 @@ def config_cmd(fmt: str) -> None:
     rows = [
         {
             "variable": setting.env,
-            "value": mask(setting, s.values[setting.name]) or "(not set)",
+            "value": shown(s, setting),
             "source": s.sources.get(setting.name, "default"),
             "meaning": setting.help,
         }
@@ -35,6 +35,13 @@ def config_cmd(fmt: str) -> None:
     ]
     emit(rows, fmt, title=f"drip settings (file: {s.config_file or 'none'})")
     warn_settings(s)
+
+
+def shown(s: Settings, setting: Setting) -> str:
+    """A setting's value as `drip config` shows it: secrets masked, auto with what it means."""
+    if setting.name == "send_window" and not s.values[setting.name]:
+        return f"auto ({s.window})"
+    return mask(setting, s.values[setting.name]) or "(not set)"
 
 
 @click.command("init", cls=DripCommand)
