@@ -210,13 +210,41 @@ def emit(
     if not rows:  # an empty table squeezed to the terminal says less than a line
         console.print(Text(f"{title or 'rows'}: none"))
         return
+    cells = [[table_text(c, row.get(c)) for c in columns] for row in rows]
+    headers = [column.replace("_", " ") for column in columns]
+    if not _fits(headers, cells, console.width):
+        _print_records(headers, cells, title)
+        return
     # Text() keeps data literal: a name like "[/red]" is shown, not read as markup.
     table = Table(title=Text(title) if title else None, title_justify="left")
-    for column in columns:
-        table.add_column(column.replace("_", " "), overflow="fold")
-    for row in rows:
-        table.add_row(*(Text(table_text(c, row.get(c))) for c in columns))
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for values in cells:
+        table.add_row(*(Text(value) for value in values))
     console.print(table)
+
+
+def _fits(headers: list[str], cells: list[list[str]], width: int) -> bool:
+    """Whether a table shows every value unfolded: each column as wide as its longest value
+    (or header word), plus the borders and padding."""
+    widest = [max(len(word) for word in header.split() or [""]) for header in headers]
+    for values in cells:
+        for i, value in enumerate(values):
+            widest[i] = max(widest[i], *(len(line) for line in value.splitlines() or [""]))
+    return sum(widest) + 3 * len(headers) + 1 <= width
+
+
+def _print_records(headers: list[str], cells: list[list[str]], title: str | None) -> None:
+    """Rows too wide for the terminal, one field a line (like psql's expanded display), so
+    no value is folded into pieces; CSV and JSON keep the table's shape."""
+    pad = max(len(header) for header in headers)
+    lines = [Text(title)] if title else []
+    for n, values in enumerate(cells, 1):
+        lines.append(Text(f"-[ {n} of {len(cells)} ]" + "-" * max(0, pad - 8)))
+        lines.extend(
+            Text(f"{h:<{pad}}  {v}".rstrip()) for h, v in zip(headers, values, strict=True)
+        )
+    console.print(Text("\n").join(lines))
 
 
 def out(text: str) -> None:

@@ -199,3 +199,24 @@ def test_empty_lists_say_so_in_a_line(settings: Settings) -> None:
         result = CliRunner().invoke(main, args, env=env)
         assert result.exit_code == 0, result.output
         assert result.stdout.strip() == said, args
+
+
+@pytest.mark.parametrize("width", [60, 200])
+def test_a_list_too_wide_for_the_terminal_shows_each_row_as_lines(
+    scenario: Scenario, width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 60 columns the cohort list's ten columns would fold every value into pieces; it is
+    shown a field a line instead, each value whole. Wide enough, it is a table."""
+    from drip.cli.base import console
+
+    monkeypatch.setattr(console, "width", width)
+    result = run(scenario, "cohort", "list")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    if width == 60:
+        assert "-[ 1 of 1 ]" in lines[1]
+        assert f"cohort        {COHORT}" in lines
+        assert "course        sample" in lines
+        assert all(len(line) <= width for line in lines)
+    else:
+        assert "┃ cohort" in result.stdout and f"│ {COHORT}" in result.stdout
