@@ -9,7 +9,14 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from drip.states import DeliveryStatus, EnrollmentStatus, EventKind, OutboxStatus, Verdict
+from drip.states import (
+    RECEIVING,
+    DeliveryStatus,
+    EnrollmentStatus,
+    EventKind,
+    OutboxStatus,
+    Verdict,
+)
 
 __all__ = ["DeliveryStatus", "EnrollmentStatus", "EventKind", "OutboxStatus", "Verdict"]
 
@@ -70,9 +77,9 @@ class Cohort(SQLModel, table=True):
     created_at: datetime | None = utc_column(nullable=False)
 
 
-# The statuses that still receive e-mail (completed people stay due while reviews go on), as
-# SQL with literal values: a partial index serves only a query that repeats them literally.
-RECEIVING = f"status IN ('{EnrollmentStatus.active.value}', '{EnrollmentStatus.completed.value}')"
+# The statuses that still receive e-mail, as SQL with literal values: a partial index serves
+# only a query that repeats them literally.
+RECEIVING_SQL = "status IN (" + ", ".join(f"'{status}'" for status in RECEIVING) + ")"
 
 
 class Enrollment(SQLModel, table=True):
@@ -82,8 +89,8 @@ class Enrollment(SQLModel, table=True):
         sa.Index(
             "ix_enrollment_receiving_due",
             "next_due_at",
-            sqlite_where=sa.text(RECEIVING),
-            postgresql_where=sa.text(RECEIVING),
+            sqlite_where=sa.text(RECEIVING_SQL),
+            postgresql_where=sa.text(RECEIVING_SQL),
         ),
     )
 

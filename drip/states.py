@@ -17,6 +17,10 @@ class EnrollmentStatus(enum.StrEnum):
     removed = "removed"  # taken out of the cohort by a manager; history kept
 
 
+# Who still gets e-mail: completed people stay due while their spaced review goes on.
+RECEIVING = (EnrollmentStatus.active.value, EnrollmentStatus.completed.value)
+
+
 class DeliveryKind(enum.StrEnum):
     lesson = "lesson"
     welcome = "welcome"

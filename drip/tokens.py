@@ -151,13 +151,18 @@ def _read_compact(secret: str, purpose: Purpose, token: str) -> tuple[int, ...]:
     return ids_tuple
 
 
+def _keys(secret: str | Sequence[str]) -> tuple[str, ...]:
+    """The keys to check a signature with: one, or the current and previous ones, unset dropped."""
+    return tuple(k for k in ((secret,) if isinstance(secret, str) else secret) if k)
+
+
 def read_token(secret: str | Sequence[str], purpose: Purpose, token: str) -> tuple[int, ...]:
     """Return the ids of a valid token, or raise TokenError for anything forged, altered or not
     of its purpose's shape. `secret` may list the current key and previous ones (a rotation):
     a token signed with any of them is read; only the current one ever signs."""
-    keys = (secret,) if isinstance(secret, str) else tuple(secret)
+    keys = _keys(secret)
     if "." not in token:
-        for key in (k for k in keys if k):
+        for key in keys:
             try:
                 ids = _read_compact(key, purpose, token)
             except TokenError as exc:
@@ -176,9 +181,7 @@ def read_token(secret: str | Sequence[str], purpose: Purpose, token: str) -> tup
         raise TokenError(f"a {purpose.name} token holds {IDS[purpose]} id(s)")
     # Compare the encoded text, not decoded bytes: base64's spare bits would let a changed
     # last character decode to the same MAC.
-    if not any(
-        hmac.compare_digest(_signature(key, purpose, payload), signature) for key in keys if key
-    ):
+    if not any(hmac.compare_digest(_signature(key, purpose, payload), signature) for key in keys):
         raise TokenError("bad signature")
     return ids
 
@@ -208,8 +211,7 @@ def read_return_address(secret: str | Sequence[str], address: str, domain: str) 
     if not match:
         raise TokenError("malformed return address")
     delivery_id = int(match.group(1))
-    keys = (secret,) if isinstance(secret, str) else tuple(secret)
-    for key in (k for k in keys if k):
+    for key in _keys(secret):
         if hmac.compare_digest(_return_signature(key, delivery_id, domain), match.group(2)):
             return delivery_id
     raise TokenError("bad signature")

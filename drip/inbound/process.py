@@ -52,9 +52,8 @@ class ForwardError(DripError):
 class Inbound:
     """What reading the way back needs from the settings."""
 
-    keys: tuple[
-        str, ...
-    ]  # the signing key, then the previous one (return addresses before a rotation)
+    # The signing key, then the previous one (return addresses of mail sent before a rotation).
+    keys: tuple[str, ...]
     bounce_domain: str
     reply_address: str
     coach_address: str

@@ -194,6 +194,12 @@ def sns_signed_text(message: Mapping[str, Any]) -> bytes:
     return "".join(f"{k}\n{message[k]}\n" for k in fields if k in message).encode()
 
 
+def _on_sns(url: str) -> bool:
+    """Whether a URL is https on an Amazon SNS host (the only place drip fetches from)."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" and bool(SNS_CERT_HOST.match(parts.hostname or ""))
+
+
 def ses(body: bytes, topic_arn: str, fetch_cert: Callable[[str], bytes]) -> list[Report]:
     """SES notifications delivered by SNS: the topic, the certificate's host and its signature."""
     if not topic_arn:
@@ -202,8 +208,7 @@ def ses(body: bytes, topic_arn: str, fetch_cert: Callable[[str], bytes]) -> list
     if not isinstance(message, dict) or message.get("TopicArn") != topic_arn:
         raise WebhookRejected("not the configured SNS topic")
     cert_url = str(message.get("SigningCertURL", ""))
-    parts = urlsplit(cert_url)
-    if parts.scheme != "https" or not SNS_CERT_HOST.match(parts.hostname or ""):
+    if not _on_sns(cert_url):
         raise WebhookRejected("the signing certificate is not Amazon SNS's")
     version = str(message.get("SignatureVersion", ""))
     algorithm = {"1": hashes.SHA1(), "2": hashes.SHA256()}.get(version)
@@ -222,8 +227,7 @@ def ses(body: bytes, topic_arn: str, fetch_cert: Callable[[str], bytes]) -> list
         raise WebhookRejected("bad SNS signature") from None
     if message["Type"] == "SubscriptionConfirmation":
         url = str(message.get("SubscribeURL", ""))
-        parts = urlsplit(url)
-        if parts.scheme != "https" or not SNS_CERT_HOST.match(parts.hostname or ""):
+        if not _on_sns(url):
             raise WebhookRejected("the subscription's confirmation link is not Amazon SNS's")
         raise WebhookConfirm(url)
     notice = _json(str(message.get("Message", "")).encode())

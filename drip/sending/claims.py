@@ -19,6 +19,7 @@ from drip.models import ENROLLMENT as E
 from drip.models import PERSON as P
 from drip.models import EnrollmentStatus, Verdict
 from drip.schedule import local_date
+from drip.states import RECEIVING
 
 
 def worker_name() -> str:
@@ -68,17 +69,11 @@ def claim(
         sa.select(E.c.id)
         .select_from(E.join(C, C.c.id == E.c.cohort_id))
         .where(
-            # Completed people stay due while their spaced review goes on. The statuses are
-            # written into the SQL, as ix_enrollment_receiving_due's condition is: the index
-            # then gives the due rows in order (with parameters, every due row is read and
-            # sorted for each batch).
+            # The statuses are written into the SQL, as ix_enrollment_receiving_due's condition
+            # is: the index then gives the due rows in order (with parameters, every due row is
+            # read and sorted for each batch).
             E.c.status.in_(
-                sa.bindparam(
-                    "receiving",
-                    [EnrollmentStatus.active.value, EnrollmentStatus.completed.value],
-                    expanding=True,
-                    literal_execute=True,
-                )
+                sa.bindparam("receiving", list(RECEIVING), expanding=True, literal_execute=True)
             ),
             E.c.next_due_at <= now,
             C.c.paused == sa.false(),

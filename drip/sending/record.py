@@ -18,7 +18,13 @@ from drip.models import EVENT as EV
 from drip.models import REVIEW as R
 from drip.sending.plan import Job
 from drip.spacing import unanswered as spacing_unanswered
-from drip.states import DeliveryKind, DeliveryStatus, EnrollmentStatus, EventKind, Verdict
+from drip.states import (
+    RECEIVING,
+    DeliveryKind,
+    DeliveryStatus,
+    EventKind,
+    Verdict,
+)
 
 
 @dataclass(frozen=True)
@@ -65,9 +71,7 @@ _MINE = sa.and_(E.c.id == sa.bindparam("eid"), E.c.claimed_by == sa.bindparam("w
 
 # The schedule changes only while the person is still receiving: a pause or an unsubscribe that
 # arrived while the message was on the wire stands. (Not IN: an expanding IN cannot executemany.)
-_RECEIVING = sa.or_(
-    E.c.status == EnrollmentStatus.active.value, E.c.status == EnrollmentStatus.completed.value
-)
+_RECEIVING = sa.or_(*(E.c.status == status for status in RECEIVING))
 
 
 # Progress (when sent), the next due time and the claim handed back, in one UPDATE.

@@ -19,7 +19,7 @@ from drip.models import DELIVERY as D
 from drip.models import ENROLLMENT as E
 from drip.models import PERSON as P
 from drip.schedule import cadence_for, local_date, local_moment, next_slot
-from drip.states import EnrollmentStatus, EventKind, Verdict
+from drip.states import RECEIVING, EventKind, Verdict
 
 
 @dataclass(frozen=True)
@@ -220,10 +220,9 @@ def change_schedule(
             .values(send_time=send_time, send_days=",".join(chosen))
         )
         due = next_due(conn, [enrollment_id], now).get(enrollment_id)
-        receiving = (EnrollmentStatus.active.value, EnrollmentStatus.completed.value)
         conn.execute(
             E.update()
-            .where(E.c.id == enrollment_id, E.c.status.in_(receiving), E.c.next_due_at.is_not(None))
+            .where(E.c.id == enrollment_id, E.c.status.in_(RECEIVING), E.c.next_due_at.is_not(None))
             .values(next_due_at=due)
         )
         events.insert(
