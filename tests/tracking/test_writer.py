@@ -154,7 +154,9 @@ def test_the_wal_is_rewound_under_steady_writes(tmp_path: Path, db_url: str) -> 
     largest = asyncio.run(steadily())
     writer.close()
     # Never rewound, 1,500 commits of four pages (the table's and three indexes') would have
-    # left 25 MB of WAL; rewound, it holds what came between two checkpoints.
+    # left 25 MB of WAL (28.7 MB measured with the loop's checkpoints turned off); rewound, it
+    # holds what came between two checkpoints. (The growth under many concurrent clients that
+    # the RESTART after each passive checkpoint stops showed in bench/track.py, not here.)
     assert largest < 10_000_000
     assert len(opens(engine)) == 3000
     engine.dispose()
