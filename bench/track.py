@@ -2,6 +2,7 @@
 
 Run: python bench/track.py [--seconds 5] [--rounds 3] [--connections 8]
                            [--deliveries 1000000] [--tokens 100000] [--db PATH]
+                           [--stack installed|pure]
 
 Method: a SQLite file holds DELIVERIES deliveries (50,000 people x 20 lessons, bulk-inserted
 after one real pass made the lesson version); the load cycles through TOKENS distinct open
@@ -9,7 +10,9 @@ tokens of deliveries spread over the whole table, so most hits miss every cache 
 database. Each app runs under uvicorn in this process; the load generator is a separate process
 (wrk when installed, else http.client keep-alive connections in threads), sending an iPhone's
 user agent. Both apps run under the same uvicorn settings as `drip serve` (one worker, no access
-log) and send the same pre-built GIF response, so the difference is drip's work: the token check,
+log; with --stack installed, the default, httptools and uvloop as drip serve uses them; with
+--stack pure, uvicorn's pure-Python h11 on asyncio's loop, which costs the bare endpoint 2-3
+times more CPU a request and so flatters the ratio) and send the same pre-built GIF response, so the difference is drip's work: the token check,
 the delivery lookup, the verdict and the committed event. Each round runs the bare endpoint and
 drip's /o/<token>.gif back to back (alternating which goes first) over the same slice of the
 tokens, and every round starts at another slice (a new app, so its delivery cache is empty).
@@ -124,10 +127,20 @@ def bare_app() -> Starlette:
     return Starlette(routes=[Route("/o/{token}.gif", gif, methods=["GET"])])
 
 
-def serve(app: Starlette) -> tuple[uvicorn.Server, threading.Thread, int]:
+STACKS = {
+    # What `drip serve` runs: uvicorn's auto choice, httptools and uvloop (drip depends on both).
+    "installed": {"http": "auto", "loop": "auto"},
+    # uvicorn without its extras: the pure-Python HTTP parser on asyncio's own loop.
+    "pure": {"http": "h11", "loop": "asyncio"},
+}
+
+
+def serve(app: Starlette, stack: str) -> tuple[uvicorn.Server, threading.Thread, int]:
     """Start uvicorn on a free port in a thread and wait until it listens."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **SERVER_OPTIONS)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", **SERVER_OPTIONS, **STACKS[stack]
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -188,11 +201,11 @@ def load_wrk(port: int, paths: list[str], seconds: float, connections: int) -> t
 
 
 def measure(
-    app: Starlette, paths: list[str], seconds: float, connections: int, use_wrk: bool
+    app: Starlette, paths: list[str], seconds: float, connections: int, use_wrk: bool, stack: str
 ) -> tuple[int, int, float]:
     """Serve the app and run the load process against it; (200 responses, others, CPU seconds
     this process spent meanwhile)."""
-    server, thread, port = serve(app)
+    server, thread, port = serve(app, stack)
     cpu = time.process_time()
     if use_wrk:
         ok, other = load_wrk(port, paths, seconds, connections)
@@ -220,6 +233,11 @@ def main() -> None:
     parser.add_argument(
         "--load", choices=["auto", "wrk", "python"], default="auto",
         help="load generator: wrk when installed (auto), else Python http.client threads",
+    )  # fmt: skip
+    parser.add_argument(
+        "--stack", choices=sorted(STACKS), default="installed",
+        help="uvicorn's HTTP parser and loop: installed (httptools and uvloop, as drip serve "
+        "runs) or pure (h11 on asyncio, uvicorn without extras)",
     )  # fmt: skip
     parser.add_argument(
         "--db", help="keep the filled SQLite database at this path and reuse it when it exists"
@@ -276,14 +294,16 @@ def main() -> None:
             for which in ("bare", "drip") if n % 2 == 0 else ("drip", "bare"):
                 if which == "bare":
                     ok, other, cpu = measure(
-                        bare_app(), slice_, args.seconds, args.connections, use_wrk
+                        bare_app(), slice_, args.seconds, args.connections, use_wrk, args.stack
                     )
                     bare_rates.append(ok / args.seconds)
                     bare_cpu.append(cpu / max(ok, 1))
                     bare_other += other
                     continue
                 drip_app = create_app(app.engine, settings, token_limit=10**9, ip_limit=10**9)
-                ok, other, cpu = measure(drip_app, slice_, args.seconds, args.connections, use_wrk)
+                ok, other, cpu = measure(
+                    drip_app, slice_, args.seconds, args.connections, use_wrk, args.stack
+                )
                 drip_rates.append(ok / args.seconds)
                 drip_cpu.append(cpu / max(ok, 1))
                 drip_ok += ok
@@ -303,7 +323,7 @@ def main() -> None:
         f"load: {'wrk' if use_wrk else 'Python http.client'}, {args.connections} keep-alive "
         "connections from a separate process, "
         f"{args.rounds} rounds of {args.seconds:g} s each, {len(paths):,} distinct tokens over "
-        f"{total:,} deliveries"
+        f"{total:,} deliveries; uvicorn with {'httptools and uvloop' if args.stack == 'installed' else 'h11 on asyncio'} (--stack {args.stack})"
         + ("" if use_wrk else " (the generator's own CPU caps the bare rate: prefer wrk)")
     )
     print(

@@ -106,6 +106,35 @@ def test_a_turns_opens_are_written_on_the_event_loop_without_the_writer_thread(
     assert opens(engine) == [(delivery, "GET", "human")] * 2
 
 
+def test_hits_arriving_over_several_turns_of_the_loop_share_one_commit(
+    tmp_path: Path, db_url: str, engine: sa.Engine
+) -> None:
+    if not db_url.startswith("sqlite"):
+        return  # only SQLite's opens are written on the event loop
+    site = start_site(tmp_path, db_url, engine)
+    delivery = site.delivery("ada@example.com")
+    writer = EventWriter(engine)
+    asyncio.run(open_from_the_loop(writer, [delivery]))  # opens the loop's own connection
+    here = writer._here
+    assert isinstance(here, sa.Connection)
+    statements: list[str] = []
+    here.connection.dbapi_connection.set_trace_callback(statements.append)  # type: ignore[union-attr]
+
+    async def staggered() -> list[bool]:
+        # A request each turn, as clients' requests reach a busy server one after another.
+        first = asyncio.ensure_future(open_from_the_loop(writer, [delivery]))
+        await asyncio.sleep(0)
+        second = asyncio.ensure_future(open_from_the_loop(writer, [delivery + 1000]))
+        await asyncio.sleep(0)
+        third = asyncio.ensure_future(open_from_the_loop(writer, [delivery]))
+        return [*(await first), *(await second), *(await third)]
+
+    assert asyncio.run(staggered()) == [True, False, True]
+    assert statements.count("COMMIT") == 1
+    writer.close()
+    assert opens(engine) == [(delivery, "GET", "human")] * 3
+
+
 def test_opens_wait_for_a_held_write_lock_in_the_writer_thread_not_on_the_event_loop(
     tmp_path: Path, db_url: str, engine: sa.Engine
 ) -> None:
