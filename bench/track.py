@@ -2,7 +2,7 @@
 
 Run: python bench/track.py [--seconds 5] [--rounds 3] [--connections 8]
                            [--deliveries 1000000] [--tokens 100000] [--db PATH]
-                           [--stack installed|pure]
+                           [--stack installed|pure] [--events N]
 
 Method: a SQLite file holds DELIVERIES deliveries (50,000 people x 20 lessons, bulk-inserted
 after one real pass made the lesson version); the load cycles through TOKENS distinct open
@@ -19,7 +19,9 @@ tokens, and every round starts at another slice (a new app, so its delivery cach
 Prints each round, min/median/max, the ratio of the medians and the median of the per-round
 ratios (target >= 0.6), the server's CPU time per request (this process: server threads only,
 the load runs elsewhere), the load average before and after, and checks that the events written
-equal the 200s. With --db the filled database is kept at PATH and reused by the next run
+equal the 200s. With --events N the log first holds N earlier opens of random deliveries (a log
+that has run a while: each new event then goes into indexes that size, on random pages; the
+default, 0, measures an empty log). With --db the filled database is kept at PATH and reused by the next run
 (filling a million rows takes a minute); each run deletes the events it wrote.
 """
 
@@ -39,7 +41,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -49,6 +51,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from drip import events as events_module
 from drip.app import App
 from drip.config import load_settings
 from drip.db import migrate
@@ -61,6 +64,7 @@ from drip.people.cohorts import create_cohort
 from drip.people.csv import Row
 from drip.people.enroll import enroll_rows
 from drip.sending.run import send_due
+from drip.states import EventKind, Verdict
 from drip.tokens import Purpose, make_token
 from drip.web import PIXEL, SERVER_OPTIONS, create_app
 
@@ -102,6 +106,27 @@ def fill(engine: sa.Engine, deliveries: int) -> None:
             )  # fmt: skip
     with engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
+
+
+def grow_log(engine: sa.Engine, events: int) -> None:
+    """Top the event log up to `events` rows with opens of random deliveries, as a log that has
+    run for a while holds: each new open then goes into indexes that size, on random pages."""
+    with engine.connect() as conn:
+        have = conn.execute(sa.select(sa.func.count()).select_from(EV)).scalar_one()
+        pairs = conn.execute(sa.select(D.c.id, D.c.enrollment_id)).all()
+    pick = random.Random(11)
+    chunk = 100_000
+    with engine.begin() as conn:
+        for start in range(have, events, chunk):
+            rows = []
+            for n in range(start, min(events, start + chunk)):
+                delivery, enrollment = pairs[pick.randrange(len(pairs))]
+                rows.append(
+                    events_module.hit(EventKind.open, enrollment, delivery,
+                                      NOW - timedelta(minutes=n % 40_000), method="GET",
+                                      seconds_since_send=3600.0, verdict=Verdict.human, reason="")
+                )  # fmt: skip
+            conn.execute(EV.insert(), rows)
 
 
 def open_events(engine: sa.Engine) -> int:
@@ -235,6 +260,11 @@ def main() -> None:
         help="load generator: wrk when installed (auto), else Python http.client threads",
     )  # fmt: skip
     parser.add_argument(
+        "--events", type=int, default=0,
+        help="top the event log up to this many earlier opens first (kept in --db); each hit's "
+        "event then goes into indexes of that size",
+    )  # fmt: skip
+    parser.add_argument(
         "--stack", choices=sorted(STACKS), default="installed",
         help="uvicorn's HTTP parser and loop: installed (httptools and uvloop, as drip serve "
         "runs) or pure (h11 on asyncio, uvicorn without extras)",
@@ -271,6 +301,9 @@ def main() -> None:
             result = send_due(app.dispatcher(), NOW)
             assert result.sent == 1, result.summary()
             fill(app.engine, args.deliveries)
+        grow_log(app.engine, args.events)
+        with app.engine.connect() as conn:
+            logged = conn.execute(sa.select(sa.func.count()).select_from(EV)).scalar_one()
         events_before = open_events(app.engine)
         with app.engine.connect() as conn:
             last_event = conn.execute(sa.select(sa.func.max(EV.c.id))).scalar() or 0
@@ -323,7 +356,7 @@ def main() -> None:
         f"load: {'wrk' if use_wrk else 'Python http.client'}, {args.connections} keep-alive "
         "connections from a separate process, "
         f"{args.rounds} rounds of {args.seconds:g} s each, {len(paths):,} distinct tokens over "
-        f"{total:,} deliveries; uvicorn with {'httptools and uvloop' if args.stack == 'installed' else 'h11 on asyncio'} (--stack {args.stack})"
+        f"{total:,} deliveries and {logged:,} events logged before; uvicorn with {'httptools and uvloop' if args.stack == 'installed' else 'h11 on asyncio'} (--stack {args.stack})"
         + ("" if use_wrk else " (the generator's own CPU caps the bare rate: prefer wrk)")
     )
     print(
