@@ -1,8 +1,8 @@
-"""Group commit for the open pixel: the hits of one turn of the event loop are a batch; its
-deliveries not cached are read in one query, each hit is judged, the events are written in one
-transaction and then each waiting request is told whether its delivery exists. On SQLite the
-event loop does this itself while nobody else holds the write lock; otherwise (a lock held, or
-PostgreSQL, or an outbox to fill) one writer thread does it."""
+"""Group commit for the open pixel: the hits that arrive together (over the event loop's turns
+until one brings none) are a batch; its deliveries not cached are read in one query, each hit is
+judged, the events are written in one transaction and then each waiting request is told whether
+its delivery exists. On SQLite the event loop does this itself while nobody else holds the write
+lock; otherwise (a lock held, or PostgreSQL, or an outbox to fill) one writer thread does it."""
 
 from __future__ import annotations
 
@@ -78,16 +78,20 @@ def _utc(value: Any) -> datetime | None:
     return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
 
 
-def _lookup(conn: sa.Connection | None, ids: list[int], raw: Any) -> dict[int, Sent]:
-    """The deliveries among `ids`, in one query (straight through SQLite's driver when `raw`)."""
+def _lookup(conn: sa.Connection, ids: list[int]) -> dict[int, Sent]:
+    """The deliveries among `ids`, in one query."""
     if not ids:
         return {}
-    if raw is not None:
-        cursor = raw.execute(SQLITE_SENT.format(",".join("?" * len(ids))), ids)
-        return {row[0]: _sent(*row) for row in cursor.fetchall()}
-    assert conn is not None
     query = sa.select(D.c.id, D.c.enrollment_id, D.c.sent_at, D.c.created_at).where(D.c.id.in_(ids))
     return {row[0]: _sent(*row) for row in conn.execute(query)}
+
+
+def _lookup_raw(raw: sqlite3.Connection, ids: list[int]) -> dict[int, Sent]:
+    """_lookup straight through SQLite's driver (the hot path of every open)."""
+    if not ids:
+        return {}
+    cursor = raw.execute(SQLITE_SENT.format(",".join("?" * len(ids))), ids)
+    return {row[0]: _sent(*row) for row in cursor.fetchall()}
 
 
 def _rows(batch: list[OpenHit], known: dict[int, Sent]) -> tuple[list[dict[str, Any]], list[bool]]:
@@ -131,18 +135,11 @@ def _sqlite_time(moment: datetime) -> str:
 def record_opens(conn: sa.Connection, cache: SentCache, batch: list[OpenHit]) -> list[bool]:
     """Look up, judge and write a batch of hits in one transaction; whether each delivery exists.
     With an outbox configured, the batch's outbox rows go in the same transaction."""
-    missing = sorted({hit[0] for hit in batch if cache.get(hit[0]) is None})
-    raw = None
     if conn.dialect.name == "sqlite" and outgoing.config_of(conn) is None:
-        raw = conn.connection.dbapi_connection
-    if raw is not None:
-        known = _known(cache, batch, _lookup(conn, missing, raw))
-        rows, found = _rows(batch, known)
-        if rows:
-            _write_sqlite(raw, rows)
-        return found
+        return record_opens_now(conn.connection.dbapi_connection, cache, batch)  # type: ignore[arg-type]
+    missing = sorted({hit[0] for hit in batch if cache.get(hit[0]) is None})
     with conn.begin():
-        known = _known(cache, batch, _lookup(conn, missing, None))
+        known = _known(cache, batch, _lookup(conn, missing))
         rows, found = _rows(batch, known)
         events.insert(conn, rows)
     return found
@@ -185,10 +182,11 @@ def _busy(exc: BaseException) -> bool:
 
 
 def record_opens_now(raw: sqlite3.Connection, cache: SentCache, batch: list[OpenHit]) -> list[bool]:
-    """record_opens on a SQLite driver connection that never waits for a lock: raises the
-    driver's busy error, with nothing written, while another connection holds it."""
+    """record_opens straight through a SQLite driver connection: on the event loop's, which
+    never waits for the lock, it raises the driver's busy error, with nothing written, while
+    another connection holds it."""
     missing = sorted({hit[0] for hit in batch if cache.get(hit[0]) is None})
-    known = _known(cache, batch, _lookup(None, missing, raw))
+    known = _known(cache, batch, _lookup_raw(raw, missing))
     rows, found = _rows(batch, known)
     if rows:
         _write_sqlite(raw, rows)
@@ -256,8 +254,8 @@ class Checkpointer:
 
 class EventWriter:
     """Records pixel hits in batches (group commit) and tells the waiters once a batch is
-    committed. On SQLite the event loop writes each turn's batch itself on a connection of its
-    own that never waits for the lock: a hand-off to a thread and back costs more than the
+    committed. On SQLite the event loop writes each batch itself on a connection of its own
+    that never waits for the lock: a hand-off to a thread and back costs more than the
     batch's own work. A batch that finds the lock held (a sending pass, a report's write) goes
     to one writer thread, which waits its turn; so does every batch on PostgreSQL or with an
     outbox to fill, whose writes may wait on the network."""

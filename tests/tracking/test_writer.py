@@ -1,5 +1,5 @@
-"""The pixel's group commit: each turn's opens are looked up, judged and written as a batch,
-on the event loop while SQLite's lock is free, else by one writer thread."""
+"""The pixel's group commit: the opens that arrive together are looked up, judged and written
+as a batch, on the event loop while SQLite's lock is free, else by one writer thread."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sqlite3
 from concurrent.futures import Future
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from support import utc
 from test_web import IPHONE, LATER, start_site
@@ -15,6 +16,16 @@ from test_web import IPHONE, LATER, start_site
 from drip.db import make_engine
 from drip.models import EVENT as EV
 from drip.tracking.writer import EventWriter
+
+
+def ada(tmp_path: Path, db_url: str, engine: sa.Engine) -> int:
+    """Ada's sent lesson on a site: the delivery every test here opens."""
+    return start_site(tmp_path, db_url, engine).delivery("ada@example.com")
+
+
+def only_on_sqlite(db_url: str, why: str) -> None:
+    if not db_url.startswith("sqlite"):
+        pytest.skip(why)
 
 
 def run_now(callback: object) -> None:
@@ -30,8 +41,7 @@ def opens(engine: sa.Engine) -> list[tuple[int, str, str]]:
 def test_a_batch_settles_each_hit_after_its_commit(
     tmp_path: Path, db_url: str, engine: sa.Engine
 ) -> None:
-    site = start_site(tmp_path, db_url, engine)
-    delivery = site.delivery("ada@example.com")
+    delivery = ada(tmp_path, db_url, engine)
     writer = EventWriter(engine)
     hits = [(delivery, "GET"), (delivery, "HEAD"), (delivery + 1000, "GET"), (delivery, "GET")]
     waiters: list[Future[bool]] = []
@@ -48,12 +58,10 @@ def test_a_batch_settles_each_hit_after_its_commit(
 def test_checkpoints_run_in_their_own_thread_and_the_pool_keeps_automatic_ones(
     tmp_path: Path, db_url: str
 ) -> None:
-    if not db_url.startswith("sqlite"):
-        return  # PostgreSQL has no WAL checkpoints to move
+    only_on_sqlite(db_url, "PostgreSQL has no WAL checkpoints to move")
     # Two: a sending pass records on one connection while it claims the next batch on another.
     engine = make_engine(db_url, pool_size=2, max_overflow=0)
-    site = start_site(tmp_path, db_url, engine)
-    delivery = site.delivery("ada@example.com")
+    delivery = ada(tmp_path, db_url, engine)
     database = Path(sa.engine.make_url(db_url).database or "")
     # Held open throughout, so no connection closing last checkpoints on its way out.
     bystander = sqlite3.connect(database, isolation_level=None)
@@ -95,8 +103,7 @@ async def open_from_the_loop(writer: EventWriter, delivery_ids: list[int]) -> li
 def test_a_turns_opens_are_written_on_the_event_loop_without_the_writer_thread(
     tmp_path: Path, db_url: str, engine: sa.Engine
 ) -> None:
-    site = start_site(tmp_path, db_url, engine)
-    delivery = site.delivery("ada@example.com")
+    delivery = ada(tmp_path, db_url, engine)
     writer = EventWriter(engine)
     found = asyncio.run(open_from_the_loop(writer, [delivery, delivery + 1000, delivery]))
     assert found == [True, False, True]
@@ -109,10 +116,8 @@ def test_a_turns_opens_are_written_on_the_event_loop_without_the_writer_thread(
 def test_hits_arriving_over_several_turns_of_the_loop_share_one_commit(
     tmp_path: Path, db_url: str, engine: sa.Engine
 ) -> None:
-    if not db_url.startswith("sqlite"):
-        return  # only SQLite's opens are written on the event loop
-    site = start_site(tmp_path, db_url, engine)
-    delivery = site.delivery("ada@example.com")
+    only_on_sqlite(db_url, "only SQLite's opens are written on the event loop")
+    delivery = ada(tmp_path, db_url, engine)
     writer = EventWriter(engine)
     asyncio.run(open_from_the_loop(writer, [delivery]))  # opens the loop's own connection
     here = writer._here
@@ -138,10 +143,8 @@ def test_hits_arriving_over_several_turns_of_the_loop_share_one_commit(
 def test_opens_wait_for_a_held_write_lock_in_the_writer_thread_not_on_the_event_loop(
     tmp_path: Path, db_url: str, engine: sa.Engine
 ) -> None:
-    if not db_url.startswith("sqlite"):
-        return  # only SQLite's opens are written on the event loop
-    site = start_site(tmp_path, db_url, engine)
-    delivery = site.delivery("ada@example.com")
+    only_on_sqlite(db_url, "only SQLite's opens are written on the event loop")
+    delivery = ada(tmp_path, db_url, engine)
     database = Path(sa.engine.make_url(db_url).database or "")
     holder = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")  # a sending pass mid-transaction, say
@@ -165,11 +168,9 @@ def test_opens_wait_for_a_held_write_lock_in_the_writer_thread_not_on_the_event_
 
 
 def test_the_wal_is_rewound_under_steady_writes(tmp_path: Path, db_url: str) -> None:
-    if not db_url.startswith("sqlite"):
-        return  # PostgreSQL has no WAL file of its own here
+    only_on_sqlite(db_url, "PostgreSQL has no WAL file of its own here")
     engine = make_engine(db_url)
-    site = start_site(tmp_path, db_url, engine)
-    delivery = site.delivery("ada@example.com")
+    delivery = ada(tmp_path, db_url, engine)
     wal = Path(f"{sa.engine.make_url(db_url).database}-wal")
     writer = EventWriter(engine, checkpoint_every=50)
 
