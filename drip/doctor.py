@@ -38,6 +38,9 @@ class Finding:
 
 
 Lookup = Callable[[str, str], list[str]]
+# GET a URL without following redirects: (status, the start of the body); raises OSError or
+# httpx's errors when nothing answers.
+Fetch = Callable[[str], tuple[int, str]]
 
 
 def resolver_lookup(nameserver: str | None = None, timeout: float = 5.0) -> Lookup:
@@ -273,8 +276,54 @@ def check_base_url(lookup: Lookup, base_url: str) -> Finding:
     return Finding("base URL", Level.ok, f"{base_url} resolves to {', '.join(addresses)}")
 
 
-def run_checks(settings: Settings, lookup: Lookup) -> list[Finding]:
-    """Every check, in the order a receiver meets them."""
+def http_fetch(timeout: float = 5.0) -> Fetch:
+    """Fetch with httpx, as a reader's browser would (no redirects followed: a redirect of
+    drip's own health check is itself a finding)."""
+    import httpx
+
+    def fetch(url: str) -> tuple[int, str]:
+        response = httpx.get(url, timeout=timeout, headers={"User-Agent": "drip doctor"})
+        return response.status_code, response.text[:200]
+
+    return fetch
+
+
+def check_web(fetch: Fetch, base_url: str) -> Finding:
+    """Whether drip's web app answers at the base URL, where every link in a lesson points."""
+    url = f"{base_url.rstrip('/')}/healthz"
+    route = f"route every path under {base_url} to drip serve unchanged"
+    try:
+        status, body = fetch(url)
+    except Exception as exc:  # httpx's errors, a refused or timed-out connection, bad TLS
+        return Finding(
+            "web app",
+            Level.fail,
+            f"{url} cannot be reached ({type(exc).__name__}: {exc}): every link in a lesson "
+            "is broken",
+            f"run drip serve (or drip run) behind TLS at {base_url}",
+        )
+    if status == 200 and body.strip() == "ok":
+        return Finding("web app", Level.ok, f"{url} answers ok")
+    if status == 503:
+        return Finding(
+            "web app",
+            Level.fail,
+            f"{url} answers 503: drip's web app cannot reach its database, so links fail",
+            "check DRIP_DATABASE_URL where drip serve runs, and that the database is up",
+        )
+    if 300 <= status < 400:
+        return Finding("web app", Level.fail, f"{url} answers {status}, a redirect: drip's "
+                       "links would be redirected instead of answered", route)  # fmt: skip
+    return Finding(
+        "web app",
+        Level.fail,
+        f"{url} answers {status}, not drip's health check: something else serves the base URL",
+        route,
+    )
+
+
+def run_checks(settings: Settings, lookup: Lookup, fetch: Fetch | None = None) -> list[Finding]:
+    """Every check, in the order a receiver meets them (the web app's only with `fetch`)."""
     from_domain = _domain(settings.sender)
     envelope_domain = settings.bounce_domain or from_domain
     relay = urlsplit(settings.mail_url).hostname or ""
@@ -288,4 +337,6 @@ def run_checks(settings: Settings, lookup: Lookup) -> list[Finding]:
     if reverse is not None:
         findings.append(reverse)
     findings.append(check_base_url(lookup, settings.base_url))
+    if fetch is not None:
+        findings.append(check_web(fetch, settings.base_url))
     return findings

@@ -5,12 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from support import cli_env, make_settings, run_drip
+from starlette.applications import Starlette
+from starlette.responses import RedirectResponse
+from starlette.routing import Route
+from support import cli_env, free_port, make_settings, run_drip, serving
 from support_peers import dns_server
 
+from drip.db import make_engine
 from drip.mail.dkim import DkimSigner
+from drip.web import create_app
 
 
 def write_key(path: Path) -> Path:
@@ -33,8 +40,8 @@ def doctor(
         base_url="https://learn.example.com",
     )
     with dns_server(records) as port:
-        result = run_drip(["doctor", "--nameserver", f"127.0.0.1:{port}", "--format", "json"],
-                          cli_env(settings))  # fmt: skip
+        result = run_drip(["doctor", "--nameserver", f"127.0.0.1:{port}", "--offline",
+                           "--format", "json"], cli_env(settings))  # fmt: skip
     findings = {f["check"]: f for f in json.loads(result.stdout)}
     return result.returncode, findings
 
@@ -60,8 +67,8 @@ def test_a_domain_set_up_right_passes(tmp_path: Path) -> None:
                              mail_url="smtp://relay.example.com:587",
                              base_url="https://learn.example.com")  # fmt: skip
     with dns_server(zone) as port:
-        result = run_drip(["doctor", "--nameserver", f"127.0.0.1:{port}", "--format", "json"],
-                          cli_env(settings))  # fmt: skip
+        result = run_drip(["doctor", "--nameserver", f"127.0.0.1:{port}", "--offline",
+                           "--format", "json"], cli_env(settings))  # fmt: skip
     assert result.returncode == 0, result.stdout
     assert {f["check"]: f["result"] for f in json.loads(result.stdout)} == {
         "SPF": "ok", "DKIM": "ok", "DMARC": "ok", "bounce MX": "ok", "reverse DNS": "ok",
@@ -112,4 +119,66 @@ def test_a_private_base_url_a_missing_mx_and_no_ptr_are_found(tmp_path: Path) ->
     assert found["reverse DNS"]["result"] == "warn"
     assert found["base URL"]["detail"] == (
         "learn.example.com resolves to 10.0.0.5, which readers outside cannot reach"
+    )
+
+
+def web_finding(
+    tmp_path: Path, base_url: str, db_url: str = "sqlite:///unused.db"
+) -> dict[str, str]:
+    """What `drip doctor` finds fetching <base_url>/healthz (the DNS checks fail: no records)."""
+    settings = make_settings(tmp_path, db_url, base_url=base_url)
+    with dns_server({}) as port:
+        result = run_drip(["doctor", "--nameserver", f"127.0.0.1:{port}", "--format", "json"],
+                          cli_env(settings))  # fmt: skip
+    assert result.returncode == 1  # the DNS checks at least
+    return next(f for f in json.loads(result.stdout) if f["check"] == "web app")
+
+
+def test_the_web_app_answering_at_the_base_url_is_found_ok(
+    tmp_path: Path, db_url: str, engine: sa.Engine
+) -> None:
+    with serving(create_app(engine, make_settings(tmp_path, db_url))) as base:
+        found = web_finding(tmp_path, base, db_url)
+    assert found == {"check": "web app", "result": "ok", "detail": f"{base}/healthz answers ok",
+                     "fix": ""}  # fmt: skip
+
+
+def test_nothing_at_the_base_url_is_a_failure_with_the_fix(tmp_path: Path) -> None:
+    base = f"http://127.0.0.1:{free_port()}"  # nobody listens
+    found = web_finding(tmp_path, base)
+    assert found["result"] == "fail"
+    assert found["detail"].startswith(f"{base}/healthz cannot be reached (ConnectError: ")
+    assert found["detail"].endswith("): every link in a lesson is broken")
+    assert found["fix"] == f"run drip serve (or drip run) behind TLS at {base}"
+
+
+@pytest.mark.parametrize(
+    ("route", "says"),
+    [
+        (lambda request: RedirectResponse("https://elsewhere.example.com/"),
+         "answers 307, a redirect: drip's links would be redirected instead of answered"),
+        (None, "answers 404, not drip's health check: something else serves the base URL"),
+    ],
+)  # fmt: skip
+def test_another_server_at_the_base_url_is_told_apart_from_drip(
+    tmp_path: Path, route: object, says: str
+) -> None:
+    routes = [Route("/healthz", route)] if route is not None else []  # type: ignore[arg-type]
+    with serving(Starlette(routes=routes)) as base:
+        found = web_finding(tmp_path, base)
+    assert found["detail"] == f"{base}/healthz {says}"
+    assert found["fix"] == f"route every path under {base} to drip serve unchanged"
+
+
+def test_drip_without_its_database_answers_503_and_doctor_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "drip.db"
+    folder.mkdir()  # a database SQLite cannot open
+    gone = f"sqlite:///{folder}"
+    engine = make_engine(gone)
+    with serving(create_app(engine, make_settings(tmp_path, gone))) as base:
+        found = web_finding(tmp_path, base)
+    engine.dispose()
+    assert found["result"] == "fail"
+    assert found["detail"] == (
+        f"{base}/healthz answers 503: drip's web app cannot reach its database, so links fail"
     )
