@@ -221,6 +221,39 @@ def test_folding_step_by_step_equals_one_fold_and_the_hand_count(
     assert per_day(at_once["day_tally"]) == per_day(step_by_step["day_tally"])
 
 
+def test_a_long_backlog_is_folded_in_transactions_sized_to_hold_the_lock_briefly(
+    engine: sa.Engine,
+) -> None:
+    log = Log(engine, random.Random(4))
+    for _ in range(60):
+        log.step()
+    with engine.begin() as conn:
+        # Ids far apart: a backlog of ids as long as a big log's, in a log the test can count.
+        count = conn.execute(sa.select(sa.func.count()).select_from(EV)).scalar_one()
+        conn.execute(EV.update().values(id=EV.c.id * (100_000 // count)))
+        last = conn.execute(sa.select(sa.func.max(EV.c.id))).scalar_one()
+    assert 60_000 < last <= 150_000
+    commits: list[int] = []
+    sa.event.listen(engine, "commit", lambda conn: commits.append(1))
+
+    def fold_afresh(hold: float) -> tuple[int, dict[str, list[tuple[Any, ...]]]]:
+        with engine.begin() as conn:
+            for table in (*TABLES, TS):
+                conn.execute(table.delete())
+        commits.clear()
+        fold(engine, hold=hold)
+        return len(commits), tallies(engine)
+
+    # Transactions that seem slow shrink to 1,000 ids; fast ones grow fourfold at a time
+    # (10,000, 40,000, 100,000 ids), plus the look at what is committed and the last check.
+    shrunk, by_small = fold_afresh(hold=0.0)
+    grown, by_large = fold_afresh(hold=1e9)
+    assert grown == 2 + 3
+    assert shrunk == 2 + 2 + -(-(last - 12_500) // 1_000)  # 10,000, 2,500, then 1,000 each
+    assert by_small == by_large
+    assert from_tallies(engine) == by_hand(engine)
+
+
 def test_a_move_takes_the_lessons_to_the_new_cohort_and_leaves_the_days(engine: sa.Engine) -> None:
     log = Log(engine, random.Random(0))
     eid = log.enrollments[0]  # in cohort A
