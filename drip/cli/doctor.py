@@ -8,11 +8,8 @@ from drip.cli.base import DripCommand, emit, output_options, settings
 
 
 @click.command("doctor", cls=DripCommand)
-@click.option(
-    "--nameserver",
-    metavar="HOST[:PORT]",
-    help="Ask this DNS server instead of the system's resolver.",
-)
+@click.option("--nameserver", metavar="HOST[:PORT]",
+              help="Ask this DNS server instead of the system's resolver.")  # fmt: skip
 @click.option("--offline", is_flag=True,
               help="Only look things up: do not fetch DRIP_BASE_URL/healthz (from a machine "
               "that cannot reach the public address).")  # fmt: skip
