@@ -102,3 +102,19 @@ def db_rows(db_url: str, query: str) -> list[tuple[Any, ...]]:
             return [tuple(r) for r in conn.execute(sa.text(query)).all()]
     finally:
         engine.dispose()
+
+
+# What the four returned e-mails that both inbound paths are tried with leave behind: a hard
+# bounce, a complaint, an out-of-office and a person's reply to a lesson.
+AFTER_THE_FOUR = {
+    "gone@corp.example": "bounced",
+    "angry@corp.example": "unsubscribed",
+    "away@corp.example": "paused",
+    "curious@corp.example": "active",
+}
+
+
+def statuses(db_url: str) -> dict[str, str]:
+    """Each person's enrolment status, by address."""
+    query = "SELECT p.email, e.status FROM enrollment e JOIN person p ON p.id = e.person_id"
+    return dict(db_rows(db_url, query))

@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 from support import SmtpHandler, cli_env, free_port, run_drip
-from support_inbound import BOUNCE_DOMAIN, db_rows, returned_mail, send_first_lessons
+from support_inbound import (
+    AFTER_THE_FOUR,
+    BOUNCE_DOMAIN,
+    db_rows,
+    returned_mail,
+    send_first_lessons,
+    statuses,
+)
 
 DOVECOT = shutil.which("dovecot") or next(
     (p for p in ("/usr/sbin/dovecot",) if os.path.exists(p)), None
@@ -151,15 +158,7 @@ def test_poll_twice_processes_each_message_once(
     assert second.returncode == 0, second.stderr
     assert "0 new message(s): 0 processed" in second.stdout
 
-    statuses = dict(
-        db_rows(db_url, "SELECT p.email, e.status FROM enrollment e JOIN person p ON p.id = e.person_id")
-    )  # fmt: skip
-    assert statuses == {
-        "gone@corp.example": "bounced",
-        "angry@corp.example": "unsubscribed",
-        "away@corp.example": "paused",
-        "curious@corp.example": "active",
-    }
+    assert statuses(db_url) == AFTER_THE_FOUR
     (until,) = db_rows(db_url, "SELECT paused_until FROM enrollment WHERE status = 'paused'")[0]
     assert str(until) == str(date(2027, 1, 9))  # "bis einschließlich 8. Januar 2027"
     assert db_rows(db_url, "SELECT kind, count(*) FROM event WHERE kind IN "

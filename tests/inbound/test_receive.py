@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 from support import SmtpHandler, cli_env, free_port, run_drip, utc
-from support_inbound import BOUNCE_DOMAIN, db_rows, returned_mail, send_first_lessons
+from support_inbound import (
+    AFTER_THE_FOUR,
+    BOUNCE_DOMAIN,
+    db_rows,
+    returned_mail,
+    send_first_lessons,
+    statuses,
+)
 
 from drip.config import Settings
 
@@ -90,15 +97,7 @@ def test_bounce_complaint_out_of_office_and_question_each_do_their_job(
         code, _ = deliver(port, gone.return_path, returned_mail("postfix_user_unknown.eml", gone))
         assert code == 250
 
-    statuses = dict(
-        db_rows(db_url, "SELECT p.email, e.status FROM enrollment e JOIN person p ON p.id = e.person_id")
-    )  # fmt: skip
-    assert statuses == {
-        "gone@corp.example": "bounced",
-        "angry@corp.example": "unsubscribed",
-        "away@corp.example": "paused",
-        "curious@corp.example": "active",
-    }
+    assert statuses(db_url) == AFTER_THE_FOUR
     reasons = dict(
         db_rows(db_url, "SELECT p.email, e.status_reason FROM enrollment e JOIN person p ON p.id = e.person_id")
     )  # fmt: skip

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 from support import SmtpHandler, serving, utc
-from support_inbound import db_rows, send_first_lessons
+from support_inbound import db_rows, send_first_lessons, statuses
 
 from drip.db import make_engine
 from drip.inbound.webhooks import sns_signed_text
@@ -84,10 +84,6 @@ def site(
     with serving(app) as base:
         yield base, {"sent": sent, "fetched": fetched}
     engine.dispose()
-
-
-def statuses(db_url: str) -> dict[str, str]:
-    return dict(db_rows(db_url, "SELECT p.email, e.status FROM enrollment e JOIN person p ON p.id = e.person_id"))  # fmt: skip
 
 
 def mailgun_body(email: str, key: str = MAILGUN_KEY, event_id: str = "mg-1") -> bytes:
