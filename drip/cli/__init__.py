@@ -55,6 +55,10 @@ def main(ctx: click.Context, quiet: bool, verbose: bool, now_text: str | None) -
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("apscheduler", "cssutils", "alembic", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # httpx logs every request's full URL at INFO, and a webhook's URL can be its secret
+    # (Slack's and Teams' are); drip logs what a delivery did without it.
+    for leaky in ("httpx", "httpcore"):
+        logging.getLogger(leaky).setLevel(logging.WARNING)
 
 
 for _command, _name in (
