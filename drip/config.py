@@ -106,6 +106,11 @@ def mask(setting: Setting, value: Any) -> str:
     if setting.name in ("mail_url", "database_url", "imap_url"):
         # Hide the password of any user:password@ in a URL, whatever its form.
         return re.sub(r"(?<=:)[^:/@]*(?=@)", "****", text) if "@" in text else text
+    if setting.name == "webhook_url":
+        # Slack's and Teams' incoming webhooks are secret paths: show only where they go.
+        parts = urlsplit(text)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname}{port}/****"
     return "****"
 
 

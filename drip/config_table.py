@@ -266,6 +266,7 @@ SETTINGS: tuple[Setting, ...] = (
         _optional_url,
         "Where signed event webhooks are POSTed; empty: off.",
         "use an https URL like https://hr.example.com/hooks/drip",
+        secret=True,  # an incoming webhook's path may be its key (Slack's, Teams')
     ),
     Setting(
         "webhook_secret",

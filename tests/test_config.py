@@ -55,6 +55,16 @@ def test_drip_config_command_masks_secrets(tmp_path: Path) -> None:
     assert "DRIP_MAIL_URL" in result.stdout and "****" in result.stdout
 
 
+def test_a_webhook_url_shows_only_where_it_goes(tmp_path: Path) -> None:
+    hook = "https://hooks.slack.com:8443/services/T0001/B0001/XXXXXXXXXXXXXXXXXXXXXXXX"
+    s = make_settings(tmp_path, webhook_url=hook, webhook_secret="0123456789abcdef")
+    result = run_drip(["config", "--format", "json"], cli_env(s))
+    assert result.returncode == 0, result.stderr
+    assert "XXXXXXXX" not in result.stdout and "T0001" not in result.stdout
+    assert "https://hooks.slack.com:8443/****" in result.stdout
+    assert s.webhook_url == hook  # what drip posts to is the whole URL
+
+
 def test_the_send_window_follows_the_connections_unless_set(tmp_path: Path) -> None:
     import json
 
