@@ -12,8 +12,9 @@ database. Each app runs under uvicorn in this process; the load generator is a s
 user agent. Both apps run under the same uvicorn settings as `drip serve` (one worker, no access
 log; with --stack installed, the default, httptools and uvloop as drip serve uses them; with
 --stack pure, uvicorn's pure-Python h11 on asyncio's loop, which costs the bare endpoint 2-3
-times more CPU a request and so flatters the ratio) and send the same pre-built GIF response, so the difference is drip's work: the token check,
-the delivery lookup, the verdict and the committed event. Each round runs the bare endpoint and
+times more CPU a request and so flatters the ratio) and send the same pre-built GIF response,
+so the difference is drip's work: the token check, the delivery lookup, the verdict and the
+committed event. Each round runs the bare endpoint and
 drip's /o/<token>.gif back to back (alternating which goes first) over the same slice of the
 tokens, and every round starts at another slice (a new app, so its delivery cache is empty).
 Prints each round, min/median/max, the ratio of the medians and the median of the per-round
@@ -21,8 +22,8 @@ ratios (target >= 0.6), the server's CPU time per request (this process: server 
 the load runs elsewhere), the load average before and after, and checks that the events written
 equal the 200s. With --events N the log first holds N earlier opens of random deliveries (a log
 that has run a while: each new event then goes into indexes that size, on random pages; the
-default, 0, measures an empty log). With --db the filled database is kept at PATH and reused by the next run
-(filling a million rows takes a minute); each run deletes the events it wrote.
+default, 0, measures an empty log). With --db the filled database is kept at PATH and reused
+by the next run (filling a million rows takes a minute); each run deletes the events it wrote.
 """
 
 from __future__ import annotations

@@ -63,9 +63,10 @@ def fold(engine: Engine, hold: float = HOLD) -> int:
     read = 0
     size = FIRST
     while True:
-        started = time.monotonic()
         with engine.begin() as conn:
             mark = _lock_mark(conn)
+            # Timed from here: waiting for the lock (a sending pass's) is not holding it.
+            started = time.monotonic()
             if mark >= upto:
                 return read
             high = min(upto, mark + size)

@@ -128,7 +128,7 @@ def test_every_event_arrives_signed_once_and_forgeries_and_replays_are_refused(
     assert "webhook: 18 sent" in pushed.stdout
     # A webhook's URL can be its secret (Slack's and Teams' are): nothing logs it, not even the
     # HTTP library's request lines.
-    assert f"127.0.0.1:{receiver.url.split(':')[2]}" not in caplog.text
+    assert receiver.url.removeprefix("http://") not in caplog.text
 
     # 19 POSTs, all genuine; the one that met the 503 came again with the same id.
     assert len(receiver.deliveries) == 19
