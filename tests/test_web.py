@@ -181,6 +181,24 @@ def test_head_never_counts(site: Site) -> None:
     assert site.events() == []
 
 
+def test_a_pixel_hit_that_gets_no_gif_gets_the_apps_page(site: Site) -> None:
+    # The pixel answers before Starlette's routing; its errors still come back as its pages.
+    token = site.url(Purpose.open, site.delivery("ada@example.com"))[3:-4]
+    for path in (
+        site.url(Purpose.open, 999_999),  # signed, but no such delivery
+        "/o/AAAAAAAAAAAA.gif",  # forged
+        "/o/.gif",
+        f"/o/x/{token}.gif",
+    ):
+        response = site.http.get(path, headers=BROWSER)
+        assert response.status_code == 404, path
+        assert response.headers["content-type"].startswith("text/html")
+        assert "Link not found" in response.text, path
+    assert site.events() == []
+    ok = site.http.get(f"/o/{token}.gif", headers=BROWSER)
+    assert ok.status_code == 200 and ok.headers["content-length"] == str(len(ok.content))
+
+
 def test_click_redirects_to_the_recorded_link_and_implies_an_open(site: Site) -> None:
     delivery = site.delivery("ada@example.com")
     response = site.http.get(site.url(Purpose.click, delivery, 0), headers=BROWSER)
