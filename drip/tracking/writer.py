@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from drip import events, outgoing
+from drip.checkpoints import Checkpointer
 from drip.models import DELIVERY as D
 from drip.tracking.hits import Sent, SentCache, open_row
 from drip.tracking.verdict import counts
@@ -160,7 +161,6 @@ def _known(cache: SentCache, batch: Iterable[OpenHit], read: dict[int, Sent]) ->
 # SQLite's "busy" and "locked": another connection holds the lock, nothing was done.
 BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 MMAP_BYTES = 256 * 2**20  # reads of hot pages without a copy through SQLite's page cache
-REWIND_WAIT_MS = 20
 GATHER = 64  # hits at most in a batch the event loop gathers before it writes
 
 
@@ -191,65 +191,6 @@ def record_opens_now(raw: sqlite3.Connection, cache: SentCache, batch: list[Open
     if rows:
         _write_sqlite(raw, rows)
     return found
-
-
-class Checkpointer:
-    """Runs SQLite's WAL checkpoints in a thread of its own for the writer, whose connection
-    turns its automatic ones off: a checkpoint's fsyncs then never hold up a batch of opens.
-    PASSIVE, like the automatic ones, for the bulk of the copying; then a short RESTART."""
-
-    def __init__(self, engine: Engine, every: int) -> None:
-        self.engine = engine
-        self.every = every  # events written between checkpoints (a few pages each)
-        # Writers append while a passive checkpoint copies, so under steady load it never
-        # catches up and the WAL is never rewound: it would grow without end. A RESTART after
-        # it copies what came meanwhile (little) and the next write starts the WAL from its
-        # beginning again. It needs a moment without a writer, which a busy writer retaking
-        # the lock would never leave it: held while it runs, this lock makes writers wait.
-        self.rewinding = threading.Lock()
-        self._written = 0
-        self._due = threading.Event()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="drip-checkpoint", daemon=True)
-        self._thread.start()
-
-    def wrote(self, count: int) -> None:
-        """Count events written; ask for a checkpoint every `every` of them."""
-        self._written += count
-        if self._written >= self.every:
-            self._written = 0
-            self._due.set()
-
-    def close(self) -> None:
-        """Make a last checkpoint and stop the thread."""
-        self._stopping = True
-        self._due.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while True:
-            self._due.wait()
-            self._due.clear()
-            try:
-                raw = self.engine.raw_connection()  # autocommit: see db._sqlite_pragmas
-                try:
-                    cursor = raw.cursor()
-                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    # Brief: a long reader (a report) or another process's write makes it
-                    # give up until next time rather than hold the pixel's writers off.
-                    (waits,) = cursor.execute("PRAGMA busy_timeout").fetchone()
-                    cursor.execute(f"PRAGMA busy_timeout={REWIND_WAIT_MS}")
-                    try:
-                        with self.rewinding:
-                            cursor.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-                    finally:
-                        cursor.execute(f"PRAGMA busy_timeout={int(waits)}")  # back to the pool
-                finally:
-                    raw.close()
-            except Exception as exc:  # the next one, or any other connection's, catches up
-                log.warning("cannot checkpoint the database: %s", exc)
-            if self._stopping:
-                return
 
 
 class EventWriter:

@@ -1,16 +1,19 @@
 import email
 import email.policy
 import io
+import sqlite3
 import subprocess
 import sys
 from datetime import date, timedelta
 from pathlib import Path
 
 import pypdf
+import pytest
 import sqlalchemy as sa
 from support import SmtpHandler, cli_env, make_settings, run_drip, utc
 from support_peers import Script, scripted_smtp
 
+from drip import checkpoints
 from drip.app import App
 from drip.config import Settings
 from drip.db import session
@@ -504,3 +507,39 @@ def test_a_failed_login_is_tried_once_per_pass_and_everyone_stays_due(
         again = run_drip(["send-due", "--now", "2026-11-30T08:01:00Z"], cli_env(settings))
     assert again.returncode == 0, again.stderr
     assert len(seen.accepted) == 50
+
+
+def test_a_pass_leaves_its_checkpoints_to_a_thread_and_its_connection_as_it_found_it(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not db_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL has no WAL checkpoints to move")
+    monkeypatch.setattr(checkpoints, "PASS_EVERY", 3)
+    app = App.open(make_settings(tmp_path, db_url))
+    setup_cohort(app, [(f"p{i}@example.com", None) for i in range(30)])
+    database = Path(sa.engine.make_url(db_url).database or "")
+    # Held open throughout, so no connection closing last checkpoints on its way out.
+    bystander = sqlite3.connect(database, isolation_level=None)
+    bystander.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = database.stat().st_size
+    automatic: list[int] = []
+
+    def committing(conn: sa.Connection) -> None:
+        raw = conn.connection.dbapi_connection
+        automatic.append(raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0])  # type: ignore[union-attr]
+
+    sa.event.listen(app.engine, "commit", committing)
+    d = app.dispatcher()
+    d.batch_size = 5  # several claims, plans and records: a few dozen commits
+    assert send_due(d, MONDAY + timedelta(hours=8)).sent == 30
+    sa.event.remove(app.engine, "commit", committing)
+    # The pass's commits made no checkpoint of their own (far below the 1,000 pages of the
+    # automatic ones anyway): the thread moved the WAL into the file, the last time on the way out.
+    assert automatic.count(0) >= 10 and set(automatic) <= {0, 1000}
+    assert database.stat().st_size > size
+    frames = bystander.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert frames[1] == frames[2]  # every frame in the WAL was already in the file
+    pooled = app.engine.raw_connection()  # the pass's connection, back in the pool
+    assert pooled.cursor().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    pooled.close()
+    bystander.close()
