@@ -80,10 +80,12 @@ class Checkpointer:
 
 @contextmanager
 def checkpoints_aside(conn: sa.Connection, every: int | None = None) -> Iterator[None]:
-    """While it lasts, a Checkpointer thread makes the checkpoints of `conn`'s commits (one
-    every `every` commits, PASS_EVERY unless said) and `conn` makes none: its commits only
-    append to the WAL. The connection's own setting is restored after, and a last checkpoint
-    made. Nothing changes on another database than SQLite's."""
+    """While it lasts, `conn` makes no checkpoint of its own: its commits only append to the
+    WAL. From its `every`-th commit on (PASS_EVERY unless said) a Checkpointer thread makes
+    one every `every` commits, and a last one on the way out; a pass that commits less (an
+    idle tick) starts no thread and leaves its few pages to the next automatic checkpoint. The
+    connection's own setting is restored after. Nothing changes on another database than
+    SQLite's."""
     if conn.dialect.name != "sqlite":
         yield
         return
@@ -91,10 +93,19 @@ def checkpoints_aside(conn: sa.Connection, every: int | None = None) -> Iterator
     assert raw is not None
     (before,) = raw.execute("PRAGMA wal_autocheckpoint").fetchone()
     raw.execute("PRAGMA wal_autocheckpoint=0")
-    checkpointer = Checkpointer(conn.engine, every or PASS_EVERY)
+    often = every or PASS_EVERY
+    commits = 0
+    checkpointer: Checkpointer | None = None
 
     def committed(_conn: sa.Connection) -> None:
-        checkpointer.wrote(1)
+        nonlocal commits, checkpointer
+        if checkpointer is not None:
+            checkpointer.wrote(1)
+            return
+        commits += 1
+        if commits >= often:
+            checkpointer = Checkpointer(conn.engine, often)
+            checkpointer.wrote(often)  # the first one now
 
     sa.event.listen(conn, "commit", committed)
     try:
@@ -104,4 +115,5 @@ def checkpoints_aside(conn: sa.Connection, every: int | None = None) -> Iterator
         try:
             raw.execute(f"PRAGMA wal_autocheckpoint={int(before)}")  # back to the pool as it was
         finally:
-            checkpointer.close()
+            if checkpointer is not None:
+                checkpointer.close()

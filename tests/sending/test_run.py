@@ -6,6 +6,7 @@ import subprocess
 import sys
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pypdf
 import pytest
@@ -528,11 +529,22 @@ def test_a_pass_leaves_its_checkpoints_to_a_thread_and_its_connection_as_it_foun
         raw = conn.connection.dbapi_connection
         automatic.append(raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0])  # type: ignore[union-attr]
 
-    sa.event.listen(app.engine, "commit", committing)
+    started: list[checkpoints.Checkpointer] = []
+
+    class Counted(checkpoints.Checkpointer):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            started.append(self)
+
+    monkeypatch.setattr(checkpoints, "Checkpointer", Counted)
     d = app.dispatcher()
     d.batch_size = 5  # several claims, plans and records: a few dozen commits
+    assert send_due(d, MONDAY).sent == 0  # before anyone's window: an idle tick
+    assert started == []  # too few commits for a thread
+    sa.event.listen(app.engine, "commit", committing)
     assert send_due(d, MONDAY + timedelta(hours=8)).sent == 30
     sa.event.remove(app.engine, "commit", committing)
+    assert len(started) == 1
     # The pass's commits made no checkpoint of their own (far below the 1,000 pages of the
     # automatic ones anyway): the thread moved the WAL into the file, the last time on the way out.
     assert automatic.count(0) >= 10 and set(automatic) <= {0, 1000}
