@@ -15,12 +15,14 @@ log; with --stack installed, the default, httptools and uvloop as drip serve use
 times more CPU a request and so flatters the ratio) and send the same pre-built GIF response,
 so the difference is drip's work: the token check, the delivery lookup, the verdict and the
 committed event. Each round runs the bare endpoint and
-drip's /o/<token>.gif back to back (alternating which goes first) over the same slice of the
+drip's /o/<token>.gif back to back (rotating which goes first) over the same slice of the
 tokens, and every round starts at another slice (a new app, so its delivery cache is empty).
 Prints each round, min/median/max, the ratio of the medians and the median of the per-round
 ratios (target >= 0.6), the server's CPU time per request (this process: server threads only,
 the load runs elsewhere), the load average before and after, and checks that the events written
-equal the 200s. With --events N the log first holds N earlier opens of random deliveries (a log
+equal the 200s. A second baseline, a plain ASGI callable sending the same GIF, runs in the same
+rounds (the three apps in rotating order): drip's pixel answers before Starlette's middleware and
+routing, so its ratio to that one is printed too. With --events N the log first holds N earlier opens of random deliveries (a log
 that has run a while: each new event then goes into indexes that size, on random pages; the
 default, 0, measures an empty log). With --db the filled database is kept at PATH and reused
 by the next run (filling a million rows takes a minute); each run deletes the events it wrote.
@@ -44,6 +46,7 @@ import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 import uvicorn
@@ -153,6 +156,20 @@ def bare_app() -> Starlette:
     return Starlette(routes=[Route("/o/{token}.gif", gif, methods=["GET"])])
 
 
+def raw_app() -> Any:
+    """The second baseline: the same GIF and headers from a plain ASGI callable, without
+    Starlette's middleware and routing (drip's pixel skips them too)."""
+    start = {"type": "http.response.start", "status": 200, "headers": PIXEL.raw_headers}
+    body = {"type": "http.response.body", "body": PIXEL.body}
+
+    async def gif(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send(start)
+            await send(body)
+
+    return gif
+
+
 STACKS = {
     # What `drip serve` runs: uvicorn's auto choice, httptools and uvloop (drip depends on both).
     "installed": {"http": "auto", "loop": "auto"},
@@ -161,7 +178,7 @@ STACKS = {
 }
 
 
-def serve(app: Starlette, stack: str) -> tuple[uvicorn.Server, threading.Thread, int]:
+def serve(app: Any, stack: str) -> tuple[uvicorn.Server, threading.Thread, int]:
     """Start uvicorn on a free port in a thread and wait until it listens."""
     port = free_port()
     config = uvicorn.Config(
@@ -227,7 +244,7 @@ def load_wrk(port: int, paths: list[str], seconds: float, connections: int) -> t
 
 
 def measure(
-    app: Starlette, paths: list[str], seconds: float, connections: int, use_wrk: bool, stack: str
+    app: Any, paths: list[str], seconds: float, connections: int, use_wrk: bool, stack: str
 ) -> tuple[int, int, float]:
     """Serve the app and run the load process against it; (200 responses, others, CPU seconds
     this process spent meanwhile)."""
@@ -321,18 +338,24 @@ def main() -> None:
 
         load_before = os.getloadavg()
         bare_rates, drip_rates, bare_cpu, drip_cpu = [], [], [], []
+        raw_rates: list[float] = []
         drip_ok = drip_other = bare_other = 0
+        order = ("bare", "raw", "drip")
         for n in range(args.rounds):
             start = n * len(paths) // args.rounds
             slice_ = paths[start:] + paths[:start]
-            for which in ("bare", "drip") if n % 2 == 0 else ("drip", "bare"):
-                if which == "bare":
+            for which in order[n % 3 :] + order[: n % 3]:
+                if which in ("bare", "raw"):
+                    baseline = bare_app() if which == "bare" else raw_app()
                     ok, other, cpu = measure(
-                        bare_app(), slice_, args.seconds, args.connections, use_wrk, args.stack
+                        baseline, slice_, args.seconds, args.connections, use_wrk, args.stack
                     )
+                    bare_other += other
+                    if which == "raw":
+                        raw_rates.append(ok / args.seconds)
+                        continue
                     bare_rates.append(ok / args.seconds)
                     bare_cpu.append(cpu / max(ok, 1))
-                    bare_other += other
                     continue
                 drip_app = create_app(app.engine, settings, token_limit=10**9, ip_limit=10**9)
                 ok, other, cpu = measure(
@@ -383,6 +406,13 @@ def main() -> None:
         f"ratio drip/bare (medians)   : {ratio:9.2f}; per round "
         + ", ".join(f"{r:.2f}" for r in per_round)
         + f", median {statistics.median(per_round):.2f} (target >= 0.6)"
+    )
+    raw_rate = statistics.median(raw_rates)
+    print(
+        f"bare ASGI GIF (no Starlette): {raw_rate:9,.0f} req/s median "
+        f"({min(raw_rates):,.0f} / {raw_rate:,.0f} / {max(raw_rates):,.0f}); drip/bare ASGI "
+        + ", ".join(f"{d / r:.2f}" for r, d in zip(raw_rates, drip_rates, strict=True))
+        + f", median {drip_rate / raw_rate:.2f} (drip's pixel skips Starlette's layers too)"
     )
     # wrk stops counting at the deadline: requests then in flight were answered and written
     # but not counted, at most one per connection and round.
