@@ -14,17 +14,17 @@ log; with --stack installed, the default, httptools and uvloop as drip serve use
 --stack pure, uvicorn's pure-Python h11 on asyncio's loop, which costs the bare endpoint 2-3
 times more CPU a request and so flatters the ratio) and send the same pre-built GIF response,
 so the difference is drip's work: the token check, the delivery lookup, the verdict and the
-committed event. Each round runs the bare endpoint and
-drip's /o/<token>.gif back to back (rotating which goes first) over the same slice of the
-tokens, and every round starts at another slice (a new app, so its delivery cache is empty).
+committed event. Each round runs the bare endpoint, a plain ASGI callable sending the same GIF
+(a second baseline: drip's pixel answers before Starlette's middleware and routing, which the
+bare Starlette endpoint still pays) and drip's /o/<token>.gif back to back, rotating which goes
+first, over the same slice of the tokens, and every round starts at another slice (a new app, so
+its delivery cache is empty).
 Prints each round, min/median/max, the ratio of the medians and the median of the per-round
 ratios (target >= 0.6), the server's CPU time per request (this process: server threads only,
 the load runs elsewhere), the load average before and after, and checks that the events written
-equal the 200s. A second baseline, a plain ASGI callable sending the same GIF, runs in the same
-rounds (the three apps in rotating order): drip's pixel answers before Starlette's middleware and
-routing, so its ratio to that one is printed too. With --events N the log first holds N earlier opens of random deliveries (a log
-that has run a while: each new event then goes into indexes that size, on random pages; the
-default, 0, measures an empty log). With --db the filled database is kept at PATH and reused
+equal the 200s; drip's ratio to the plain ASGI baseline is printed too. With --events N the
+log first holds N earlier opens of random deliveries (a log that has run a while: each new event
+then goes into indexes that size, on random pages; the default, 0, measures an empty log). With --db the filled database is kept at PATH and reused
 by the next run (filling a million rows takes a minute); each run deletes the events it wrote.
 """
 
@@ -345,26 +345,27 @@ def main() -> None:
             start = n * len(paths) // args.rounds
             slice_ = paths[start:] + paths[:start]
             for which in order[n % 3 :] + order[: n % 3]:
-                if which in ("bare", "raw"):
-                    baseline = bare_app() if which == "bare" else raw_app()
-                    ok, other, cpu = measure(
-                        baseline, slice_, args.seconds, args.connections, use_wrk, args.stack
-                    )
+                apps = {"bare": bare_app, "raw": raw_app}
+                app_ = (
+                    apps[which]()
+                    if which in apps
+                    else create_app(app.engine, settings, token_limit=10**9, ip_limit=10**9)
+                )
+                ok, other, cpu = measure(
+                    app_, slice_, args.seconds, args.connections, use_wrk, args.stack
+                )
+                if which == "raw":
+                    raw_rates.append(ok / args.seconds)
                     bare_other += other
-                    if which == "raw":
-                        raw_rates.append(ok / args.seconds)
-                        continue
+                elif which == "bare":
                     bare_rates.append(ok / args.seconds)
                     bare_cpu.append(cpu / max(ok, 1))
-                    continue
-                drip_app = create_app(app.engine, settings, token_limit=10**9, ip_limit=10**9)
-                ok, other, cpu = measure(
-                    drip_app, slice_, args.seconds, args.connections, use_wrk, args.stack
-                )
-                drip_rates.append(ok / args.seconds)
-                drip_cpu.append(cpu / max(ok, 1))
-                drip_ok += ok
-                drip_other += other
+                    bare_other += other
+                else:
+                    drip_rates.append(ok / args.seconds)
+                    drip_cpu.append(cpu / max(ok, 1))
+                    drip_ok += ok
+                    drip_other += other
         load_after = os.getloadavg()
         events = open_events(app.engine) - events_before
         # A reused database starts each run alike: events left behind grow the event indexes
@@ -412,7 +413,7 @@ def main() -> None:
         f"bare ASGI GIF (no Starlette): {raw_rate:9,.0f} req/s median "
         f"({min(raw_rates):,.0f} / {raw_rate:,.0f} / {max(raw_rates):,.0f}); drip/bare ASGI "
         + ", ".join(f"{d / r:.2f}" for r, d in zip(raw_rates, drip_rates, strict=True))
-        + f", median {drip_rate / raw_rate:.2f} (drip's pixel skips Starlette's layers too)"
+        + f"; of the medians {drip_rate / raw_rate:.2f} (drip's pixel skips Starlette's layers too)"
     )
     # wrk stops counting at the deadline: requests then in flight were answered and written
     # but not counted, at most one per connection and round.
