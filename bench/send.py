@@ -1,6 +1,7 @@
 """End-to-end sending rate (claim, plan, build, send, record) against two raw baselines, interleaved.
 
 Run: python bench/send.py [--people 20000] [--rounds 3] [--connections 4] [--window auto]
+                          [--history N]
 
 Method: an SMTP sink (bench/sink.py, offers PIPELINING) runs in its own process. Each round runs,
 in rotating order: (1) drip: a copy of a SQLite file with PEOPLE people due at once, one
@@ -27,7 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from drip.app import App  # noqa: E402
 from drip.config import load_settings  # noqa: E402
 from drip.db import migrate  # noqa: E402
 from drip.mail.build import Recipient  # noqa: E402
-from drip.models import ENROLLMENT  # noqa: E402
+from drip.models import DELIVERY, ENROLLMENT, PERSON  # noqa: E402
 from drip.people.cohorts import create_cohort, get_cohort  # noqa: E402
 from drip.people.csv import Row  # noqa: E402
 from drip.people.enroll import enroll_rows  # noqa: E402
@@ -73,19 +74,20 @@ def settings_for(db: Path | str, port: int, connections: int, window: int | str)
     )
 
 
-def make_template_db(path: Path | str, people: int) -> None:
-    """A SQLite file (or the database at a URL) with `people` people due at NOW in one cohort,
-    made in a child process so that enrolment's memory does not count in the peak of the
-    sending measured here."""
+def make_template_db(path: Path | str, people: int, history: int = 0) -> None:
+    """A SQLite file (or the database at a URL) with `people` people due at NOW in one cohort
+    (and `history` earlier deliveries), made in a child process so that enrolment's memory does
+    not count in the peak of the sending measured here."""
     import subprocess
 
     subprocess.run(
-        [sys.executable, __file__, "--make-template", str(path), "--people", str(people)],
+        [sys.executable, __file__, "--make-template", str(path), "--people", str(people),
+         "--history", str(history)],
         check=True,
-    )
+    )  # fmt: skip
 
 
-def _make_template_db(path: str, people: int) -> None:
+def _make_template_db(path: str, people: int, history: int = 0) -> None:
     app = App.open(settings_for(path if "://" in path else Path(path), 1, 1, 8), check=False)
     migrate(app.engine)
     create_cohort(
@@ -97,7 +99,44 @@ def _make_template_db(path: str, people: int) -> None:
         cohort = get_cohort(db, "bench")
     rows = [Row(i, f"person{i}@example.com", f"Person {i}", None) for i in range(people)]
     enroll_rows(app.engine, cohort, rows, now=NOW)
+    add_history(app.engine, history)
     app.engine.dispose()
+
+
+def add_history(engine: sa.Engine, deliveries: int) -> None:
+    """Earlier sent lessons, 20 to a person, of people who have finished (never due again),
+    with random Message-IDs as drip made them before they began with the time."""
+    import secrets
+
+    with engine.begin() as conn:
+        enrollment = dict(conn.execute(sa.select(ENROLLMENT).limit(1)).mappings().one())
+        person_id = conn.execute(sa.select(sa.func.max(PERSON.c.id))).scalar_one()
+        enrollment_id = conn.execute(sa.select(sa.func.max(ENROLLMENT.c.id))).scalar_one()
+    sent = NOW - timedelta(days=60)
+    people = -(-deliveries // 20)
+    for start in range(0, people, 5_000):
+        count = min(5_000, people - start)
+        with engine.begin() as conn:
+            conn.execute(
+                PERSON.insert(),
+                [{"id": person_id + start + i + 1, "email": f"earlier{start + i}@example.com",
+                  "name": f"Earlier {start + i}", "created_at": sent} for i in range(count)],
+            )  # fmt: skip
+            conn.execute(
+                ENROLLMENT.insert(),
+                [{**enrollment, "id": enrollment_id + start + i + 1,
+                  "person_id": person_id + start + i + 1, "status": "completed",
+                  "next_due_at": None, "lessons_sent": 20} for i in range(count)],
+            )  # fmt: skip
+            conn.execute(
+                DELIVERY.insert(),
+                [{"enrollment_id": enrollment_id + start + i + 1, "lesson_slug": f"earlier-{n}",
+                  "position": n, "content_hash": "0" * 64, "kind": "lesson",
+                  "message_id": f"<{secrets.token_hex(16)}@example.com>", "created_at": sent,
+                  "status": "sent", "attempts": 1, "sent_at": sent, "last_error": ""}
+                 for i in range(count) for n in range(20)
+                 if (start + i) * 20 + n < deliveries],
+            )  # fmt: skip
 
 
 def sample_message(app: App) -> bytes:
@@ -255,6 +294,10 @@ def main() -> None:
     parser.add_argument(
         "--window", default="auto", help="DRIP_SEND_WINDOW (auto: 4 x connections, drip's default)"
     )
+    parser.add_argument(
+        "--history", type=int, default=0,
+        help="earlier deliveries the database holds first (a database that has run a while)",
+    )  # fmt: skip
     parser.add_argument("--make-template", help=argparse.SUPPRESS)
     parser.add_argument("--dkim", action="store_true", help="Only measure DKIM's cost a message.")
     args = parser.parse_args()
@@ -262,11 +305,12 @@ def main() -> None:
         dkim_cost()
         return
     if args.make_template:
-        _make_template_db(args.make_template, args.people)
+        _make_template_db(args.make_template, args.people, args.history)
         return
     print(__doc__.split("\n\n", 2)[2].strip() if __doc__ else "")
     print(
-        f"\npeople due: {args.people:,}; connections: {args.connections}; window: {args.window}; "
+        f"\npeople due: {args.people:,}; earlier deliveries: {args.history:,}; "
+        f"connections: {args.connections}; window: {args.window}; "
         f"rounds: {args.rounds}\n"
     )
     port = free_port()
@@ -277,7 +321,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             tmp = Path(folder)
             template = tmp / "template.db"
-            make_template_db(template, args.people)
+            make_template_db(template, args.people, args.history)
             data = sample_message(App.open(settings_for(template, port, 1, 8), check=False))
             measures: dict[str, Callable[[], float]] = {
                 "pipelined raw": lambda: pipelined_raw(port, data, args.people, args.connections),

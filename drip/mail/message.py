@@ -6,6 +6,7 @@ import binascii
 import hashlib
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -122,9 +123,19 @@ def sender_domain(sender: str) -> str:
 
 
 def new_message_id(domain: str) -> str:
-    """A fresh Message-ID on the sender's domain: 128 random bits, as a UUID4 holds (less 6),
-    without building a UUID object (2.5 us -> 0.7)."""
-    return f"<{secrets.token_hex(16)}@{domain}>"
+    """A fresh Message-ID on the sender's domain: the time in microseconds, never falling
+    within a process, then 128 random bits (which alone make it unique and unguessable).
+
+    The time first puts the new deliveries' ids side by side at one end of the unique index on
+    message_id, as a serial key's would be. With random ids alone, each of a pass's new
+    deliveries went into a page of its own among those of every earlier delivery: written to
+    the WAL, then checkpointed, and read from disk once the index outgrows the cache."""
+    global _last_stamp
+    stamp = _last_stamp = max(time.time_ns() // 1000, _last_stamp + 1)
+    return f"<{stamp:014x}.{secrets.token_hex(16)}@{domain}>"
+
+
+_last_stamp = 0  # the last Message-ID's time: a clock set back does not undo the order
 
 
 class DotSafe(bytes):

@@ -14,7 +14,12 @@ from support import LESSONS, TEMPLATES, spam_score
 from drip.curriculum.load import load_course
 from drip.errors import HeaderError
 from drip.mail.build import LessonMail, Recipient
-from drip.mail.message import MessageTemplate, check_header_value, format_address
+from drip.mail.message import (
+    MessageTemplate,
+    check_header_value,
+    format_address,
+    new_message_id,
+)
 from drip.mail.render import Renderer, recipient_keys
 
 NOW = datetime(2026, 12, 1, 7, 30, tzinfo=UTC)
@@ -241,3 +246,20 @@ def test_spamassassin_local_rules_score_the_welcome_and_other_notes_below_1(kind
         data = notes.completion(course, who, summary)
     score, report = spam_score(data)
     assert score < 1.0, report
+
+
+def test_message_ids_are_unique_and_sort_in_the_order_they_were_made():
+    # The time comes first so that a pass's new deliveries sit together at one end of the
+    # unique index on message_id; 128 random bits after it keep each unique and unguessable.
+    ids = [new_message_id("example.com") for _ in range(2_000)]
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+    for message_id in ids[:50]:
+        stamp, _, rest = message_id[1:-1].partition(".")
+        random_part, _, domain = rest.partition("@")
+        assert len(stamp) == 14 and int(stamp, 16) > 0
+        assert len(random_part) == 32 and int(random_part, 16) >= 0
+        assert domain == "example.com"
+        assert message_id.startswith("<") and message_id.endswith(">")
+    assert len({i.split(".")[1] for i in ids}) == len(ids)  # the random parts alone differ
+    check_header_value("Message-ID", ids[0])
