@@ -2,7 +2,7 @@
 
 Run: python bench/track.py [--seconds 5] [--rounds 3] [--connections 8]
                            [--deliveries 1000000] [--tokens 100000] [--db PATH]
-                           [--stack installed|pure] [--events N]
+                           [--stack installed|pure] [--events N] [--without-write]
 
 Method: a SQLite file holds DELIVERIES deliveries (50,000 people x 20 lessons, bulk-inserted
 after one real pass made the lesson version); the load cycles through TOKENS distinct open
@@ -26,6 +26,9 @@ equal the 200s; drip's ratio to the plain ASGI baseline is printed too. With --e
 log first holds N earlier opens of random deliveries (a log that has run a while: each new event
 then goes into indexes that size, on random pages; the default, 0, measures an empty log). With --db the filled database is kept at PATH and reused
 by the next run (filling a million rows takes a minute); each run deletes the events it wrote.
+With --without-write drip's pixel does everything but write: the token check, the delivery
+lookup and the verdict, then no INSERT and no commit (a floor for what a committed event costs;
+its 200s then have no events, and the check says so).
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ from drip.people.enroll import enroll_rows
 from drip.sending.run import send_due
 from drip.states import EventKind, Verdict
 from drip.tokens import Purpose, make_token
+from drip.tracking import writer
 from drip.web import PIXEL, SERVER_OPTIONS, create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -290,7 +294,13 @@ def main() -> None:
     parser.add_argument(
         "--db", help="keep the filled SQLite database at this path and reuse it when it exists"
     )
+    parser.add_argument(
+        "--without-write", action="store_true",
+        help="drip's pixel does everything but write its events (what the write costs)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.without_write:
+        writer._write_sqlite = lambda raw, rows: None  # a measurement, never drip's behaviour
     use_wrk = args.load == "wrk" or (args.load == "auto" and shutil.which("wrk") is not None)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.db).resolve().parent if args.db else Path(tmp)
@@ -417,6 +427,9 @@ def main() -> None:
     )
     # wrk stops counting at the deadline: requests then in flight were answered and written
     # but not counted, at most one per connection and round.
+    if args.without_write:
+        print(f"events written {events:,}: none, as --without-write asks (not drip's behaviour)")
+        sys.exit(1 if events or drip_other else 0)
     in_flight = events - drip_ok
     exact = 0 <= in_flight <= (args.connections * args.rounds if use_wrk else 0)
     print(
