@@ -24,8 +24,9 @@ ratios (target >= 0.6), the server's CPU time per request (this process: server 
 the load runs elsewhere), the load average before and after, and checks that the events written
 equal the 200s; drip's ratio to the plain ASGI baseline is printed too. With --events N the
 log first holds N earlier opens of random deliveries (a log that has run a while: each new event
-then goes into indexes that size, on random pages; the default, 0, measures an empty log). With --db the filled database is kept at PATH and reused
-by the next run (filling a million rows takes a minute); each run deletes the events it wrote.
+then goes into indexes that size, on random pages; the default, 0, measures an empty log). With
+--db the filled database is kept at PATH and reused by the next run (filling a million rows
+takes a minute); each run deletes the events it wrote.
 With --without-write drip's pixel does everything but write: the token check, the delivery
 lookup and the verdict, then no INSERT and no commit (a floor for what a committed event costs;
 its 200s then have no events, and the check says so).
@@ -74,7 +75,7 @@ from drip.sending.run import send_due
 from drip.states import EventKind, Verdict
 from drip.tokens import Purpose, make_token
 from drip.tracking import writer
-from drip.web import PIXEL, SERVER_OPTIONS, create_app
+from drip.web import PIXEL, PIXEL_BODY, PIXEL_START, SERVER_OPTIONS, create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # a Monday, inside everyone's window
@@ -163,13 +164,11 @@ def bare_app() -> Starlette:
 def raw_app() -> Any:
     """The second baseline: the same GIF and headers from a plain ASGI callable, without
     Starlette's middleware and routing (drip's pixel skips them too)."""
-    start = {"type": "http.response.start", "status": 200, "headers": PIXEL.raw_headers}
-    body = {"type": "http.response.body", "body": PIXEL.body}
 
     async def gif(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            await send(start)
-            await send(body)
+            await send(PIXEL_START)
+            await send(PIXEL_BODY)
 
     return gif
 
@@ -351,14 +350,14 @@ def main() -> None:
         raw_rates: list[float] = []
         drip_ok = drip_other = bare_other = 0
         order = ("bare", "raw", "drip")
+        baselines = {"bare": bare_app, "raw": raw_app}
         for n in range(args.rounds):
             start = n * len(paths) // args.rounds
             slice_ = paths[start:] + paths[:start]
             for which in order[n % 3 :] + order[: n % 3]:
-                apps = {"bare": bare_app, "raw": raw_app}
                 app_ = (
-                    apps[which]()
-                    if which in apps
+                    baselines[which]()
+                    if which in baselines
                     else create_app(app.engine, settings, token_limit=10**9, ip_limit=10**9)
                 )
                 ok, other, cpu = measure(
