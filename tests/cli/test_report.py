@@ -158,6 +158,9 @@ def test_follow_streams_new_events_until_ctrl_c(scenario: Scenario) -> None:
         [sys.executable, "-m", "drip.cli", "log", "--follow", "--format", "jsonl",
          "--kind", "open", "--person", "fay@example.com"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As from a terminal: a suite started in the background (no job control) hands its
+        # children SIGINT ignored, and Python then never turns Ctrl-C into KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     lines: Queue[str] = Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in process.stdout], daemon=True).start()  # type: ignore[union-attr]
