@@ -154,14 +154,18 @@ def test_log_filters(scenario: Scenario) -> None:
 
 def test_follow_streams_new_events_until_ctrl_c(scenario: Scenario) -> None:
     env = cli_env(scenario.settings)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "drip.cli", "log", "--follow", "--format", "jsonl",
-         "--kind", "open", "--person", "fay@example.com"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # As from a terminal: a suite started in the background (no job control) hands its
-        # children SIGINT ignored, and Python then never turns Ctrl-C into KeyboardInterrupt.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
+    # As from a terminal: a suite started in the background (no job control) has SIGINT
+    # ignored, which a child keeps, and Python then never turns Ctrl-C into KeyboardInterrupt.
+    # A handler of ours is reset to the default in the child (no preexec_fn: threads run here).
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "drip.cli", "log", "--follow", "--format", "jsonl",
+             "--kind", "open", "--person", "fay@example.com"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, before)
     lines: Queue[str] = Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in process.stdout], daemon=True).start()  # type: ignore[union-attr]
     try:
